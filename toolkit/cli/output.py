@@ -1,0 +1,62 @@
+"""Everything toolkit prints goes through here (rich on a terminal, plain text otherwise)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
+
+
+def info(message: str) -> None:
+    out.print(message, markup=False)
+
+
+def success(message: str) -> None:
+    out.print(f"[green]✓[/green] {_escape(message)}")
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {_escape(message)}")
+
+
+def error(message: str, hint: str | None = None) -> None:
+    err.print(f"[red]error:[/red] {_escape(message)}")
+    if hint:
+        err.print(f"  [dim]→[/dim] {_escape(hint)}")
+
+
+def status_line(status: str, name: str, detail: str, fix: str | None = None) -> None:
+    style = _STYLE.get(status, "")
+    out.print(f"[{style}]{status:>4}[/{style}]  {_escape(name):<16} {_escape(detail)}")
+    if fix and status != "ok":
+        out.print(f"{'':>6}{'':<16} [dim]fix: {_escape(fix)}[/dim]")
+
+
+def as_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+@contextmanager
+def progress(title: str) -> Iterator[Any]:
+    """A live status line on a terminal; plain lines in logs and CI. Yields an update(str) function."""
+    if out.is_terminal:
+        with out.status(_escape(title)) as live:
+            yield lambda text: live.update(f"{_escape(title)} [dim]{_escape(text)}[/dim]")
+    else:
+        info(title)
+        yield lambda text: info(f"  {text}")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

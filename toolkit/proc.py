@@ -1,0 +1,98 @@
+"""The one place toolkit starts outside programs (debootstrap, tar, pip-tools, pip, git)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit.errors import UserError
+
+
+@dataclass(frozen=True)
+class Result:
+    """How a program ended and the tail of what it printed."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    tail: tuple[str, ...]  # last lines of stdout+stderr
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def require(program: str, install_hint: str) -> str:
+    """The full path of `program`, or a UserError saying how to install it."""
+    found = shutil.which(program)
+    if not found:
+        raise UserError(f"{program} is not installed", hint=install_hint)
+    return found
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+    tail_lines: int = 30,
+) -> Result:
+    """Run a program to completion, appending its output to `log` and passing lines to `on_line`.
+
+    The child runs in its own process group so Ctrl-C reaches toolkit first, which then stops it.
+    """
+    tail: list[str] = []
+    log_file = log.open("a", encoding="utf-8") if log else None
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                if log_file:
+                    log_file.write(line)
+                tail.append(line.rstrip("\n"))
+                del tail[:-tail_lines]
+                if on_line:
+                    on_line(line.rstrip("\n"))
+            returncode = proc.wait()
+        except BaseException:
+            _stop(proc)
+            raise
+    finally:
+        if log_file:
+            log_file.close()
+    return Result(tuple(argv), returncode, tuple(tail))
+
+
+def output(argv: Sequence[str], *, cwd: Path | None = None) -> str | None:
+    """Stdout of a quick query program, or None when it is missing or fails."""
+    try:
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, cwd=cwd, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, 9)
