@@ -1,4 +1,4 @@
-"""Base images with no registry: debootstrap a minimal Debian with Python, import it, tag by inputs."""
+"""Base images with no registry: debootstrap a minimal Debian with Python, tagged by its inputs."""
 
 from __future__ import annotations
 

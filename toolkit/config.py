@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -192,7 +192,7 @@ def _base(s: _Section) -> BaseConfig:
 
 def _targets(s: _Section, root: Path) -> dict[str, TargetConfig]:
     targets = {}
-    for name in s.keys():
+    for name in s.key_names():
         try:
             _name(name)
         except _Expected as exc:
@@ -284,7 +284,7 @@ class _Section:
         got = "" if value is _MISSING else f", got {_show(value)}"
         return ConfigError(f"{self.file}: {where}: expected {expected}{got}")
 
-    def keys(self) -> list[str]:
+    def key_names(self) -> list[str]:
         for key in self.data:
             if not isinstance(key, str):
                 raise self.error("", "string keys", key)
@@ -319,9 +319,7 @@ class _Section:
         for key in self.data:
             if key not in self.used:
                 hint = _did_you_mean(str(key), [str(k) for k in self.used])
-                raise ConfigError(
-                    f"{self.file}: {self.key_path(str(key))}: unknown key", hint=hint
-                )
+                raise ConfigError(f"{self.file}: {self.key_path(str(key))}: unknown key", hint=hint)
 
 
 class _Expected(Exception):
@@ -421,7 +419,7 @@ def _choice(*options: str) -> Callable[[object, str], Any]:
     def parse(value: object, _: str = "") -> str:
         if value not in options:
             raise _Expected(" or ".join(repr(o) for o in options))
-        return cast(str, value)
+        return str(value)
 
     return parse
 

@@ -67,7 +67,7 @@ def as_json(checks: list[Check]) -> dict[str, Any]:
 def _worst(checks: list[Check]) -> Status:
     for status in ("fail", "warn"):
         if any(c.status == status for c in checks):
-            return status  # type: ignore[return-value]
+            return status
     return "ok"
 
 
@@ -130,8 +130,9 @@ def _gpu_check(report: GpuReport, wants_gpu: bool) -> Check:
         detail = f"no GPU: {report.error or 'the driver lists none'}"
         fix = "run gpu targets on a machine with an NVIDIA GPU" if wants_gpu else None
         return Check("gpu", status, detail, fix)
-    names = ", ".join(f"{g.index}: {g.name} ({g.memory_gib} GiB, sm_{g.compute_capability})"
-                      for g in report.gpus)
+    names = ", ".join(
+        f"{g.index}: {g.name} ({g.memory_gib} GiB, sm_{g.compute_capability})" for g in report.gpus
+    )
     return Check("gpu", "ok", f"driver {report.driver}, CUDA {report.cuda_driver}; {names}")
 
 
@@ -156,17 +157,28 @@ def _base_checks(cfg: Config | None) -> list[Check]:
         if target.base == DEBIAN_BASE:
             ref = f"{base.REPOSITORY}:{base.base_tag(cfg.base)}"
             if engine.image(ref) is None:
-                checks.append(Check(f"base for {target.name}", "warn", f"{ref} missing",
-                                    "run `toolkit base`"))
+                checks.append(
+                    Check(f"base for {target.name}", "warn", f"{ref} missing", "run `toolkit base`")
+                )
             else:
                 checks.append(Check(f"base for {target.name}", "ok", ref))
         elif not target.base_is_pinned:
-            checks.append(Check(f"base for {target.name}", "warn",
-                                f"{target.base} is not pinned by digest",
-                                "use name@sha256:<digest> so every build starts from the same bytes"))
+            checks.append(
+                Check(
+                    f"base for {target.name}",
+                    "warn",
+                    f"{target.base} is not pinned by digest",
+                    "use name@sha256:<digest> so every build starts from the same bytes",
+                )
+            )
         else:
             present_ref = engine.image(target.base) is not None
-            checks.append(Check(f"base for {target.name}", "ok" if present_ref else "warn",
-                                target.base + ("" if present_ref else " not pulled"),
-                                None if present_ref else f"docker pull {target.base}"))
+            checks.append(
+                Check(
+                    f"base for {target.name}",
+                    "ok" if present_ref else "warn",
+                    target.base + ("" if present_ref else " not pulled"),
+                    None if present_ref else f"docker pull {target.base}",
+                )
+            )
     return checks

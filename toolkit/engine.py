@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +42,13 @@ class ImageInfo:
 def client() -> Any:
     """A connected docker client, or EngineUnavailable with what to do."""
     try:
-        import docker
         from docker.errors import DockerException
+
+        import docker
     except ImportError as exc:  # pragma: no cover - a broken install
         raise EngineUnavailable(f"the docker SDK is not installed: {exc}") from None
     try:
-        docker_client = docker.from_env(timeout=600)
+        docker_client = docker.from_env(timeout=600)  # type: ignore[attr-defined]
         docker_client.ping()
     except DockerException as exc:
         reason = str(exc).splitlines()[0][:200]
@@ -111,10 +113,8 @@ def remove_image(ref: str) -> None:
     """Remove an image; a missing one is not an error."""
     from docker.errors import ImageNotFound
 
-    try:
+    with contextlib.suppress(ImageNotFound):
         client().images.remove(ref, force=True)
-    except ImageNotFound:
-        pass
 
 
 def _image_info(img: Any) -> ImageInfo:

@@ -40,7 +40,7 @@ class Options:
         return load_config(self.config)
 
     def load_optional(self) -> Config | None:
-        """The project's config, or None when there is no toolkit.yaml (explicit --config must exist)."""
+        """The project config, or None without a toolkit.yaml (an explicit --config must exist)."""
         from toolkit.config import CONFIG_FILE, load_config
 
         if self.config is None and not any(
@@ -62,7 +62,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Path to toolkit.yaml.", show_default=False)
+        Path | None,
+        typer.Option("--config", "-c", help="Path to toolkit.yaml.", show_default=False),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     version: Annotated[

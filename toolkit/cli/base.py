@@ -9,7 +9,7 @@ from toolkit.cli import app, options, output
 
 @app.command("base")
 def base_command() -> None:
-    """Build (or reuse) the minimal Debian base image that targets with `base: debian` start from."""
+    """Build (or reuse) the Debian base image that targets with `base: debian` start from."""
     from toolkit.base import base_tag, ensure_base
     from toolkit.config import BaseConfig
     from toolkit.paths import logs_dir
@@ -18,7 +18,9 @@ def base_command() -> None:
     base_cfg = cfg.base if cfg else BaseConfig()
     root = cfg.root if cfg else Path.cwd()
     log = logs_dir(root) / f"base-{base_tag(base_cfg)}.log"
-    with output.progress(f"base image ({base_cfg.suite}, {', '.join(base_cfg.packages)})") as update:
+    with output.progress(
+        f"base image ({base_cfg.suite}, {', '.join(base_cfg.packages)})"
+    ) as update:
         image = ensure_base(base_cfg, log=log, on_progress=update)
     if image.built:
         output.success(f"built {image.ref} ({image.id[:19]}) in {image.seconds:.0f}s")

@@ -47,7 +47,7 @@ def as_json(document: Any) -> None:
 
 @contextmanager
 def progress(title: str) -> Iterator[Any]:
-    """A live status line on a terminal; plain lines in logs and CI. Yields an update(str) function."""
+    """A live status line on a terminal, plain lines in CI; yields an update(text) function."""
     if out.is_terminal:
         with out.status(_escape(title)) as live:
             yield lambda text: live.update(f"{_escape(title)} [dim]{_escape(text)}[/dim]")

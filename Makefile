@@ -1,0 +1,50 @@
+# Everything a fresh machine needs is installed by these targets (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TOOLKIT := $(BIN)/toolkit
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv engine base doctor test test-unit lint format clean
+
+help:
+	@echo "make demo        run the bundled example end to end (engine, base, build, run)"
+	@echo "make test        unit + integration tests against a real Docker Engine"
+	@echo "make lint        ruff + mypy"
+	@echo "make engine      make sure a Docker Engine is running (installs it on Debian as root)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+engine:
+	@bash docker/engine.sh
+
+base: venv engine
+	$(TOOLKIT) base
+
+doctor: venv
+	$(TOOLKIT) doctor
+
+# CI sets CI=true: docker tests then fail instead of skipping when no engine answers.
+test: venv engine
+	$(BIN)/pytest
+
+test-unit: venv
+	$(BIN)/pytest tests/unit
+
+lint: venv
+	$(BIN)/ruff check toolkit tests benchmarks
+	$(BIN)/ruff format --check toolkit tests benchmarks
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format toolkit tests benchmarks
+	$(BIN)/ruff check --fix toolkit tests benchmarks
+
+clean:
+	rm -rf $(VENV) .toolkit .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,47 @@
+"""Shared test setup: docker tests skip without an engine on a laptop, and fail in CI."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import pytest
+
+_executed_docker_tests: list[str] = []
+
+
+def docker_required() -> bool:
+    """CI (CI=true) or TOOLKIT_REQUIRE_DOCKER=1 turns a missing engine into a failure."""
+    return os.environ.get("TOOLKIT_REQUIRE_DOCKER") == "1" or os.environ.get("CI") == "true"
+
+
+@functools.cache
+def engine_problem() -> str | None:
+    from toolkit import engine
+    from toolkit.errors import EngineUnavailable
+
+    try:
+        engine.client()
+    except EngineUnavailable as exc:
+        return f"{exc.message}; {exc.hint}"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("docker") is None:
+        return
+    problem = engine_problem()
+    if problem is None:
+        return
+    if docker_required():
+        pytest.fail(f"Docker Engine required in CI: {problem}", pytrace=False)
+    pytest.skip(f"no Docker Engine: {problem}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and "docker" in report.keywords:
+        _executed_docker_tests.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(f"docker tests executed: {len(_executed_docker_tests)}")

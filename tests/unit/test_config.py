@@ -1,0 +1,177 @@
+"""toolkit.yaml parsing: valid documents, defaults, and errors that name file, key and value."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from toolkit.config import (
+    BaseConfig,
+    DeterminismConfig,
+    parse_config,
+)
+from toolkit.errors import ConfigError
+
+FILE = Path("/proj/toolkit.yaml")
+
+FULL = """
+name: example
+python: "3.11"
+requirements: requirements.in
+base: {suite: bookworm, snapshot: "20261101T000000Z"}
+targets:
+  cpu:
+    lockfile: lockfiles/cpu.txt
+    index: {url: "https://download.pytorch.org/whl/cpu", extra_urls: ["https://pypi.org/simple"]}
+  gpu:
+    base: "python:3.11-slim@sha256:%s"
+    gpus: all
+experiment:
+  command: python train.py --epochs 2
+  workdir: examples/quickstart
+  data: [data/]
+  outputs: [checkpoints/]
+  metrics: {file: metrics.jsonl, primary: val_loss, patterns: {loss: "loss=([0-9.]+)"}}
+determinism: {seed: 3, threads: 2, dataloader_workers: 1, strict: false, cpu: portable}
+""" % ("a" * 64)
+
+
+def parse(text: str):  # type: ignore[no-untyped-def]
+    return parse_config(text, FILE)
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    assert info.value.exit_code == 2
+    hint = f" ({info.value.hint})" if info.value.hint else ""
+    return info.value.message + hint
+
+
+def test_full_document() -> None:
+    cfg = parse(FULL)
+    assert cfg.name == "example"
+    assert cfg.requirements == Path("/proj/requirements.in")
+    assert (
+        cfg.base.effective_mirror == "https://snapshot.debian.org/archive/debian/20261101T000000Z/"
+    )
+    assert list(cfg.targets) == ["cpu", "gpu"]
+    cpu, gpu = cfg.targets["cpu"], cfg.targets["gpu"]
+    assert cpu.lockfile == Path("/proj/lockfiles/cpu.txt")
+    assert cpu.index.extra_urls == ("https://pypi.org/simple",)
+    assert cpu.gpus is None and cpu.base == "debian"
+    assert gpu.lockfile == Path("/proj/lockfiles/gpu.txt")  # default path from the target name
+    assert gpu.gpus == "all" and gpu.base_is_pinned
+    assert cfg.experiment is not None
+    assert cfg.experiment.metrics.patterns == (("loss", "loss=([0-9.]+)"),)
+    assert cfg.determinism == DeterminismConfig(
+        seed=3, threads=2, dataloader_workers=1, strict=False, cpu="portable"
+    )
+
+
+def test_defaults() -> None:
+    cfg = parse("name: demo\ntargets: {cpu: {}}\n")
+    assert cfg.python == "3.11"
+    assert cfg.base == BaseConfig()
+    assert cfg.determinism == DeterminismConfig()
+    assert cfg.experiment is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "name: required key is missing"),
+        ("name: Bad Name\ntargets: {cpu: {}}", "name: expected a lowercase name"),
+        ("name: x\ntargets: {}", "targets: expected at least one target"),
+        ("name: x\ntargets: {cpu: {}}\nexperimnt: {command: a}", "did you mean 'experiment'?"),
+        ("name: x\ntargets: {cpu: {lockfle: a.txt}}", "targets.cpu.lockfle: unknown key"),
+        ("name: x\ntargets: {cpu: {gpus: true}}", 'targets.cpu.gpus: expected "all"'),
+        ("name: x\npython: 3.11\ntargets: {cpu: {}}", "python: expected a quoted version"),
+        ("name: x\ntargets: {cpu: {}}\ndeterminism: {threads: 0}", "from 1 to 1024, got 0"),
+        ("name: x\ntargets: {cpu: {}}\ndeterminism: {cpu: fast}", "'fixed' or 'portable'"),
+        (
+            "name: x\ntargets: {cpu: {}}\nexperiment: {command: a, data: [../x]}",
+            "inside the project",
+        ),
+        ("name: x\ntargets: {cpu: {}}\nexperiment: {outputs: [o]}", "experiment.command: required"),
+        (
+            "name: x\ntargets: {cpu: {index: {url: ftp://x}}}",
+            "targets.cpu.index.url: expected a URL",
+        ),
+        ("name: x\ntargets: [cpu]", "targets: expected a mapping"),
+        ("name: [x", "not valid YAML"),
+        ("- a\n- b", "top level: expected a mapping"),
+        (
+            "name: x\ntargets: {cpu: {}}\nexperiment: {command: a, metrics: {patterns: {l: 'x'}}}",
+            "regex with one group",
+        ),
+    ],
+)
+def test_errors_name_the_key_and_expectation(text: str, expected: str) -> None:
+    message = error_of(text)
+    assert message.startswith(str(FILE))
+    assert expected in message
+
+
+def test_unknown_target_suggests_a_known_one() -> None:
+    cfg = parse("name: x\ntargets: {cpu: {}, gpu: {}}")
+    with pytest.raises(ConfigError) as info:
+        cfg.target("cpx")
+    assert "unknown target 'cpx'" in info.value.message
+    assert info.value.hint == "did you mean 'cpu'?"
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "name",
+                    "targets",
+                    "cpu",
+                    "gpu",
+                    "index",
+                    "url",
+                    "experiment",
+                    "command",
+                    "determinism",
+                    "threads",
+                    "metrics",
+                    "patterns",
+                    "base",
+                    "suite",
+                    "data",
+                    "x",
+                ]
+            )
+            | st.text(max_size=6),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(yaml_values)
+def test_arbitrary_documents_never_crash(document: object) -> None:
+    text = yaml.safe_dump(document)
+    try:
+        parse(text)
+    except ConfigError as exc:
+        assert exc.message.startswith(str(FILE))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_arbitrary_text_never_crashes(text: str) -> None:
+    with contextlib.suppress(ConfigError):
+        parse(text)
