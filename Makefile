@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 TOOLKIT := $(BIN)/toolkit
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv engine base doctor test test-unit lint format clean
+.PHONY: help venv engine base doctor lock build-cpu build-gpu cpu-run gpu-run demo \
+        test test-unit test-gpu-image lint format clean
 
 help:
 	@echo "make demo        run the bundled example end to end (engine, base, build, run)"
@@ -30,12 +31,36 @@ base: venv engine
 doctor: venv
 	$(TOOLKIT) doctor
 
+lock: venv
+	$(TOOLKIT) lock
+
+build-cpu: base
+	$(TOOLKIT) build --target cpu
+
+# Several GB of CUDA wheels: never part of `make test`.
+build-gpu: base
+	$(TOOLKIT) build --target gpu
+
+cpu-run: build-cpu
+	$(TOOLKIT) run --target cpu
+
+# Needs an NVIDIA GPU and the NVIDIA container runtime (`toolkit doctor` checks both).
+gpu-run: build-gpu
+	$(TOOLKIT) run --target gpu
+
+# The README's first command: the bundled example end to end on a fresh machine.
+demo: cpu-run
+	$(TOOLKIT) runs
+
 # CI sets CI=true: docker tests then fail instead of skipping when no engine answers.
 test: venv engine
 	$(BIN)/pytest
 
 test-unit: venv
 	$(BIN)/pytest tests/unit
+
+test-gpu-image: venv engine
+	$(BIN)/pytest -m gpu_image
 
 lint: venv
 	$(BIN)/ruff check toolkit tests benchmarks

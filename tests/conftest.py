@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import functools
-import os
 
 import pytest
 
+from tests.support import docker_required
+
 _executed_docker_tests: list[str] = []
-
-
-def docker_required() -> bool:
-    """CI (CI=true) or TOOLKIT_REQUIRE_DOCKER=1 turns a missing engine into a failure."""
-    return os.environ.get("TOOLKIT_REQUIRE_DOCKER") == "1" or os.environ.get("CI") == "true"
 
 
 @functools.cache

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 from toolkit.errors import EngineUnavailable, UserError
 
@@ -126,3 +127,218 @@ def _image_info(img: Any) -> ImageInfo:
         size=int(attrs.get("Size", 0)),
         created=str(attrs.get("Created", "")),
     )
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """The end of an engine build: the image id, or the error and the step that failed."""
+
+    image_id: str | None
+    error: str | None = None
+    failed_step: str | None = None
+
+
+def build(
+    context: Path,
+    tag: str,
+    labels: dict[str, str],
+    *,
+    on_line: Callable[[str], None],
+    no_cache: bool = False,
+) -> BuildOutcome:
+    """Build `context` (holding a Dockerfile) with no network, tagging only on success.
+
+    The classic builder tags at the very end, so an interrupted or failed build leaves any
+    previous image with that tag untouched.
+    """
+    stream = client().api.build(
+        path=str(context),
+        tag=tag,
+        labels=labels,
+        network_mode="none",
+        rm=True,
+        forcerm=True,
+        pull=False,
+        nocache=no_cache,
+        decode=True,
+    )
+    image_id: str | None = None
+    step: str | None = None
+    try:
+        for event in stream:
+            if "error" in event:
+                return BuildOutcome(None, str(event["error"]).strip(), step)
+            text = event.get("stream")
+            if text:
+                for line in text.rstrip("\n").splitlines():
+                    if line.startswith("Step "):
+                        step = line
+                    on_line(line)
+            aux = event.get("aux")
+            if isinstance(aux, dict) and "ID" in aux:
+                image_id = aux["ID"]
+    finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()
+    if image_id is None:
+        found = image(tag)
+        image_id = found.id if found else None
+    return BuildOutcome(image_id, None if image_id else "the engine reported no image id", step)
+
+
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+def save(ref: str, dest: Writable) -> None:
+    """Write `docker save` of `ref` (an image id saves without tags) to a binary stream."""
+    for chunk in client().images.get(ref).save(chunk_size=4 * 1024 * 1024, named=False):
+        dest.write(chunk)
+
+
+def load(source: IO[bytes]) -> str:
+    """Load a `docker save` archive; returns the id of the image it held."""
+    loaded = client().images.load(source)
+    if not loaded:
+        raise UserError("the archive held no image")
+    return str(loaded[0].id)
+
+
+def tag(image_id: str, ref: str) -> None:
+    """Point `ref` (repository:tag) at an image."""
+    repository, _, name = ref.rpartition(":")
+    client().images.get(image_id).tag(repository, name)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host path bound into a container."""
+
+    source: Path
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerExit:
+    """How a container ended: its exit code, or why there is none."""
+
+    exit_code: int | None
+    interrupted: bool = False
+    engine_error: str | None = None
+
+
+def run_container(
+    ref: str,
+    command: list[str],
+    *,
+    mounts: list[Mount],
+    env: dict[str, str],
+    workdir: str,
+    user: str,
+    gpus: str | None,
+    labels: dict[str, str],
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+) -> ContainerExit:
+    """Run a command in a new container, streaming its output; Ctrl-C stops the container."""
+    import threading
+
+    import docker.types
+    from docker.errors import APIError, DockerException
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+
+    c = client()
+    device_requests = []
+    if gpus:
+        count, ids = (-1, None) if gpus == "all" else (None, gpus.split(","))
+        if ids and len(ids) == 1 and gpus.isdigit():
+            count, ids = int(gpus), None
+        device_requests.append(
+            docker.types.DeviceRequest(count=count, device_ids=ids, capabilities=[["gpu"]])
+        )
+    try:
+        container = c.containers.create(
+            ref,
+            command,
+            mounts=[
+                docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
+                for m in mounts
+            ],
+            environment=env,
+            working_dir=workdir,
+            user=user,
+            labels=labels,
+            device_requests=device_requests or None,
+            init=True,  # signals reach the experiment; zombies of DataLoader workers are reaped
+        )
+    except APIError as exc:
+        raise UserError(f"the engine refused the container: {exc.explanation or exc}") from None
+
+    def pump(stdout: bool, sink: Callable[[bytes], None]) -> None:
+        try:
+            for chunk in c.api.logs(
+                container.id, stdout=stdout, stderr=not stdout, stream=True, follow=True
+            ):
+                sink(chunk)
+        except (DockerException, RequestsConnectionError, OSError):
+            pass  # the engine went away; wait() below reports it
+
+    try:
+        container.start()
+        pumps = [
+            threading.Thread(target=pump, args=(True, on_stdout), daemon=True),
+            threading.Thread(target=pump, args=(False, on_stderr), daemon=True),
+        ]
+        for thread in pumps:
+            thread.start()
+        try:
+            result = container.wait()
+        except KeyboardInterrupt:
+            container.stop(timeout=10)
+            for thread in pumps:
+                thread.join(timeout=5)
+            return ContainerExit(None, interrupted=True)
+        for thread in pumps:
+            thread.join(timeout=30)
+        return ContainerExit(int(result.get("StatusCode", -1)))
+    except (DockerException, RequestsConnectionError) as exc:
+        return ContainerExit(None, engine_error=str(exc).splitlines()[0][:300])
+    finally:
+        with contextlib.suppress(DockerException, RequestsConnectionError):
+            container.remove(force=True)
+
+
+def push(image_id: str, repository: str, tag: str) -> str:
+    """Tag and push an image; returns the registry digest (sha256:...)."""
+    from docker.errors import APIError
+
+    c = client()
+    c.images.get(image_id).tag(repository, tag)
+    digest = None
+    try:
+        for event in c.api.push(repository, tag=tag, stream=True, decode=True):
+            if "error" in event:
+                raise UserError(f"push to {repository}:{tag} failed: {event['error']}")
+            aux = event.get("aux")
+            if isinstance(aux, dict) and "Digest" in aux:
+                digest = str(aux["Digest"])
+    except APIError as exc:
+        raise UserError(f"push to {repository}:{tag} failed: {exc.explanation or exc}") from None
+    if digest is None:
+        raise UserError(f"the registry reported no digest for {repository}:{tag}")
+    return digest
+
+
+def pull(ref: str) -> str:
+    """Pull an image by reference; returns its local image id."""
+    from docker.errors import APIError, ImageNotFound, NotFound
+
+    repository, _, digest = ref.partition("@")
+    try:
+        pulled = client().images.pull(repository, tag=digest or None)
+    except (APIError, ImageNotFound, NotFound) as exc:
+        reason = getattr(exc, "explanation", None) or exc
+        raise UserError(f"cannot pull {ref}: {reason}") from None
+    return str(pulled.id)

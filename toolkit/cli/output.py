@@ -60,3 +60,13 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def table(headers: list[str], rows: list[list[str]]) -> None:
+    """A table on a terminal; tab-free aligned columns otherwise."""
+    from rich.table import Table
+
+    grid = Table(*headers, box=None, pad_edge=False, header_style="bold")
+    for row in rows:
+        grid.add_row(*(_escape(cell) for cell in row))
+    out.print(grid)

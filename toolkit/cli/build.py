@@ -1,0 +1,146 @@
+"""`toolkit build`, `toolkit images`, `toolkit image export|import|push|pull`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from toolkit.cli import app, options, output
+
+TargetOption = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", help="Target(s) from toolkit.yaml; default: the first one."),
+]
+
+image_app = typer.Typer(help="Share images with teammates: archive files or a registry.")
+app.add_typer(image_app, name="image")
+
+
+def chosen_targets(names: list[str] | None) -> list[str]:
+    """The targets a command acts on: the ones named, or the first in toolkit.yaml."""
+    cfg = options().load()
+    if not names:
+        return [next(iter(cfg.targets))]
+    return [cfg.target(n).name for n in names]
+
+
+@app.command("build")
+def build_command(
+    target: TargetOption = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Rebuild even if the tag exists.")
+    ] = False,
+) -> None:
+    """Build the hermetic, content-addressed image of a target from its lockfile."""
+    from toolkit import image, piptools
+    from toolkit.paths import logs_dir
+
+    cfg = options().load()
+    for name in chosen_targets(target):
+        tgt = cfg.target(name)
+
+        def download(lockfile: Path, dest: Path, log: Path, tgt=tgt) -> None:  # type: ignore[no-untyped-def]
+            piptools.download_wheels(cfg, tgt, lockfile, dest, log)
+
+        with output.progress(f"build {name}") as update:
+            built = image.build(
+                cfg,
+                tgt,
+                download=download,
+                on_progress=update,
+                log_dir=logs_dir(cfg.root),
+                no_cache=no_cache,
+            )
+        if built.built:
+            output.success(f"{name}: built {built.ref} in {built.seconds:.0f}s (log: {built.log})")
+        else:
+            output.success(f"{name}: {built.ref} is up to date, nothing to build")
+
+
+@app.command("images")
+def images_command() -> None:
+    """List the project's images: target, tag, size, created, lock hash, current or stale."""
+    from toolkit import image
+
+    cfg = options().load()
+    rows = image.project_images(cfg)
+    if not rows:
+        output.info("no images yet: run `toolkit build`")
+        return
+    output.table(
+        ["target", "image", "size", "created", "lock", "status"],
+        [
+            [
+                r.target,
+                r.ref,
+                f"{r.size / 1e6:.0f} MB",
+                r.created[:19].replace("T", " "),
+                r.lock_hash[:12],
+                "current" if r.current else "stale",
+            ]
+            for r in rows
+        ],
+    )
+
+
+@image_app.command("export")
+def export_command(
+    file: Annotated[Path, typer.Argument(help="Archive to write (.tar.gz).")],
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="Target; default: first.")
+    ] = None,
+) -> None:
+    """Write a target's current image to a compressed archive a teammate can import."""
+    from toolkit import image
+
+    cfg = options().load()
+    tgt = cfg.target(chosen_targets([target] if target else None)[0])
+    with output.progress(f"export {tgt.name} to {file}"):
+        image_id = image.export_image(cfg, tgt, file)
+    output.success(f"wrote {file} ({file.stat().st_size / 1e6:.0f} MB, image {image_id[:19]})")
+
+
+@image_app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="Archive from `image export`.")],
+) -> None:
+    """Load an image archive, check its labels, and tag it by its content hash."""
+    from toolkit import image
+
+    with output.progress(f"import {file}"):
+        imported = image.import_image(options().load_optional(), file)
+    state = "current for this project" if imported.current else "not built from your lockfile"
+    output.success(f"imported {imported.ref} ({imported.id[:19]}), {state}")
+
+
+@image_app.command("push")
+def push_command(
+    repository: Annotated[str, typer.Argument(help="Registry repository, e.g. reg:5000/team/x.")],
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="Target; default: the first.")
+    ] = None,
+) -> None:
+    """Push a target's current image; prints the digest teammates pull by."""
+    from toolkit import image
+
+    cfg = options().load()
+    tgt = cfg.target(chosen_targets([target] if target else None)[0])
+    with output.progress(f"push {tgt.name} to {repository}"):
+        pinned = image.push_image(cfg, tgt, repository)
+    output.success(f"pushed: {pinned}")
+    output.info(f"teammates run: toolkit image pull {pinned}")
+
+
+@image_app.command("pull")
+def pull_command(
+    ref: Annotated[str, typer.Argument(help="REPOSITORY@sha256:<digest> from `image push`.")],
+) -> None:
+    """Pull a pushed image by digest, check its labels, and tag it by its content hash."""
+    from toolkit import image
+
+    with output.progress(f"pull {ref}"):
+        pulled = image.pull_image(options().load_optional(), ref)
+    state = "current for this project" if pulled.current else "not built from your lockfile"
+    output.success(f"pulled {pulled.ref} ({pulled.id[:19]}), {state}")

@@ -1,0 +1,333 @@
+"""Target images: render the Dockerfile, hash every input into the tag, build hermetically."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from toolkit import __version__, base, engine, wheelhouse
+from toolkit.config import Config, TargetConfig
+from toolkit.errors import BuildError, UserError
+from toolkit.paths import STATE_DIR
+from toolkit.source import source_state
+
+IMAGE_UID = 1000  # the image's user; `run` maps the host uid over it
+LABEL = "io.toolkit"
+TEMPLATE = Path(__file__).resolve().parent.parent / "docker" / "Dockerfile.tmpl"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything that decides an image, and the tag those inputs hash to."""
+
+    target: str
+    base_ref: str
+    base_id: str
+    lockfile: Path
+    lock_hash: str
+    dockerfile: str
+    content_hash: str
+    ref: str  # <project>-<target>:<content hash>
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """The outcome of `toolkit build` for one target."""
+
+    ref: str
+    id: str
+    built: bool  # False: the tag existed, nothing was done
+    seconds: float
+    log: Path | None
+
+
+def render_dockerfile(base_ref: str, target: str, uid: int = IMAGE_UID) -> str:
+    """The Dockerfile for a target: pure text, from the template in docker/."""
+    template = _template_text()
+    return template.format(base=base_ref, target=target, uid=uid, toolkit_version=__version__)
+
+
+def content_hash(base_id: str, lock_bytes: bytes, dockerfile: str) -> str:
+    """The tag of an image: sha256 over base digest, lockfile, Dockerfile and toolkit version."""
+    digest = hashlib.sha256()
+    for part in (base_id.encode(), lock_bytes, dockerfile.encode(), __version__.encode()):
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()[:20]
+
+
+def image_repository(cfg: Config, target: str) -> str:
+    return f"{cfg.name}-{target}"
+
+
+def plan(cfg: Config, target: TargetConfig) -> BuildPlan:
+    """Resolve the base and lockfile of a target and compute its content-addressed tag."""
+    if not target.lockfile.is_file():
+        raise UserError(
+            f"no lockfile for target {target.name}: {target.lockfile}",
+            hint=f"run `toolkit lock --target {target.name}`",
+        )
+    lock_bytes = target.lockfile.read_bytes()
+    base_ref = base.resolve_base(target, cfg.base)
+    base_image = engine.image(base_ref)
+    assert base_image is not None  # resolve_base checked it
+    dockerfile = render_dockerfile(base_ref, target.name)
+    chash = content_hash(base_image.id, lock_bytes, dockerfile)
+    return BuildPlan(
+        target=target.name,
+        base_ref=base_ref,
+        base_id=base_image.id,
+        lockfile=target.lockfile,
+        lock_hash=hashlib.sha256(lock_bytes).hexdigest(),
+        dockerfile=dockerfile,
+        content_hash=chash,
+        ref=f"{image_repository(cfg, target.name)}:{chash}",
+    )
+
+
+def labels(cfg: Config, p: BuildPlan) -> dict[str, str]:
+    """OCI and toolkit labels: what the image was built from."""
+    source = source_state(cfg.root)
+    found = {
+        f"{LABEL}.project": cfg.name,
+        f"{LABEL}.target": p.target,
+        f"{LABEL}.content-hash": p.content_hash,
+        f"{LABEL}.lock-hash": p.lock_hash,
+        f"{LABEL}.base-digest": p.base_id,
+        f"{LABEL}.base-ref": p.base_ref,
+        f"{LABEL}.version": __version__,
+        "org.opencontainers.image.title": f"{cfg.name} ({p.target})",
+        "org.opencontainers.image.base.name": p.base_ref,
+        "org.opencontainers.image.base.digest": p.base_id,
+    }
+    if source.commit:
+        found["org.opencontainers.image.revision"] = source.commit + (
+            "-dirty" if source.dirty else ""
+        )
+    return found
+
+
+def build(
+    cfg: Config,
+    target: TargetConfig,
+    *,
+    download: Callable[[Path, Path, Path], None],
+    on_progress: Callable[[str], None],
+    log_dir: Path,
+    no_cache: bool = False,
+) -> BuiltImage:
+    """Build a target's image unless its content tag exists; `download(lockfile, dir, log)` fills
+    the wheelhouse."""
+    started = time.monotonic()
+    p = plan(cfg, target)
+    existing = engine.image(p.ref)
+    if existing is not None and not no_cache:
+        return BuiltImage(p.ref, existing.id, False, time.monotonic() - started, None)
+
+    log = log_dir / f"build-{target.name}.log"
+    log.write_text(f"# toolkit build {p.ref}\n{p.dockerfile}\n", encoding="utf-8")
+    pins = wheelhouse.read_pins(p.lockfile.read_text(encoding="utf-8"))
+    if not pins:
+        raise UserError(f"{p.lockfile} pins no packages", hint="run `toolkit lock`")
+    house = wheelhouse_dir(cfg)
+    needed = wheelhouse.missing(pins, house)
+    if needed:
+        on_progress(f"downloading {len(needed)} wheels into {house}")
+        download(p.lockfile, house, log)
+    scratch = cfg.root / STATE_DIR / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    context = Path(tempfile.mkdtemp(prefix=f"build-{target.name}-", dir=scratch))
+    try:
+        on_progress("verifying wheel hashes against the lockfile")
+        wheelhouse.collect(pins, house, context / "wheels")
+        shutil.copyfile(p.lockfile, context / "requirements.lock")
+        (context / "Dockerfile").write_text(p.dockerfile, encoding="utf-8")
+        outcome = _engine_build(context, p, labels(cfg, p), log, on_progress, no_cache)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    assert outcome.image_id is not None
+    return BuiltImage(p.ref, outcome.image_id, True, time.monotonic() - started, log)
+
+
+def wheelhouse_dir(cfg: Config) -> Path:
+    """The shared wheelhouse: wheels are reused across builds and targets, checked by hash."""
+    path = cfg.root / STATE_DIR / "wheelhouse"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _engine_build(
+    context: Path,
+    p: BuildPlan,
+    image_labels: dict[str, str],
+    log: Path,
+    on_progress: Callable[[str], None],
+    no_cache: bool,
+) -> engine.BuildOutcome:
+    started = time.monotonic()
+    with log.open("a", encoding="utf-8") as log_file:
+
+        def on_line(line: str) -> None:
+            log_file.write(line + "\n")
+            if line.startswith("Step ") or line.startswith(" ---> Running"):
+                on_progress(f"[{time.monotonic() - started:4.0f}s] {line[:90]}")
+
+        outcome = engine.build(context, p.ref, image_labels, on_line=on_line, no_cache=no_cache)
+        if outcome.error:
+            log_file.write(f"ERROR: {outcome.error}\n")
+    if outcome.error:
+        hint = f"failing step: {outcome.failed_step}" if outcome.failed_step else None
+        if "no space left" in outcome.error:
+            hint = "the disk is full: free space (`docker system prune`) and build again"
+        tail = _tail(log, 8)
+        raise BuildError(f"building {p.ref} failed: {outcome.error}\n{tail}", hint=hint, log=log)
+    return outcome
+
+
+def _tail(path: Path, lines: int) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+def _template_text() -> str:
+    if TEMPLATE.is_file():
+        return TEMPLATE.read_text(encoding="utf-8")
+    return resources.files("toolkit").joinpath("Dockerfile.tmpl").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class ProjectImage:
+    """One of the project's images, as `toolkit images` lists it."""
+
+    target: str
+    ref: str
+    id: str
+    size: int
+    created: str
+    lock_hash: str
+    current: bool  # built from today's lockfile, base and Dockerfile
+
+
+@dataclass(frozen=True)
+class ImportedImage:
+    """An image loaded from an archive and tagged after its labels checked out."""
+
+    ref: str
+    id: str
+    target: str
+    current: bool
+
+
+def project_images(cfg: Config) -> list[ProjectImage]:
+    """Every image of this project in the engine, newest first."""
+    current = {}
+    for tgt in cfg.targets.values():
+        with contextlib.suppress(UserError):  # no lockfile or no base yet: nothing is current
+            current[tgt.name] = plan(cfg, tgt).content_hash
+    found = []
+    for img in engine.images(f"{LABEL}.project={cfg.name}"):
+        target = img.labels.get(f"{LABEL}.target", "?")
+        chash = img.labels.get(f"{LABEL}.content-hash", "")
+        ref = next((t for t in img.tags if t.endswith(chash)), img.tags[0] if img.tags else img.id)
+        found.append(
+            ProjectImage(
+                target=target,
+                ref=ref,
+                id=img.id,
+                size=img.size,
+                created=img.created,
+                lock_hash=img.labels.get(f"{LABEL}.lock-hash", ""),
+                current=current.get(target) == chash,
+            )
+        )
+    return sorted(found, key=lambda i: i.created, reverse=True)
+
+
+def current_ref(cfg: Config, target: TargetConfig) -> str:
+    """The tag today's inputs hash to; UserError pointing to `toolkit build` when it is missing."""
+    ref = plan(cfg, target).ref
+    if engine.image(ref) is None:
+        raise UserError(
+            f"no image for target {target.name} ({ref})",
+            hint=f"run `toolkit build --target {target.name}`",
+        )
+    return ref
+
+
+def export_image(cfg: Config, target: TargetConfig, dest: Path) -> str:
+    """Write the target's current image to a gzip-compressed archive; returns the image id."""
+    import gzip
+
+    ref = current_ref(cfg, target)
+    found = engine.image(ref)
+    assert found is not None
+    partial = dest.with_name(dest.name + ".partial")
+    try:
+        with (
+            partial.open("wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as gz,
+        ):
+            engine.save(found.id, gz)  # by id: the archive carries no tag, import applies one
+        partial.replace(dest)
+    finally:
+        partial.unlink(missing_ok=True)
+    return found.id
+
+
+def import_image(cfg: Config | None, source: Path) -> ImportedImage:
+    """Load an exported archive, check its toolkit labels, then tag it by its content hash."""
+    if not source.is_file():
+        raise UserError(f"{source}: no such file")
+    with source.open("rb") as handle:
+        try:
+            image_id = engine.load(handle)
+        except Exception as exc:  # the engine rejects a corrupt or truncated archive
+            if isinstance(exc, UserError):
+                raise
+            raise UserError(f"{source}: not a loadable image archive ({exc})") from None
+    return _adopt(cfg, image_id, str(source))
+
+
+def _adopt(cfg: Config | None, image_id: str, origin: str) -> ImportedImage:
+    """Check a loaded image's toolkit labels, then tag it `<project>-<target>:<content hash>`."""
+    found = engine.image(image_id)
+    assert found is not None
+    project = found.labels.get(f"{LABEL}.project")
+    target = found.labels.get(f"{LABEL}.target")
+    chash = found.labels.get(f"{LABEL}.content-hash")
+    if not (project and target and chash):
+        raise UserError(f"{origin}: the image has no toolkit labels; toolkit did not build it")
+    ref = f"{project}-{target}:{chash}"
+    engine.tag(image_id, ref)
+    current = False
+    if cfg is not None and target in cfg.targets:
+        try:
+            current = plan(cfg, cfg.targets[target]).content_hash == chash
+        except UserError:
+            current = False
+    return ImportedImage(ref, image_id, target, current)
+
+
+def push_image(cfg: Config, target: TargetConfig, repository: str) -> str:
+    """Push the target's current image as repository:<content hash>; returns repository@digest."""
+    ref = current_ref(cfg, target)
+    found = engine.image(ref)
+    assert found is not None
+    digest = engine.push(found.id, repository, ref.rpartition(":")[2])
+    return f"{repository}@{digest}"
+
+
+def pull_image(cfg: Config | None, ref: str) -> ImportedImage:
+    """Pull a pushed image by digest, check its toolkit labels, tag it by its content hash."""
+    if "@sha256:" not in ref:
+        raise UserError(
+            f"{ref} is not pinned by digest",
+            hint="pull what `toolkit image push` printed: REPOSITORY@sha256:<digest>",
+        )
+    return _adopt(cfg, engine.pull(ref), ref)
