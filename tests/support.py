@@ -58,3 +58,53 @@ def toolkit(*args: str, cwd: Path, timeout: float = 900) -> subprocess.Completed
         cwd=cwd,
         timeout=timeout,
     )
+
+
+# In CI the repository is cloned beside a copy of shared/: <repo>/../shared.
+REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gpu-reference"
+
+
+def reference_run(name: str, dest: Path) -> Path:
+    """A run folder (record.json + outputs/) made from one of shared/data/gpu-reference's runs."""
+    import json
+    import shutil
+
+    source = REFERENCE / name
+    meta = json.loads((source / "meta.json").read_text())
+    lines = (source / "metrics.jsonl").read_text().splitlines()
+    losses = [[entry["step"], entry["loss"]] for entry in map(json.loads, lines)]
+    folder = dest / name
+    if (folder / "record.json").is_file():
+        return folder
+    (folder / "outputs").mkdir(parents=True)
+    shutil.copyfile(source / "weights.npz", folder / "outputs" / "weights.npz")
+    weights_hash = hashlib.sha256((source / "weights.npz").read_bytes()).hexdigest()
+    record = {
+        "schema": "toolkit.run/1",
+        "id": name,
+        "project": "reference",
+        "target": "gpu" if meta["device"] == "cuda" else "cpu",
+        "status": "succeeded",
+        "exit_code": 0,
+        "command": ["python", "make_run.py", meta["mode"]],
+        "native": True,
+        "code": {"commit": "reference", "dirty": False, "diff_sha256": None},
+        "data": {"digest": "synthetic", "files": {}},
+        "lockfile": {"sha256": None},
+        "packages": {"torch": meta["torch"]},
+        "host": {"gpus": [{"name": meta["gpu"]}] if meta.get("gpu") else []},
+        "accelerator": {"device_name": meta.get("gpu", "cpu")},
+        "determinism": {
+            "policy": {
+                "seed": 0,
+                "threads": meta["threads"],
+                "deterministic": meta["deterministic"],
+                "cudnn_benchmark": meta["cudnn_benchmark"],
+            },
+            "applied": [],
+        },
+        "metrics": {"primary": "loss", "primary_final": losses[-1][1], "series": {"loss": losses}},
+        "outputs": {"digest": weights_hash, "files": {"weights.npz": weights_hash}},
+    }
+    (folder / "record.json").write_text(json.dumps(record))
+    return folder

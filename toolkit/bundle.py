@@ -1,0 +1,105 @@
+"""Run bundles: export run folders to one file, import them safely on another machine."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from toolkit import record
+from toolkit.diff import Run
+from toolkit.errors import UserError
+
+SCHEMA = "toolkit.bundle/1"
+TOP = "toolkit-runs"
+MANIFEST = f"{TOP}/manifest.json"
+_MAX_BYTES = 8 * 1024**3  # refuse absurd archives rather than fill the disk
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What an import did: runs added, runs already present (never overwritten)."""
+
+    added: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+def export_runs(folders: list[Path], dest: Path) -> None:
+    """Write run folders (record, logs, outputs) into one .tar.gz bundle, atomically."""
+    ids = []
+    partial = dest.with_name(dest.name + ".partial")
+    with tarfile.open(partial, "w:gz") as archive:
+        for folder in folders:
+            doc = record.read_record(folder)
+            run_id = str(doc["id"])
+            ids.append(run_id)
+            archive.add(folder, arcname=f"{TOP}/{run_id}", filter=_no_links)
+        manifest = json.dumps({"schema": SCHEMA, "runs": ids}, indent=2).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(manifest)
+        archive.addfile(info, io.BytesIO(manifest))
+    partial.replace(dest)
+
+
+def import_runs(source: Path, runs_dir: Path) -> Imported:
+    """Unpack a bundle's runs into runs_dir after checking every path and record."""
+    with tempfile.TemporaryDirectory(prefix="toolkit-import-") as scratch:
+        runs = _unpack(source, Path(scratch))
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        added, skipped = [], []
+        for run in runs:
+            dest = runs_dir / run.id
+            if dest.exists():
+                skipped.append(run.id)
+                continue
+            shutil.copytree(run.folder, dest)
+            added.append(run.id)
+    return Imported(tuple(added), tuple(skipped))
+
+
+def open_bundle(source: Path, scratch: Path) -> list[Run]:
+    """The runs of a bundle, unpacked into `scratch` (for comparing without importing)."""
+    return _unpack(source, scratch)
+
+
+def _unpack(source: Path, scratch: Path) -> list[Run]:
+    try:
+        archive = tarfile.open(source, "r:*")  # noqa: SIM115  (closed by the `with` below)
+    except (OSError, tarfile.TarError) as exc:
+        raise UserError(f"{source}: not a run bundle ({exc})") from None
+    with archive:
+        members = archive.getmembers()
+        total = 0
+        for member in members:
+            path = PurePosixPath(member.name)
+            if path.is_absolute() or ".." in path.parts or (path.parts and path.parts[0] != TOP):
+                raise UserError(f"{source}: unsafe path {member.name!r} in bundle; refused")
+            if not (member.isfile() or member.isdir()):
+                raise UserError(f"{source}: {member.name!r} is a link or device; refused")
+            total += member.size
+        if total > _MAX_BYTES:
+            raise UserError(f"{source}: unpacks to {total / 1e9:.1f} GB; refused")
+        try:
+            archive.extractall(scratch, filter="data")
+        except (OSError, tarfile.TarError) as exc:
+            raise UserError(f"{source}: damaged bundle ({exc})") from None
+    top = scratch / TOP
+    try:
+        manifest = json.loads((top / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise UserError(f"{source}: no manifest; not made by `toolkit runs export`") from None
+    if manifest.get("schema") != SCHEMA:
+        raise UserError(f"{source}: unknown bundle schema {manifest.get('schema')!r}")
+    runs = []
+    for run_id in manifest.get("runs", []):
+        folder = top / str(run_id)
+        runs.append(Run(record.read_record(folder), folder))
+    return runs
+
+
+def _no_links(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    return info if info.isfile() or info.isdir() else None

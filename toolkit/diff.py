@@ -1,0 +1,241 @@
+"""Compare two run records: inputs attributed, metrics step by step, outputs tensor by tensor."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from toolkit.compare import (
+    SeriesDiff,
+    TensorFileDiff,
+    TolerancePolicy,
+    Verdict,
+    compare_all_series,
+    compare_tensor_files,
+    worst,
+)
+from toolkit.errors import UserError
+
+Category = Literal["code", "data", "environment", "hardware", "seed", "settings"]
+CATEGORIES: tuple[Category, ...] = ("code", "data", "environment", "hardware", "seed", "settings")
+TENSOR_SUFFIXES = (".npy", ".npz", ".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+OUTPUTS = "outputs"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run record and the folder holding its outputs and logs."""
+
+    record: dict[str, Any]
+    folder: Path
+
+    @property
+    def id(self) -> str:
+        return str(self.record.get("id", self.folder.name))
+
+    @property
+    def label(self) -> str:
+        native = " native" if self.record.get("native") else ""
+        return f"{self.id} ({self.record.get('target', '?')}{native})"
+
+
+@dataclass(frozen=True)
+class InputChange:
+    """One input that differs between the runs, and which kind of cause it is."""
+
+    category: Category
+    field: str
+    a: str
+    b: str
+
+
+@dataclass(frozen=True)
+class OutputDiff:
+    """One output file: same bytes, different bytes (with a tensor diff if readable), or absent."""
+
+    path: str
+    status: Literal["identical", "differs", "only_in_a", "only_in_b"]
+    tensors: TensorFileDiff | None
+    note: str | None
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """Everything `toolkit diff` reports, most useful first."""
+
+    a: str
+    b: str
+    verdict: Verdict
+    primary: str | None
+    headline: float | None  # relative deviation of the primary metric's final value
+    first_divergence: tuple[str, int] | None  # (metric, step) where values first differ
+    warnings: tuple[str, ...]
+    inputs: tuple[InputChange, ...]
+    metrics: tuple[SeriesDiff, ...]
+    outputs: tuple[OutputDiff, ...]
+
+    def causes(self) -> list[Category]:
+        """Input categories that differ, in the order a person checks them."""
+        found = {change.category for change in self.inputs}
+        return [c for c in CATEGORIES if c in found]
+
+
+def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
+    """Compare run B against run A."""
+    policy = policy or TolerancePolicy()
+    ra, rb = a.record, b.record
+    warnings = []
+    if ra.get("project") != rb.get("project"):
+        warnings.append(
+            f"different experiments: {ra.get('project')!r} vs {rb.get('project')!r}"
+            "; compared anyway"
+        )
+    for run in (a, b):
+        if run.record.get("status") != "succeeded":
+            warnings.append(f"{run.id} did not succeed (status {run.record.get('status')!r})")
+    metrics = compare_all_series(_series(ra), _series(rb), policy)
+    outputs = _compare_outputs(a, b, policy)
+    primary = ra.get("metrics", {}).get("primary") or rb.get("metrics", {}).get("primary")
+    primary_diff = next((m for m in metrics if m.name == primary), None)
+    headline = primary_diff.final_rel if primary_diff else None
+    firsts = [
+        (m.first_differing_step, m.name) for m in metrics if m.first_differing_step is not None
+    ]
+    first = min(firsts) if firsts else None
+    verdict = worst([m.verdict for m in metrics] + [o.verdict for o in outputs])
+    return RunDiff(
+        a=a.label,
+        b=b.label,
+        verdict=verdict,
+        primary=primary,
+        headline=headline,
+        first_divergence=(first[1], first[0]) if first else None,
+        warnings=tuple(warnings),
+        inputs=tuple(attribute(ra, rb)),
+        metrics=metrics,
+        outputs=outputs,
+    )
+
+
+def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
+    """What differs in the inputs of two records, each change filed under one cause."""
+    changes: list[InputChange] = []
+
+    def check(category: Category, field: str, va: Any, vb: Any) -> None:
+        if va != vb:
+            changes.append(InputChange(category, field, _show(va), _show(vb)))
+
+    code_a, code_b = ra.get("code", {}), rb.get("code", {})
+    check("code", "git commit", code_a.get("commit"), code_b.get("commit"))
+    check("code", "uncommitted changes", code_a.get("diff_sha256"), code_b.get("diff_sha256"))
+    check("code", "command", ra.get("command"), rb.get("command"))
+
+    data_a, data_b = ra.get("data", {}), rb.get("data", {})
+    if data_a.get("digest") != data_b.get("digest"):
+        files_a, files_b = data_a.get("files", {}), data_b.get("files", {})
+        changed = sorted(
+            name
+            for name in files_a.keys() | files_b.keys()
+            if files_a.get(name) != files_b.get(name)
+        )
+        check("data", "data files", ", ".join(changed[:5]) or data_a.get("digest"), "changed")
+
+    check("environment", "lockfile", _get(ra, "lockfile.sha256"), _get(rb, "lockfile.sha256"))
+    check("environment", "image", _get(ra, "image.id"), _get(rb, "image.id"))
+    check("environment", "container", not ra.get("native"), not rb.get("native"))
+    packages_a, packages_b = ra.get("packages", {}), rb.get("packages", {})
+    for name in sorted(packages_a.keys() | packages_b.keys()):
+        check("environment", f"package {name}", packages_a.get(name), packages_b.get(name))
+
+    for field in ("cpu_model", "cpu_isa", "machine", "gpu_driver", "cuda_driver"):
+        check(
+            "hardware",
+            field.replace("_", " "),
+            _get(ra, f"host.{field}"),
+            _get(rb, f"host.{field}"),
+        )
+    gpus_a = [g.get("name") for g in _get(ra, "host.gpus") or []]
+    gpus_b = [g.get("name") for g in _get(rb, "host.gpus") or []]
+    check("hardware", "gpus", gpus_a, gpus_b)
+    check("hardware", "torch device", _device(ra), _device(rb))
+
+    check("seed", "seed", _get(ra, "determinism.policy.seed"), _get(rb, "determinism.policy.seed"))
+
+    check("settings", "target", ra.get("target"), rb.get("target"))
+    policy_a = dict(_get(ra, "determinism.policy") or {})
+    policy_b = dict(_get(rb, "determinism.policy") or {})
+    for key in sorted((policy_a.keys() | policy_b.keys()) - {"seed"}):
+        check("settings", key.replace("_", " "), policy_a.get(key), policy_b.get(key))
+    applied_a = _applied(ra)
+    applied_b = _applied(rb)
+    for key in sorted(applied_a.keys() | applied_b.keys()):
+        check("settings", key, applied_a.get(key), applied_b.get(key))
+    return changes
+
+
+def _compare_outputs(a: Run, b: Run, policy: TolerancePolicy) -> tuple[OutputDiff, ...]:
+    files_a = a.record.get("outputs", {}).get("files", {})
+    files_b = b.record.get("outputs", {}).get("files", {})
+    found = []
+    for path in sorted(files_a.keys() | files_b.keys()):
+        if path not in files_b:
+            found.append(OutputDiff(path, "only_in_a", None, None, "diverged"))
+        elif path not in files_a:
+            found.append(OutputDiff(path, "only_in_b", None, None, "diverged"))
+        elif files_a[path] == files_b[path]:
+            found.append(OutputDiff(path, "identical", None, None, "identical"))
+        else:
+            found.append(_compare_file(a, b, path, policy))
+    return tuple(found)
+
+
+def _compare_file(a: Run, b: Run, path: str, policy: TolerancePolicy) -> OutputDiff:
+    file_a, file_b = a.folder / OUTPUTS / path, b.folder / OUTPUTS / path
+    if not path.endswith(TENSOR_SUFFIXES):
+        return OutputDiff(path, "differs", None, "bytes differ (not a tensor file)", "diverged")
+    if not (file_a.is_file() and file_b.is_file()):
+        return OutputDiff(path, "differs", None, "hashes differ; files not present", "diverged")
+    try:
+        tensors = compare_tensor_files(file_a, file_b, policy)
+    except UserError as exc:
+        return OutputDiff(path, "differs", None, exc.message, "diverged")
+    return OutputDiff(path, "differs", tensors, None, tensors.verdict)
+
+
+def _series(record: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
+    raw = record.get("metrics", {}).get("series", {})
+    return {name: [(int(s), float(v)) for s, v in points] for name, points in raw.items()}
+
+
+def _applied(record: dict[str, Any]) -> dict[str, str]:
+    applied = _get(record, "determinism.applied") or []
+    return {
+        str(entry.get("name")): f"{entry.get('value')} ({entry.get('status')})"
+        for entry in applied
+        if isinstance(entry, dict)
+    }
+
+
+def _device(record: dict[str, Any]) -> Any:
+    accel = record.get("accelerator") or {}
+    return accel.get("device_name") or accel.get("cuda_device") or accel.get("device")
+
+
+def _get(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,297 @@
+"""Render comparisons: versioned JSON, Markdown for CI job summaries, text, self-contained HTML."""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import asdict
+from typing import Any
+
+from toolkit.diff import Run, RunDiff
+
+DIFF_SCHEMA = "toolkit.diff/1"
+_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+_VERDICT_TEXT = {
+    "identical": "identical",
+    "within_tolerance": "within tolerance",
+    "diverged": "diverged",
+}
+
+
+def verdict_text(verdict: str) -> str:
+    return _VERDICT_TEXT.get(verdict, verdict)
+
+
+def headline(d: RunDiff) -> str:
+    """The one line a person reads first."""
+    text = f"{verdict_text(d.verdict)}: {d.b} vs {d.a}"
+    if d.primary and d.headline is not None:
+        text += f"; {d.primary} differs by {percent(d.headline)}"
+    if d.first_divergence:
+        text += f", first at step {d.first_divergence[1]} ({d.first_divergence[0]})"
+    causes = d.causes()
+    if causes:
+        text += f"; inputs differ in: {', '.join(causes)}"
+    return text
+
+
+def percent(rel: float) -> str:
+    if rel == 0:
+        return "0%"
+    return f"{rel * 100:.3g}%"
+
+
+def diff_json(d: RunDiff) -> dict[str, Any]:
+    """The versioned JSON document of a diff."""
+    body = asdict(d)
+    body["causes"] = d.causes()
+    body["headline_text"] = headline(d)
+    return {"schema": DIFF_SCHEMA, **_finite(body)}
+
+
+def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
+    """Plain lines for the terminal, ordered as a person debugs."""
+    lines = [headline(d)]
+    lines += [f"warning: {w}" for w in d.warnings]
+    lines.append("")
+    lines.append("inputs:")
+    if not d.inputs:
+        lines.append("  all recorded inputs are the same")
+    for change in d.inputs[: None if show_all else 20]:
+        lines.append(f"  {change.category:<12} {change.field}: {change.a} -> {change.b}")
+    if not show_all and len(d.inputs) > 20:
+        lines.append(f"  ... {len(d.inputs) - 20} more (--all)")
+    lines.append("")
+    lines.append("metrics:")
+    for m in d.metrics:
+        if m.verdict == "identical" and not show_all:
+            lines.append(f"  {m.name:<16} identical over {m.steps_compared} steps")
+            continue
+        first = "-" if m.first_differing_step is None else str(m.first_differing_step)
+        lines.append(
+            f"  {m.name:<16} {verdict_text(m.verdict)}: first differs at step {first}, "
+            f"max abs {m.max_abs:.3g}, max rel {percent(m.max_rel)}"
+            + (
+                f", steps only in A/B: {m.only_in_a}/{m.only_in_b}"
+                if m.only_in_a or m.only_in_b
+                else ""
+            )
+        )
+    lines.append("")
+    lines.append("outputs:")
+    for o in d.outputs:
+        if o.tensors is None:
+            lines.append(
+                f"  {o.path:<24} {o.status.replace('_', ' ')}" + (f" ({o.note})" if o.note else "")
+            )
+            continue
+        s = o.tensors.summary
+        lines.append(
+            f"  {o.path:<24} {verdict_text(o.verdict)}: {s.tensors_differing}/{s.tensors_compared} "
+            f"tensors differ, max abs {_num(s.max_abs)}, max rel {_num(s.max_rel)}, "
+            f"max ulp {s.max_ulp if s.max_ulp is not None else '-'}"
+        )
+        for t in o.tensors.tensors:
+            if t.verdict != "identical" or show_all:
+                lines.append(
+                    f"    {t.name:<22} {t.fraction_differing:.1%} differ, max abs {_num(t.max_abs)}"
+                    f", ulp {t.max_ulp if t.max_ulp is not None else '-'}"
+                    + (f" ({t.note})" if t.note else "")
+                )
+    return lines
+
+
+def diff_markdown(d: RunDiff) -> str:
+    """Markdown that fits a CI job summary."""
+    icon = {"identical": "✅", "within_tolerance": "🟡", "diverged": "❌"}[d.verdict]
+    out = [f"### {icon} {html.escape(headline(d))}", ""]
+    out += [f"> warning: {w}" for w in d.warnings]
+    out += ["", "| input | field | A | B |", "|---|---|---|---|"]
+    out += [f"| {c.category} | {c.field} | `{c.a}` | `{c.b}` |" for c in d.inputs[:40]]
+    if not d.inputs:
+        out.append("| - | all recorded inputs are the same | | |")
+    out += [
+        "",
+        "| metric | verdict | first differing step | max abs | max rel |",
+        "|---|---|---|---|---|",
+    ]
+    for m in d.metrics:
+        first = "-" if m.first_differing_step is None else str(m.first_differing_step)
+        out.append(
+            f"| {m.name} | {verdict_text(m.verdict)} | {first} | {m.max_abs:.3g} | "
+            f"{percent(m.max_rel)} |"
+        )
+    out += [
+        "",
+        "| output | verdict | tensors differing | max abs | max ulp |",
+        "|---|---|---|---|---|",
+    ]
+    for o in d.outputs:
+        if o.tensors is None:
+            out.append(f"| {o.path} | {o.status.replace('_', ' ')} | {o.note or ''} | | |")
+        else:
+            s = o.tensors.summary
+            out.append(
+                f"| {o.path} | {verdict_text(o.verdict)} | {s.tensors_differing}/"
+                f"{s.tensors_compared} | {_num(s.max_abs)} | {s.max_ulp} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def diff_html(d: RunDiff, a: Run, b: Run) -> str:
+    """One self-contained HTML page: headline, metric curves, deviation vs step, tensor table."""
+    sections = [f"<h1>{html.escape(headline(d))}</h1>"]
+    sections += [f"<p class=warn>warning: {html.escape(w)}</p>" for w in d.warnings]
+    sections.append(
+        _table(["input", "field", "A", "B"], [[c.category, c.field, c.a, c.b] for c in d.inputs])
+    )
+    for m in d.metrics:
+        sa, sb = _series(a, m.name), _series(b, m.name)
+        sections.append(f"<h2>{html.escape(m.name)}: {verdict_text(m.verdict)}</h2>")
+        sections.append(
+            svg_plot(
+                {a.label: sa, b.label: sb},
+                title=f"{m.name} per step",
+                marker=m.first_differing_step,
+            )
+        )
+        bb = dict(sb)
+        deviation = [(s, abs(v - bb[s])) for s, v in sa if s in bb and _finite_pair(v, bb[s])]
+        sections.append(
+            svg_plot(
+                {"|A - B|": deviation},
+                title=f"{m.name}: deviation per step",
+                marker=m.first_differing_step,
+            )
+        )
+    rows = []
+    for o in d.outputs:
+        for t in o.tensors.tensors if o.tensors else ():
+            rows.append(
+                [
+                    o.path,
+                    t.name,
+                    f"{t.dtype_a}/{t.dtype_b}",
+                    f"{t.fraction_differing:.2%}",
+                    _num(t.max_abs),
+                    _num(t.max_rel),
+                    str(t.max_ulp),
+                    verdict_text(t.verdict),
+                ]
+            )
+        if o.tensors is None:
+            rows.append([o.path, "", "", "", "", "", "", o.note or o.status])
+    sections.append("<h2>outputs</h2>")
+    sections.append(
+        _table(
+            ["file", "tensor", "dtype", "differing", "max abs", "max rel", "max ulp", "verdict"],
+            rows,
+        )
+    )
+    return _page("toolkit diff", "\n".join(sections))
+
+
+def svg_plot(
+    lines: dict[str, list[tuple[int, float]]],
+    *,
+    title: str,
+    marker: int | None = None,
+    width: int = 720,
+    height: int = 260,
+) -> str:
+    """An inline SVG line chart of (step, value) series, with an optional vertical marker."""
+    points = [(x, y) for series in lines.values() for x, y in series if math.isfinite(y)]
+    if not points:
+        return f"<p>{html.escape(title)}: no finite values</p>"
+    left, right, top, bottom = 60, 10, 24, 28
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * (width - left - right)
+
+    def sy(y: float) -> float:
+        return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="{html.escape(title)}">',
+        f'<text x="{left}" y="14" font-size="13">{html.escape(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{width - left - right}" '
+        f'height="{height - top - bottom}" fill="none" stroke="#ccc"/>',
+        f'<text x="4" y="{top + 10}" font-size="11">{y1:.4g}</text>',
+        f'<text x="4" y="{height - bottom}" font-size="11">{y0:.4g}</text>',
+        f'<text x="{left}" y="{height - 8}" font-size="11">step {x0}</text>',
+        f'<text x="{width - right - 70}" y="{height - 8}" font-size="11">step {x1}</text>',
+    ]
+    if marker is not None:
+        parts.append(
+            f'<line x1="{sx(marker):.1f}" x2="{sx(marker):.1f}" y1="{top}" '
+            f'y2="{height - bottom}" stroke="#d62728" stroke-dasharray="4 3"/>'
+        )
+        parts.append(
+            f'<text x="{sx(marker) + 4:.1f}" y="{top + 12}" font-size="11" '
+            f'fill="#d62728">first divergence: step {marker}</text>'
+        )
+    for i, (label, series) in enumerate(lines.items()):
+        colour = _COLOURS[i % len(_COLOURS)]
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in series if math.isfinite(y))
+        dash = ' stroke-dasharray="6 3"' if i % 2 else ""
+        parts.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="1.5"{dash} '
+            f'points="{path}"><title>{html.escape(label)}</title></polyline>'
+        )
+        parts.append(
+            f'<text x="{width - right - 250}" y="{top + 14 + 14 * i}" font-size="11" '
+            f'fill="{colour}">{html.escape(label)}</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _page(title: str, body: str) -> str:
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1000px}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ddd;padding:3px 8px;"
+        "font-size:13px;text-align:left}th{background:#f4f4f4}.warn{color:#b35c00}"
+        "h1{font-size:20px}h2{font-size:16px;margin-top:1.5em}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    if not rows:
+        return "<p>nothing differs</p>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _series(run: Run, name: str) -> list[tuple[int, float]]:
+    raw = run.record.get("metrics", {}).get("series", {}).get(name, [])
+    return [(int(s), float(v)) for s, v in raw]
+
+
+def _finite_pair(a: float, b: float) -> bool:
+    return math.isfinite(a) and math.isfinite(b)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,34 @@
+"""Turn what a user types (run id, run folder, bundle file, folder of records) into runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from toolkit import bundle, record
+from toolkit.diff import Run
+from toolkit.errors import UserError
+
+BUNDLE_SUFFIXES = (".tar.gz", ".tgz", ".bundle")
+
+
+def load_runs(root: Path, ref: str, scratch: Path, *, single: bool = False) -> list[Run]:
+    """The runs `ref` names; bundles unpack into `scratch`. `single`: exactly one run expected."""
+    path = Path(ref)
+    if path.is_file() and ref.endswith(BUNDLE_SUFFIXES):
+        scratch.mkdir(parents=True, exist_ok=True)
+        runs = bundle.open_bundle(path, scratch)
+    elif path.is_dir() and not (path / record.RECORD_FILE).is_file():
+        runs = [
+            Run(record.read_record(folder), folder)
+            for folder in sorted(path.iterdir())
+            if (folder / record.RECORD_FILE).is_file()
+        ]
+        if not runs:
+            raise UserError(f"{path}: no run records in this folder")
+    else:
+        folder = record.find_run(root, ref)
+        folder = folder.parent if folder.is_file() else folder
+        runs = [Run(record.read_record(folder), folder)]
+    if single and len(runs) != 1:
+        raise UserError(f"{ref} holds {len(runs)} runs; name one run to diff")
+    return runs
