@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from toolkit.diff import Run, RunDiff
+from toolkit.reprocheck import ReproReport
 
 DIFF_SCHEMA = "toolkit.diff/1"
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -295,3 +296,83 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+def repro_rows(r: ReproReport) -> list[list[str]]:
+    """One row per comparison: role, group, runs, verdict, primary deviation, first step, causes."""
+    rows = []
+    for p in r.pairs:
+        d = p.diff
+        rows.append(
+            [
+                "run-to-run" if p.role == "noise" else "vs control",
+                p.group,
+                f"{_short(d.b)} vs {_short(d.a)}",
+                verdict_text(d.verdict),
+                percent(abs(d.headline)) if d.headline is not None else "-",
+                str(d.first_divergence[1]) if d.first_divergence else "-",
+                ", ".join(d.causes()) or "-",
+            ]
+        )
+    return rows
+
+
+REPRO_HEADERS = ["compare", "group", "runs", "verdict", "primary Δ", "first step", "inputs differ"]
+
+
+def repro_markdown(r: ReproReport) -> str:
+    """Markdown for a CI job summary."""
+    icon = {"identical": "✅", "within_tolerance": "🟡", "diverged": "❌"}[r.verdict]
+    out = [f"### {icon} repro-check: {html.escape(r.summary)}", "", f"control: `{r.control}`", ""]
+    out.append("| " + " | ".join(REPRO_HEADERS) + " |")
+    out.append("|" + "---|" * len(REPRO_HEADERS))
+    out += ["| " + " | ".join(row) + " |" for row in repro_rows(r)]
+    return "\n".join(out) + "\n"
+
+
+def repro_html(r: ReproReport) -> str:
+    """Self-contained page: summary, comparison table, every run's primary metric overlaid."""
+    sections = [
+        f"<h1>repro-check: {html.escape(r.summary)}</h1>",
+        f"<p>control: {html.escape(r.control)}</p>",
+        _table(REPRO_HEADERS, repro_rows(r)),
+    ]
+    metric = next((p.diff.primary for p in r.pairs if p.diff.primary), None)
+    if metric:
+        curves = {f"{g.label}: {run.id}": _series(run, metric) for g in r.groups for run in g.runs}
+        firsts = [
+            p.diff.first_divergence[1]
+            for p in r.pairs
+            if p.diff.first_divergence and p.diff.first_divergence[0] == metric
+        ]
+        sections.append(
+            svg_plot(curves, title=f"{metric}, all runs", marker=min(firsts) if firsts else None)
+        )
+        control = r.groups[0].runs[0]
+        for p in r.pairs:
+            if p.diff.verdict == "identical":
+                continue
+            other = next(run for g in r.groups for run in g.runs if run.label == p.diff.b)
+            base, series = (
+                dict(_series(control if p.role == "gap" else _first_of(r, p.group), metric)),
+                _series(other, metric),
+            )
+            deviation = [
+                (s, abs(v - base[s])) for s, v in series if s in base and _finite_pair(v, base[s])
+            ]
+            sections.append(
+                svg_plot(
+                    {p.group: deviation},
+                    title=f"{metric} deviation: {p.diff.b} vs {p.diff.a}",
+                    marker=p.diff.first_divergence[1] if p.diff.first_divergence else None,
+                )
+            )
+    return _page("toolkit repro-check", "\n".join(sections))
+
+
+def _first_of(r: ReproReport, group: str) -> Run:
+    return next(g.runs[0] for g in r.groups if g.label == group)
+
+
+def _short(label: str) -> str:
+    return label.split(" ")[0]

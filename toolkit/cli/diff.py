@@ -58,3 +58,87 @@ def diff_command(
         output.info(f"HTML report: {html}")
     if result.verdict == "diverged":
         raise typer.Exit(1)
+
+
+@app.command("repro-check")
+def repro_check_command(
+    target: Annotated[
+        list[str] | None, typer.Option("--target", "-t", help="Targets; default: the first.")
+    ] = None,
+    runs: Annotated[int, typer.Option("--runs", "-n", min=1, help="Runs per target.")] = 2,
+    vary: Annotated[
+        list[str] | None,
+        typer.Option("--vary", help="Also run once per value, e.g. threads=1,4 or workers=0,2."),
+    ] = None,
+    against: Annotated[
+        list[str] | None,
+        typer.Option("--against", help="Run records from elsewhere: bundle, folder, or run id."),
+    ] = None,
+    native: Annotated[bool, typer.Option("--native", help="Run without containers.")] = False,
+    rtol: RtolOption = None,
+    atol: AtolOption = None,
+    json_output: JsonOption = False,
+    markdown: MarkdownOption = False,
+    html: HtmlOption = None,
+) -> None:
+    """Run the experiment N times per target (and per variation), compare every run to a control.
+
+    Exit 0 when every comparison is identical or within tolerance, 1 when any diverged.
+    """
+    from toolkit import reprocheck, run
+    from toolkit.compare import TolerancePolicy
+    from toolkit.diff import Run
+    from toolkit.record import read_record
+    from toolkit.runref import load_runs
+
+    cfg = options().load()
+    targets = [cfg.target(t).name for t in target] if target else [next(iter(cfg.targets))]
+    variations = reprocheck.parse_variations(vary or [])
+
+    def run_one(name: str, variation: reprocheck.Variation | None, index: int) -> Run:
+        def knob(key: str) -> int | None:
+            return variation.value if variation and variation.name == key else None
+
+        req = run.request(
+            cfg,
+            name,
+            None,
+            native=native,
+            seed=knob("seed"),
+            threads=knob("threads"),
+            workers=knob("workers"),
+        )
+        label = f"{name} {variation.label}" if variation else f"{name} #{index + 1}"
+        with output.progress(f"run {label}"):
+            result = run.execute(cfg, req, on_stdout=lambda _: None, on_stderr=lambda _: None)
+        output.info(f"  {label}: {result.id} {result.status}")
+        return Run(read_record(result.path), result.path)
+
+    with tempfile.TemporaryDirectory(prefix="toolkit-repro-") as scratch:
+        outside = [
+            found
+            for i, ref in enumerate(against or [])
+            for found in load_runs(cfg.root, ref, Path(scratch) / str(i))
+        ]
+        groups = reprocheck.collect(targets, runs, variations, run_one)
+        groups += reprocheck.imported_groups(outside)
+        result = reprocheck.compare(groups, TolerancePolicy.from_mapping(rtol=rtol, atol=atol))
+        if html:
+            from toolkit.report import repro_html
+
+            html.write_text(repro_html(result), encoding="utf-8")
+    if json_output:
+        output.as_json(reprocheck.as_json(result))
+    elif markdown:
+        from toolkit.report import repro_markdown
+
+        output.info(repro_markdown(result))
+    else:
+        from toolkit.report import REPRO_HEADERS, repro_rows
+
+        output.table(REPRO_HEADERS, repro_rows(result))
+        output.info(result.summary)
+    if html:
+        output.info(f"HTML report: {html}")
+    if result.verdict == "diverged":
+        raise typer.Exit(1)
