@@ -10,6 +10,7 @@ from typing import Any, Literal
 from toolkit import base, engine
 from toolkit.config import DEBIAN_BASE, Config
 from toolkit.errors import EngineUnavailable
+from toolkit.hardware import GpuReport, probe_gpus
 
 Status = Literal["ok", "warn", "fail"]
 _GiB = 1024**3
@@ -23,26 +24,6 @@ class Check:
     status: Status
     detail: str
     fix: str | None = None
-
-
-@dataclass(frozen=True)
-class Gpu:
-    """One GPU as the driver reports it."""
-
-    index: int
-    name: str
-    memory_gib: float
-    compute_capability: str
-
-
-@dataclass(frozen=True)
-class GpuReport:
-    """What nvidia-ml-py sees; `error` says why it sees nothing."""
-
-    driver: str | None
-    cuda_driver: str | None  # the newest CUDA version the driver supports, e.g. "13.0"
-    gpus: tuple[Gpu, ...]
-    error: str | None = None
 
 
 def diagnose(cfg: Config | None) -> list[Check]:
@@ -69,35 +50,6 @@ def _worst(checks: list[Check]) -> Status:
         if any(c.status == status for c in checks):
             return status
     return "ok"
-
-
-def probe_gpus() -> GpuReport:
-    """GPUs, driver and CUDA driver version through nvidia-ml-py; no GPU is a fact, not an error."""
-    try:
-        import pynvml
-    except ImportError:
-        return GpuReport(None, None, (), error="nvidia-ml-py is not installed")
-    try:
-        pynvml.nvmlInit()
-    except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
-        return GpuReport(None, None, (), error=f"no NVIDIA driver ({exc})")
-    try:
-        driver = _text(pynvml.nvmlSystemGetDriverVersion())
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total / _GiB
-            name = _text(pynvml.nvmlDeviceGetName(handle))
-            gpus.append(Gpu(i, name, round(memory, 1), f"{major}.{minor}"))
-        return GpuReport(driver, f"{cuda // 1000}.{cuda % 1000 // 10}", tuple(gpus))
-    finally:
-        pynvml.nvmlShutdown()
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _engine_check(checks: list[Check]) -> engine.EngineInfo | None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from toolkit.errors import UserError
 
@@ -41,10 +43,12 @@ def run(
     cwd: Path | None = None,
     on_line: Callable[[str], None] | None = None,
     tail_lines: int = 30,
+    die_with_parent: bool = False,
 ) -> Result:
     """Run a program to completion, appending its output to `log` and passing lines to `on_line`.
 
     The child runs in its own process group so Ctrl-C reaches toolkit first, which then stops it.
+    With `die_with_parent` (Linux) it is also stopped when toolkit itself is killed (SIGKILL).
     """
     tail: list[str] = []
     log_file = log.open("a", encoding="utf-8") if log else None
@@ -59,6 +63,7 @@ def run(
             text=True,
             errors="replace",
             start_new_session=True,
+            preexec_fn=_parent_death_signal(os.getpid()) if die_with_parent else None,
         )
         assert proc.stdout is not None
         try:
@@ -90,9 +95,79 @@ def output(argv: Sequence[str], *, cwd: Path | None = None) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+def _parent_death_signal(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when toolkit dies; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # toolkit died before the signal was armed
+            os._exit(1)
+
+    return arm
+
+
 def _stop(proc: subprocess.Popen[str]) -> None:
     try:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=10)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         os.killpg(proc.pid, 9)
+
+
+def stream(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+) -> tuple[int | None, bool]:
+    """Run a program with its stdout and stderr passed on live; returns (exit code, interrupted).
+
+    Ctrl-C stops the program (SIGINT to its process group, then SIGTERM, then SIGKILL).
+    """
+    import threading
+
+    proc = subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=dict(env),
+        cwd=cwd,
+        start_new_session=True,
+    )
+
+    def pump(pipe: IO[bytes], sink: Callable[[bytes], None]) -> None:
+        for chunk in iter(lambda: pipe.read1(65536), b""):  # type: ignore[attr-defined]
+            sink(chunk)
+
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = [
+        threading.Thread(target=pump, args=(proc.stdout, on_stdout), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, on_stderr), daemon=True),
+    ]
+    for thread in pumps:
+        thread.start()
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        for sig in (2, 15, 9):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=10)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+        for thread in pumps:
+            thread.join(timeout=5)
+        return None, True
+    for thread in pumps:
+        thread.join()
+    return code, False

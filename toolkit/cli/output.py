@@ -69,4 +69,4 @@ def table(headers: list[str], rows: list[list[str]]) -> None:
     grid = Table(*headers, box=None, pad_edge=False, header_style="bold")
     for row in rows:
         grid.add_row(*(_escape(cell) for cell in row))
-    out.print(grid)
+    out.print(grid, width=None if out.is_terminal else 250)  # logs and CI: never wrap cells

@@ -1,0 +1,213 @@
+"""`toolkit run`, `toolkit runs`, `toolkit show`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Annotated, TextIO
+
+import typer
+
+from toolkit.cli import app, options, output
+
+
+@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run_command(
+    ctx: typer.Context,
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="Target; default: the first.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Override determinism.seed.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Override determinism.threads.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=0, help="Override determinism.dataloader_workers.")
+    ] = None,
+    no_strict: Annotated[
+        bool,
+        typer.Option(
+            "--no-strict",
+            help="Warn (and record) instead of failing on ops without a deterministic kernel.",
+        ),
+    ] = False,
+    cpu: Annotated[str | None, typer.Option(help="CPU level: fixed or portable.")] = None,
+    native: Annotated[
+        bool, typer.Option("--native", help="Run without a container, in this environment.")
+    ] = False,
+    build: Annotated[
+        bool, typer.Option("--build", help="Build the image first if needed.")
+    ] = False,
+) -> None:
+    """Run the experiment in its image under the determinism policy; write runs/<id>/record.json.
+
+    Give a command after `--` to run it instead of experiment.command.
+    """
+    from toolkit import run
+
+    cfg = options().load()
+    name = target or next(iter(cfg.targets))
+    req = run.request(
+        cfg,
+        name,
+        list(ctx.args) or None,
+        seed=seed,
+        threads=threads,
+        workers=workers,
+        strict=False if no_strict else None,
+        cpu=cpu,
+        native=native,
+    )
+    if build and not native:
+        from toolkit.cli.build import build_command
+
+        build_command(target=[name], no_cache=False)
+
+    def write(stream: TextIO) -> Callable[[bytes], None]:
+        def sink(chunk: bytes) -> None:
+            stream.buffer.write(chunk)
+            stream.flush()
+
+        return sink
+
+    where = "natively" if native else f"in the {name} image"
+    output.info(
+        f"run {' '.join(req.command)} {where} (seed {req.policy.seed}, "
+        f"{req.policy.threads} threads, {req.policy.dataloader_workers} loader workers, "
+        f"{'strict' if req.policy.strict else 'warn'}, cpu {req.policy.cpu})"
+    )
+    result = run.execute(cfg, req, on_stdout=write(sys.stdout), on_stderr=write(sys.stderr))
+    rel = result.path.relative_to(cfg.root) if result.path.is_relative_to(cfg.root) else result.path
+    summary = f"{result.id}: {result.status}"
+    if result.primary and result.primary_value is not None:
+        summary += f", {result.primary}={result.primary_value:.6g}"
+    if result.status == "succeeded":
+        output.success(f"{summary} (record: {rel}/record.json)")
+        return
+    output.error(f"{summary} (record: {rel}/record.json)")
+    if result.nondeterministic_ops:
+        ops = ", ".join(result.nondeterministic_ops)
+        output.error(
+            f"no deterministic implementation for: {ops}",
+            hint="rerun with --no-strict to record every such op and finish the run "
+            "(results may then vary between runs), or replace the op",
+        )
+    if result.status == "interrupted":
+        raise typer.Exit(130)
+    raise typer.Exit(result.exit_code if result.exit_code else 1)
+
+
+runs_app = typer.Typer(help="List, export and import run records.")
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs_command(ctx: typer.Context) -> None:
+    """List run records: id, target, status, primary metric, when."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from toolkit.record import list_runs
+
+    cfg = options().load()
+    rows = list_runs(cfg.root)
+    if not rows:
+        output.info("no runs yet: `toolkit run`")
+        return
+    output.table(
+        ["id", "target", "status", "primary", "started"],
+        [
+            [
+                r.id,
+                r.target + (" (native)" if r.native else ""),
+                r.status,
+                f"{r.primary}={r.primary_value:.6g}"
+                if r.primary and r.primary_value is not None
+                else "-",
+                r.started[:19].replace("T", " "),
+            ]
+            for r in rows
+        ],
+    )
+
+
+@runs_app.command("export")
+def runs_export_command(
+    items: Annotated[
+        list[str], typer.Argument(metavar="RUN... FILE", help="Runs, then the bundle.")
+    ],
+) -> None:
+    """Bundle run records (with outputs and logs) into one file for another machine or CI."""
+    from pathlib import Path
+
+    from toolkit.bundle import export_runs
+    from toolkit.errors import ConfigError
+    from toolkit.record import find_run
+
+    if len(items) < 2:
+        raise ConfigError("give at least one run and the bundle file: toolkit runs export RUN FILE")
+    cfg = options().load()
+    *refs, dest = items
+    folders = [find_run(cfg.root, ref) for ref in refs]
+    export_runs(folders, Path(dest))
+    output.success(f"wrote {dest} ({len(folders)} runs)")
+
+
+@runs_app.command("import")
+def runs_import_command(
+    bundle: Annotated[str, typer.Argument(help="A bundle from `toolkit runs export`.")],
+) -> None:
+    """Add the runs of a bundle to runs/ (validated; existing runs are never overwritten)."""
+    from pathlib import Path
+
+    from toolkit.bundle import import_runs
+    from toolkit.record import runs_dir
+
+    cfg = options().load()
+    done = import_runs(Path(bundle), runs_dir(cfg.root))
+    output.success(
+        f"imported {len(done.added)} runs" + (f": {', '.join(done.added)}" if done.added else "")
+    )
+    if done.skipped:
+        output.info(f"already present, left as they are: {', '.join(done.skipped)}")
+
+
+@app.command("show")
+def show_command(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, id prefix, or folder.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the whole record.")] = False,
+) -> None:
+    """Show one run record."""
+    from toolkit.record import find_run, read_record
+
+    cfg = options().load()
+    doc = read_record(find_run(cfg.root, run_ref))
+    if json_output:
+        output.as_json(doc)
+        return
+    det = doc["determinism"]
+    applied = [a for a in det.get("applied", []) if a.get("status") == "applied"]
+    output.table(
+        ["field", "value"],
+        [
+            ["id", doc["id"]],
+            ["status", f"{doc['status']} (exit {doc['exit_code']})"],
+            ["target", doc["target"] + (" (native)" if doc.get("native") else "")],
+            ["command", " ".join(doc["command"])],
+            ["started", doc["started"]],
+            ["duration", f"{doc['duration_s']:.1f}s"],
+            ["image", (doc.get("image") or {}).get("ref") or "-"],
+            [
+                "code",
+                f"{doc['code']['commit'] or 'no git'}{' (dirty)' if doc['code']['dirty'] else ''}",
+            ],
+            ["data", doc["data"]["digest"][:16]],
+            ["policy", ", ".join(f"{k}={v}" for k, v in det["policy"].items())],
+            ["applied", f"{len(applied)} settings"],
+            [
+                "nondeterministic ops",
+                ", ".join(o["op"] for o in det["nondeterministic_ops"]) or "none",
+            ],
+            ["primary", f"{doc['metrics']['primary']}={doc['metrics']['primary_final']}"],
+            ["outputs", f"{len(doc['outputs']['files'])} files, {doc['outputs']['digest'][:16]}"],
+        ],
+    )

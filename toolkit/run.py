@@ -1,0 +1,474 @@
+"""`toolkit run`: the experiment in its image (or natively) under the determinism policy,
+leaving a complete run record."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit import __version__, engine, fingerprint, hardware, image, metrics, proc, record
+from toolkit.config import Config, DeterminismConfig, TargetConfig
+from toolkit.errors import ConfigError, UserError
+from toolkit.paths import STATE_DIR
+from toolkit.source import source_state
+from toolkit.wheelhouse import normalise, read_pins
+
+CONTAINER_PROJECT = "/project"
+CONTAINER_RUN_DIR = "/toolkit/run"
+CONTAINER_RUNTIME = "/toolkit/runtime"
+OUTPUTS = "outputs"
+_PACKAGES_SCRIPT = (
+    "import json, importlib.metadata as m; "
+    "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run and under which policy (toolkit.yaml values with command-line overrides)."""
+
+    target: TargetConfig
+    command: tuple[str, ...]
+    policy: DeterminismConfig
+    native: bool = False
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where the record is and how the experiment ended."""
+
+    id: str
+    path: Path
+    status: str  # succeeded | failed | interrupted | engine_lost
+    exit_code: int | None
+    primary: str | None
+    primary_value: float | None
+    nondeterministic_ops: tuple[str, ...]
+
+
+def request(
+    cfg: Config,
+    target: str,
+    command: list[str] | None,
+    *,
+    seed: int | None = None,
+    threads: int | None = None,
+    workers: int | None = None,
+    strict: bool | None = None,
+    cpu: str | None = None,
+    native: bool = False,
+) -> RunRequest:
+    """Combine toolkit.yaml with command-line overrides into a run request."""
+    tgt = cfg.target(target)
+    if command:
+        argv = tuple(command)
+    elif cfg.experiment is not None:
+        argv = tuple(shlex.split(cfg.experiment.command))
+    else:
+        raise ConfigError(
+            f"{cfg.path}: no experiment.command and no command given",
+            hint="add `experiment: {command: python train.py}` or run `toolkit run -- CMD ...`",
+        )
+    if cpu not in (None, "fixed", "portable"):
+        raise ConfigError(f"--cpu must be 'fixed' or 'portable', got {cpu!r}")
+    base = cfg.determinism
+    policy = DeterminismConfig(
+        seed=base.seed if seed is None else seed,
+        threads=base.threads if threads is None else threads,
+        dataloader_workers=base.dataloader_workers if workers is None else workers,
+        strict=base.strict if strict is None else strict,
+        cpu=base.cpu if cpu is None else cpu,  # type: ignore[arg-type]  # checked above
+    )
+    return RunRequest(tgt, argv, policy, native)
+
+
+def execute(
+    cfg: Config,
+    req: RunRequest,
+    *,
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+) -> RunResult:
+    """Run the experiment and write its record; the record is written whatever the outcome."""
+    from toolkit.runtime.bundle import write_bundle
+    from toolkit.runtime.policy import POLICY_VAR, Policy, environment
+
+    experiment = cfg.experiment
+    workdir_rel = experiment.workdir if experiment else "."
+    workdir = cfg.root / workdir_rel
+    if not workdir.is_dir():
+        raise ConfigError(f"{cfg.path}: experiment.workdir {workdir_rel!r} is not a folder")
+    image_ref = None if req.native else image.current_ref(cfg, req.target)
+    run_id, run_dir = record.new_run_dir(cfg.root, req.target.name)
+    policy = Policy(
+        seed=req.policy.seed,
+        threads=req.policy.threads,
+        dataloader_workers=req.policy.dataloader_workers,
+        strict=req.policy.strict,
+        cpu=req.policy.cpu,
+    )
+    runtime_dir = _runtime_bundle(cfg.root, write_bundle)
+    env = environment(policy, os.environ if req.native else None)
+    env[POLICY_VAR] = policy.to_json()
+    outputs_dir = run_dir / OUTPUTS
+    outputs_dir.mkdir()
+    declared = _declared_outputs(cfg)
+
+    started = time.time()
+    stdout_log, stderr_log = run_dir / "stdout.log", run_dir / "stderr.log"
+    with stdout_log.open("wb") as out_file, stderr_log.open("wb") as err_file:
+
+        def tee_out(chunk: bytes) -> None:
+            out_file.write(chunk)
+            out_file.flush()
+            on_stdout(chunk)
+
+        def tee_err(chunk: bytes) -> None:
+            err_file.write(chunk)
+            err_file.flush()
+            on_stderr(chunk)
+
+        if req.native:
+            exit_code, interrupted, engine_error = _run_native(
+                req, workdir, run_dir, runtime_dir, env, tee_out, tee_err
+            )
+            _copy_outputs(workdir, outputs_dir, declared)
+        else:
+            assert image_ref is not None
+            ended_as = _run_in_container(
+                cfg,
+                req,
+                image_ref,
+                workdir_rel,
+                run_dir,
+                runtime_dir,
+                env,
+                declared,
+                tee_out,
+                tee_err,
+            )
+            exit_code, interrupted, engine_error = (
+                ended_as.exit_code,
+                ended_as.interrupted,
+                ended_as.engine_error,
+            )
+    ended = time.time()
+
+    status = (
+        "interrupted"
+        if interrupted
+        else "engine_lost"
+        if engine_error
+        else "succeeded"
+        if exit_code == 0
+        else "failed"
+    )
+    doc = _record(
+        cfg,
+        req,
+        run_id,
+        run_dir,
+        image_ref,
+        status,
+        exit_code,
+        engine_error,
+        started,
+        ended,
+        env,
+        declared,
+    )
+    record.write_record(run_dir, doc)
+    ops = tuple(o["op"] for o in doc["determinism"]["nondeterministic_ops"])
+    return RunResult(
+        run_id,
+        run_dir,
+        status,
+        exit_code,
+        doc["metrics"]["primary"],
+        doc["metrics"]["primary_final"],
+        ops,
+    )
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+def _run_in_container(
+    cfg: Config,
+    req: RunRequest,
+    image_ref: str,
+    workdir_rel: str,
+    run_dir: Path,
+    runtime_dir: Path,
+    env: dict[str, str],
+    declared: list[str],
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+) -> engine.ContainerExit:
+    container_workdir = f"{CONTAINER_PROJECT}/{workdir_rel}".rstrip("/.") or CONTAINER_PROJECT
+    mounts = [
+        engine.Mount(cfg.root, CONTAINER_PROJECT),
+        engine.Mount(run_dir, CONTAINER_RUN_DIR),
+        engine.Mount(runtime_dir, CONTAINER_RUNTIME, read_only=True),
+    ]
+    # Each run's outputs land in its own folder, bound over the paths the experiment writes to,
+    # so two runs at once never overwrite each other's checkpoints or metrics.
+    workdir = cfg.root / workdir_rel
+    for rel in declared:
+        host_side = run_dir / OUTPUTS / rel
+        in_project = workdir / rel
+        if rel.endswith("/") or in_project.is_dir() or not Path(rel).suffix:
+            host_side.mkdir(parents=True, exist_ok=True)
+            in_project.mkdir(parents=True, exist_ok=True)
+        else:
+            host_side.parent.mkdir(parents=True, exist_ok=True)
+            host_side.touch()
+            in_project.parent.mkdir(parents=True, exist_ok=True)
+            in_project.touch()
+        mounts.append(engine.Mount(host_side, f"{container_workdir}/{rel.rstrip('/')}"))
+    container_env = {
+        **env,
+        "TOOLKIT_RUN_DIR": CONTAINER_RUN_DIR,
+        "PYTHONPATH": CONTAINER_RUNTIME,
+        "HOME": "/tmp",  # the host uid may have no home in the image
+    }
+    return engine.run_container(
+        image_ref,
+        list(req.command),
+        mounts=mounts,
+        env=container_env,
+        workdir=container_workdir,
+        user=f"{os.getuid()}:{os.getgid()}",
+        gpus=req.target.gpus,
+        labels={"io.toolkit.project": cfg.name, "io.toolkit.run": run_dir.name},
+        on_stdout=on_stdout,
+        on_stderr=on_stderr,
+    )
+
+
+def _run_native(
+    req: RunRequest,
+    workdir: Path,
+    run_dir: Path,
+    runtime_dir: Path,
+    env: dict[str, str],
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+) -> tuple[int | None, bool, str | None]:
+    from toolkit.runtime.policy import UNSET
+
+    native_env = dict(os.environ)
+    for name in UNSET:
+        native_env.pop(name, None)
+    native_env.update(env)
+    native_env["TOOLKIT_RUN_DIR"] = str(run_dir)
+    existing = native_env.get("PYTHONPATH")
+    native_env["PYTHONPATH"] = str(runtime_dir) + (os.pathsep + existing if existing else "")
+    try:
+        code, interrupted = proc.stream(
+            list(req.command),
+            env=native_env,
+            cwd=workdir,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+        )
+    except FileNotFoundError:
+        raise UserError(
+            f"command not found: {req.command[0]}", hint="check experiment.command"
+        ) from None
+    return code, interrupted, None
+
+
+def _runtime_bundle(root: Path, write_bundle: Callable[[Path], None]) -> Path:
+    """The runtime package laid out for mounting, rebuilt when toolkit's runtime changes."""
+    source = Path(__file__).parent / "runtime"
+    digest = hashlib.sha256()
+    for path in sorted(source.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    key = f"{__version__}-{digest.hexdigest()[:12]}"
+    dest = root / STATE_DIR / "runtime" / key
+    if not (dest / "sitecustomize.py").is_file():
+        partial = dest.with_name(dest.name + f".{os.getpid()}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        write_bundle(partial)
+        try:
+            partial.rename(dest)
+        except OSError:  # another run made it first
+            shutil.rmtree(partial, ignore_errors=True)
+    return dest
+
+
+def _declared_outputs(cfg: Config) -> list[str]:
+    exp = cfg.experiment
+    if exp is None:
+        return []
+    found = list(exp.outputs)
+    if exp.metrics.file and exp.metrics.file not in found:
+        found.append(exp.metrics.file)
+    return found
+
+
+def _copy_outputs(workdir: Path, outputs_dir: Path, declared: list[str]) -> None:
+    for rel in declared:
+        source = workdir / rel
+        dest = outputs_dir / rel
+        if source.is_dir():
+            shutil.copytree(source, dest, dirs_exist_ok=True)
+        elif source.is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest)
+
+
+# --- the record --------------------------------------------------------------------------------
+
+
+def _record(
+    cfg: Config,
+    req: RunRequest,
+    run_id: str,
+    run_dir: Path,
+    image_ref: str | None,
+    status: str,
+    exit_code: int | None,
+    engine_error: str | None,
+    started: float,
+    ended: float,
+    env: dict[str, str],
+    declared: list[str],
+) -> dict[str, Any]:
+    exp = cfg.experiment
+    reports = _runtime_reports(run_dir)
+    series = metrics.merge(
+        metrics.from_file(run_dir / "metrics.jsonl"),
+        metrics.from_file(run_dir / OUTPUTS / exp.metrics.file) if exp and exp.metrics.file else {},
+        metrics.from_stdout(
+            (run_dir / "stdout.log").read_text(errors="replace").splitlines(),
+            exp.metrics.patterns if exp else (),
+        ),
+    )
+    primary = exp.metrics.primary if exp else None
+    image_info = engine.image(image_ref) if image_ref else None
+    packages = _packages(cfg.root, req, image_info)
+    lock_bytes = req.target.lockfile.read_bytes() if req.target.lockfile.is_file() else b""
+    lock_text = lock_bytes.decode(errors="replace")
+    data = fingerprint.fingerprint(
+        cfg.root / (exp.workdir if exp else "."), exp.data if exp else ()
+    )
+    outputs = fingerprint.fingerprint(run_dir / OUTPUTS, tuple(declared))
+    code = source_state(cfg.root)
+    return {
+        "schema": record.SCHEMA,
+        "id": run_id,
+        "project": cfg.name,
+        "target": req.target.name,
+        "status": status,
+        "exit_code": exit_code,
+        "engine_error": engine_error,
+        "command": list(req.command),
+        "started": _iso(started),
+        "ended": _iso(ended),
+        "duration_s": round(ended - started, 3),
+        "native": req.native,
+        "toolkit_version": __version__,
+        "image": None
+        if image_info is None
+        else {
+            "ref": image_ref,
+            "id": image_info.id,
+            "content_hash": image_info.labels.get(f"{image.LABEL}.content-hash"),
+            "lock_hash": image_info.labels.get(f"{image.LABEL}.lock-hash"),
+            "base_digest": image_info.labels.get(f"{image.LABEL}.base-digest"),
+        },
+        "lockfile": {
+            "path": str(req.target.lockfile.relative_to(cfg.root))
+            if req.target.lockfile.is_relative_to(cfg.root)
+            else str(req.target.lockfile),
+            "sha256": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
+        },
+        "code": dataclasses.asdict(code),
+        "data": {"digest": data.digest, "files": data.files, "missing": list(data.missing)},
+        "determinism": {
+            "policy": dataclasses.asdict(req.policy),
+            "environment": env,
+            "applied": _merged(reports, "settings"),
+            "forced": _merged(reports, "forced"),
+            "nondeterministic_ops": _merged_ops(reports),
+        },
+        "processes": [{k: r.get(k) for k in ("pid", "ppid", "argv")} for r in reports],
+        "host": hardware.host_facts(),
+        "accelerator": next((r["torch"] for r in reports if r.get("torch")), None),
+        "libraries": next((r["libraries"] for r in reports if r.get("libraries")), {}),
+        "packages": packages,
+        "package_drift": _drift(lock_text, packages) if req.native else [],
+        "metrics": {
+            "primary": primary,
+            "primary_final": metrics.final(series, primary),
+            "series": {name: [[s, v] for s, v in points] for name, points in series.items()},
+        },
+        "outputs": {"digest": outputs.digest, "files": outputs.files},
+        "logs": {"stdout": "stdout.log", "stderr": "stderr.log"},
+    }
+
+
+def _runtime_reports(run_dir: Path) -> list[dict[str, Any]]:
+    reports = []
+    for path in sorted((run_dir / "runtime").glob("*.json")):
+        try:
+            reports.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    reports.sort(key=lambda r: (r.get("ppid") in {x.get("pid") for x in reports}, r.get("pid", 0)))
+    return reports
+
+
+def _merged(reports: list[dict[str, Any]], key: str) -> list[Any]:
+    """The main process's entries (the first report), which workers repeat."""
+    return list(reports[0].get(key, [])) if reports else []
+
+
+def _merged_ops(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for entry in report.get("nondeterministic_ops", []):
+            seen.setdefault(str(entry.get("op")), entry)
+    return list(seen.values())
+
+
+def _packages(root: Path, req: RunRequest, image_info: engine.ImageInfo | None) -> dict[str, str]:
+    """Installed distributions: read once per image (cached), or from the native interpreter."""
+    if image_info is not None:
+        cache = root / STATE_DIR / "packages" / f"{image_info.id.replace(':', '-')}.json"
+        if cache.is_file():
+            return dict(json.loads(cache.read_text()))
+        found = json.loads(engine.run_once(image_info.id, ["python", "-c", _PACKAGES_SCRIPT]))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(found, sort_keys=True))
+        return dict(found)
+    python = shutil.which(req.command[0]) if req.command[0].startswith("python") else None
+    text = proc.output([python or sys.executable, "-c", _PACKAGES_SCRIPT])
+    return dict(json.loads(text)) if text else {}
+
+
+def _drift(lock_text: str, packages: dict[str, str]) -> list[dict[str, str | None]]:
+    """Where a native environment differs from the lockfile."""
+    installed = {normalise(k): v for k, v in packages.items()}
+    drift: list[dict[str, str | None]] = []
+    for pin in read_pins(lock_text):
+        have = installed.get(pin.name)
+        if have != pin.version:
+            drift.append({"package": pin.name, "locked": pin.version, "installed": have})
+    return drift
+
+
+def _iso(stamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1000):03d}Z"
