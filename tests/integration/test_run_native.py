@@ -1,0 +1,132 @@
+"""`toolkit run --native`: the policy, the record and the bad cases, without a container."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import toolkit
+
+SCRIPT = """
+import os, random, sys
+from toolkit.runtime import log
+for step in range(5):
+    value = random.random()
+    log(step=step, score=value)
+    print(f"step {step} loss={value:.6f}", flush=True)
+with open("result.txt", "w") as out:
+    out.write(os.environ.get("PYTHONHASHSEED", "unset"))
+sys.exit(int(os.environ.get("EXIT_WITH", "0")))
+"""
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "job.py").write_text(SCRIPT)
+    (tmp_path / "exp" / "data").mkdir()
+    (tmp_path / "exp" / "data" / "d.csv").write_text("1,2\n")
+    (tmp_path / "toolkit.yaml").write_text(
+        "name: tk-native\ntargets: {cpu: {}}\n"
+        "experiment:\n"
+        f"  command: {sys.executable} job.py\n"
+        "  workdir: exp\n  data: [data/]\n  outputs: [result.txt]\n"
+        "  metrics: {primary: score, patterns: {loss: 'loss=([0-9.]+)'}}\n"
+        "determinism: {seed: 7, threads: 1}\n"
+    )
+    return tmp_path
+
+
+def record_of(root: Path, stdout: str) -> dict:  # type: ignore[type-arg]
+    run_id = next(w for w in stdout.split() if w.startswith("20") and w.endswith(":"))[:-1]
+    return json.loads((root / "runs" / run_id / "record.json").read_text())
+
+
+def test_native_run_applies_the_policy_and_records_everything(project: Path) -> None:
+    result = toolkit("run", "--native", cwd=project)
+    assert result.returncode == 0, result.stderr
+    doc = record_of(project, result.stdout)
+    assert doc["schema"] == "toolkit.run/1"
+    assert doc["status"] == "succeeded" and doc["native"] is True and doc["image"] is None
+    assert doc["determinism"]["policy"]["seed"] == 7
+    assert doc["determinism"]["environment"]["PYTHONHASHSEED"] == "7"
+    applied = {s["name"]: s for s in doc["determinism"]["applied"]}
+    assert applied["random.seed"]["status"] == "applied"
+    series = doc["metrics"]["series"]
+    assert [s for s, _ in series["score"]] == [0, 1, 2, 3, 4]  # from toolkit.runtime.log
+    assert len(series["loss"]) == 5  # from the stdout pattern
+    assert doc["metrics"]["primary_final"] == series["score"][-1][1]
+    assert list(doc["data"]["files"]) == ["data/d.csv"]
+    assert list(doc["outputs"]["files"]) == ["result.txt"]
+    assert doc["host"]["cpu_count"] == os.cpu_count()
+    assert doc["packages"]  # what the interpreter has installed
+
+    again = toolkit("run", "--native", cwd=project)
+    assert record_of(project, again.stdout)["metrics"]["series"] == series  # seeded: same values
+
+
+def test_failed_experiment_keeps_its_record_and_exit_code(project: Path) -> None:
+    env = {**os.environ, "EXIT_WITH": "3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit", "run", "--native"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 3
+    assert "failed" in result.stderr
+    runs = list((project / "runs").iterdir())
+    doc = json.loads((runs[0] / "record.json").read_text())
+    assert doc["status"] == "failed" and doc["exit_code"] == 3
+    assert (runs[0] / "stdout.log").read_text().count("loss=") == 5
+
+
+def test_command_not_found(project: Path) -> None:
+    result = toolkit("run", "--native", "--", "no-such-program-xyz", cwd=project)
+    assert result.returncode == 1
+    assert "command not found: no-such-program-xyz" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_two_runs_at_once_get_distinct_folders(project: Path) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "toolkit", "run", "--native"],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    folders = sorted((project / "runs").iterdir())
+    assert len(folders) == 2
+    assert all((f / "record.json").is_file() for f in folders)
+
+
+def test_user_sitecustomize_still_runs(project: Path, tmp_path: Path) -> None:
+    user = tmp_path / "usersite"
+    user.mkdir()
+    (user / "sitecustomize.py").write_text(
+        "import pathlib\npathlib.Path('user-site-ran').write_text('yes')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(user)}
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit", "run", "--native"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (project / "exp" / "user-site-ran").read_text() == "yes"
+    doc = record_of(project, result.stdout)
+    assert any(s["status"] == "applied" for s in doc["determinism"]["applied"])
