@@ -5,6 +5,14 @@ BIN    := $(VENV)/bin
 TOOLKIT := $(BIN)/toolkit
 STAMP  := $(VENV)/.installed
 
+# Machines with no route to the PyTorch CPU index can keep its wheels in a folder: map the
+# index to it (a per-machine mirror, never written into a lockfile; see docs/lock.md).
+# This workplace's machines carry torch's CPU wheel in /opt/wheels.
+TORCH_CPU_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl))
+ifneq ($(TORCH_CPU_WHEEL),)
+export TOOLKIT_MIRRORS ?= https://download.pytorch.org/whl/cpu=$(patsubst %/,%,$(dir $(TORCH_CPU_WHEEL)))
+endif
+
 .PHONY: help venv engine base doctor lock build-cpu build-gpu cpu-run gpu-run demo \
         test test-unit test-gpu-image lint format clean
 
@@ -18,6 +26,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# CPU torch for the runtime's native tests (the images get theirs from the lockfiles)
+	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_CPU_WHEEL),--find-links $(dir $(TORCH_CPU_WHEEL)),--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple)
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -175,7 +175,7 @@ def _engine_build(
 
         def on_line(line: str) -> None:
             log_file.write(line + "\n")
-            if line.startswith("Step ") or line.startswith(" ---> Running"):
+            if line.startswith("Step ") and " : LABEL " not in line:
                 on_progress(f"[{time.monotonic() - started:4.0f}s] {line[:90]}")
 
         outcome = engine.build(context, p.ref, image_labels, on_line=on_line, no_cache=no_cache)

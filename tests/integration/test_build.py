@@ -63,6 +63,7 @@ def test_build_then_noop(project: Path) -> None:
             "-c",
             "ls /tmp/wheels /root/.cache/pip /home/toolkit/.cache/pip 2>&1 | grep -c 'No such'",
         ],
+        user="0",  # root, so that /root can be listed
     )
     assert leftovers.strip() == "3"  # no wheelhouse, no pip cache in the final image
 

@@ -111,7 +111,7 @@ def repro_check_command(
         label = f"{name} {variation.label}" if variation else f"{name} #{index + 1}"
         with output.progress(f"run {label}"):
             result = run.execute(cfg, req, on_stdout=lambda _: None, on_stderr=lambda _: None)
-        output.info(f"  {label}: {result.id} {result.status}")
+        output.note(f"  {label}: {result.id} {result.status}")
         return Run(read_record(result.path), result.path)
 
     with tempfile.TemporaryDirectory(prefix="toolkit-repro-") as scratch:

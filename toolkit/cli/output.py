@@ -10,7 +10,8 @@ from typing import Any
 
 from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
+# Off a terminal (logs, CI, pipes) nothing is wrapped or cut: lines stay greppable.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False)
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
@@ -18,6 +19,11 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 def info(message: str) -> None:
     out.print(message, markup=False)
+
+
+def note(message: str) -> None:
+    """Progress and side remarks: stderr, never mixed into a command's result."""
+    err.print(message, markup=False, soft_wrap=True)
 
 
 def success(message: str) -> None:
@@ -48,12 +54,13 @@ def as_json(document: Any) -> None:
 @contextmanager
 def progress(title: str) -> Iterator[Any]:
     """A live status line on a terminal, plain lines in CI; yields an update(text) function."""
-    if out.is_terminal:
-        with out.status(_escape(title)) as live:
+    # stderr, so that --json and --markdown output on stdout stays clean
+    if err.is_terminal:
+        with err.status(_escape(title)) as live:
             yield lambda text: live.update(f"{_escape(title)} [dim]{_escape(text)}[/dim]")
     else:
-        info(title)
-        yield lambda text: info(f"  {text}")
+        note(title)
+        yield lambda text: note(f"  {text}")
 
 
 def _escape(text: str) -> str:
@@ -69,4 +76,4 @@ def table(headers: list[str], rows: list[list[str]]) -> None:
     grid = Table(*headers, box=None, pad_edge=False, header_style="bold")
     for row in rows:
         grid.add_row(*(_escape(cell) for cell in row))
-    out.print(grid, width=None if out.is_terminal else 250)  # logs and CI: never wrap cells
+    out.print(grid)

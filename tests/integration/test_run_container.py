@@ -1,0 +1,140 @@
+"""End to end with torch: the bundled example built into its CPU image and run in containers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support import toolkit
+
+pytestmark = pytest.mark.docker
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository's example project, its CPU image built (reused when current)."""
+    root = tmp_path_factory.mktemp("example")
+    for name in ("toolkit.yaml", "requirements.in"):
+        shutil.copyfile(REPO / name, root / name)
+    shutil.copytree(REPO / "lockfiles", root / "lockfiles")
+    shutil.copytree(
+        REPO / "examples",
+        root / "examples",
+        ignore=shutil.ignore_patterns("checkpoints", "metrics.jsonl", "__pycache__"),
+    )
+    base = toolkit("base", cwd=root)
+    assert base.returncode == 0, base.stderr
+    built = toolkit("build", "--target", "cpu", cwd=root, timeout=1800)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return root
+
+
+def run(example: Path, *args: str) -> tuple[int, dict, str]:  # type: ignore[type-arg]
+    result = toolkit("run", *args, cwd=example)
+    text = result.stdout + result.stderr
+    run_id = next(w for w in text.split() if w.startswith("2026") or w.startswith("20"))
+    run_id = run_id.rstrip(":")
+    folder = example / "runs" / run_id
+    return result.returncode, json.loads((folder / "record.json").read_text()), text
+
+
+def test_two_runs_are_identical_and_settings_were_applied(example: Path) -> None:
+    code_a, a, _ = run(example)
+    code_b, b, _ = run(example)
+    assert code_a == code_b == 0
+    assert a["image"]["id"] == b["image"]["id"] and a["native"] is False
+    assert a["metrics"]["series"] == b["metrics"]["series"]
+    assert (
+        a["outputs"]["files"]["checkpoints/model.pt"]
+        == b["outputs"]["files"]["checkpoints/model.pt"]
+    )
+    assert len(a["metrics"]["series"]["train_loss"]) == 64  # 2 epochs of 32 batches
+    state = a["accelerator"]["state"]
+    assert state["deterministic_algorithms"] is True and state["num_threads"] == 2
+    assert "DataLoader num_workers 2 -> 0" in a["determinism"]["forced"]
+    assert a["packages"]["torch"] == "2.13.0+cpu"
+    diff = toolkit("diff", a["id"], b["id"], cwd=example)
+    assert diff.returncode == 0
+    assert diff.stdout.startswith("identical")
+
+
+def test_thread_count_is_recorded_and_changes_results(example: Path) -> None:
+    _, two, _ = run(example)
+    _, one, _ = run(example, "--threads", "1")
+    assert one["determinism"]["policy"]["threads"] == 1
+    assert one["determinism"]["environment"]["OMP_NUM_THREADS"] == "1"
+    assert one["accelerator"]["state"]["num_threads"] == 1
+    diff = toolkit("diff", two["id"], one["id"], "--json", cwd=example)
+    doc = json.loads(diff.stdout)
+    assert diff.returncode == 1 and doc["verdict"] == "diverged"
+    assert doc["causes"] == ["settings"]
+    assert doc["first_divergence"] is not None
+
+
+def test_portable_level_gives_the_same_weights_at_1_and_2_threads(example: Path) -> None:
+    _, one, _ = run(example, "--cpu", "portable", "--threads", "1")
+    _, two, _ = run(example, "--cpu", "portable", "--threads", "2")
+    assert one["determinism"]["environment"]["ATEN_CPU_CAPABILITY"] == "default"
+    assert one["accelerator"]["cpu_capability"] == "DEFAULT"
+    model = "checkpoints/model.pt"
+    assert one["outputs"]["files"][model] == two["outputs"]["files"][model]
+
+
+def test_runtime_flags_inside_the_container(example: Path) -> None:
+    script = (
+        "import torch; print('FLAGS', torch.are_deterministic_algorithms_enabled(), "
+        "torch.backends.cudnn.benchmark, torch.get_num_threads(), "
+        "torch.get_float32_matmul_precision(), torch.initial_seed())"
+    )
+    code, record, text = run(example, "--seed", "5", "--", "python", "-c", script)
+    assert code == 0, text
+    assert "FLAGS True False 2 highest 5" in text
+    assert record["command"] == ["python", "-c", script]
+
+
+def test_failing_experiment_passes_its_exit_code(example: Path) -> None:
+    code, record, _ = run(example, "--", "python", "-c", "import sys; sys.exit(4)")
+    assert code == 4
+    assert record["status"] == "failed" and record["exit_code"] == 4
+
+
+def test_op_without_deterministic_kernel_is_named(example: Path) -> None:
+    script = "import torch; torch.zeros(3).put_(torch.tensor([0]), torch.tensor([1.0]))"
+    code, record, text = run(example, "--", "python", "-c", script)
+    assert code == 1
+    ops = record["determinism"]["nondeterministic_ops"]
+    assert [o["mode"] for o in ops] == ["raised"] and "put_" in ops[0]["op"]
+    assert "--no-strict" in text
+    code, record, _ = run(example, "--no-strict", "--", "python", "-c", script)
+    assert code == 0
+    assert [o["mode"] for o in record["determinism"]["nondeterministic_ops"]] == ["warned"]
+
+
+def test_repro_check_identical_then_thread_variation_differs(example: Path) -> None:
+    same = toolkit("repro-check", "--runs", "2", cwd=example)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "reproducible on cpu (2/2 identical)" in same.stdout
+    varied = toolkit("repro-check", "--runs", "1", "--vary", "threads=1,2", "--json", cwd=example)
+    assert varied.returncode == 1
+    doc = json.loads(varied.stdout[varied.stdout.index("{") :])
+    assert "thread count changes results (threads=1)" in doc["summary"]
+    gap = next(p for p in doc["pairs"] if p["group"] == "cpu threads=1")
+    assert gap["verdict"] == "diverged" and gap["first_divergence"][1] >= 0
+    same_threads = next(p for p in doc["pairs"] if p["group"] == "cpu threads=2")
+    assert same_threads["verdict"] == "identical"
+
+
+def test_missing_image_points_to_build(tmp_path: Path) -> None:
+    (tmp_path / "lockfiles").mkdir()
+    (tmp_path / "lockfiles" / "cpu.txt").write_text("# nothing built from this yet\n")
+    (tmp_path / "toolkit.yaml").write_text(
+        "name: tk-unbuilt\ntargets: {cpu: {}}\nexperiment: {command: python -V}\n"
+    )
+    result = toolkit("run", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no image for target cpu" in result.stderr
+    assert "toolkit build --target cpu" in result.stderr
