@@ -12,7 +12,9 @@ from rich.console import Console
 
 # Off a terminal (logs, CI, pipes) nothing is wrapped or cut: lines stay greppable.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
-err = Console(stderr=True, highlight=False)
+err = Console(
+    stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 250
+)
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 
