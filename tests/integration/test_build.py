@@ -23,9 +23,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     make_wheel(wheels, "tinyalpha", "1.0")
     make_wheel(wheels, "tinybeta", "2.0", body="import tinyalpha\n", requires=("tinyalpha",))
     name = f"tk-build-{secrets.token_hex(3)}"
-    (root / "toolkit.yaml").write_text(
-        f"name: {name}\ntargets: {{cpu: {{}}}}\n"
-    )
+    (root / "toolkit.yaml").write_text(f"name: {name}\ntargets: {{cpu: {{}}}}\n")
     # offline: this machine's mirror of PyPI is the folder of tiny wheels
     (root / ".toolkit").mkdir()
     (root / ".toolkit" / "mirrors.toml").write_text(f'"https://pypi.org/simple" = "{wheels}"\n')
