@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,10 +33,16 @@ def diagnose(cfg: Config | None) -> list[Check]:
     info = _engine_check(checks)
     wants_gpu = bool(cfg and any(t.gpus for t in cfg.targets.values()))
     checks.append(_runtime_check(info, wants_gpu))
-    checks.append(_gpu_check(probe_gpus(), wants_gpu))
+    gpus = probe_gpus()
+    checks.append(_gpu_check(gpus, wants_gpu))
     checks.append(_disk_check(info))
     if info is not None:
         checks.extend(_base_checks(cfg))
+    if cfg is not None:
+        checks.extend(_lock_checks(cfg))
+        checks.extend(_driver_checks(cfg, gpus))
+        if info is not None:
+            checks.extend(_image_checks(cfg))
     return checks
 
 
@@ -100,8 +107,11 @@ def _disk_check(info: engine.EngineInfo | None) -> Check:
 
 
 def _base_checks(cfg: Config | None) -> list[Check]:
-    present = engine.images(base.LABEL_HASH)
-    names = ", ".join(t for img in present for t in img.tags) or "none"
+    present = engine.images(base.LABEL_HASH)  # target images inherit the label: keep bases only
+    names = (
+        ", ".join(t for img in present for t in img.tags if t.startswith(base.REPOSITORY + ":"))
+        or "none"
+    )
     checks = [Check("base images", "ok", f"bootstrapped bases: {names}")]
     if cfg is None:
         return checks
@@ -134,3 +144,103 @@ def _base_checks(cfg: Config | None) -> list[Check]:
                 )
             )
     return checks
+
+
+def _lock_checks(cfg: Config) -> list[Check]:
+    from toolkit import lock
+    from toolkit.errors import UserError
+
+    checks = []
+    for name in cfg.targets:
+        try:
+            found = lock.status(cfg, name)
+        except UserError as exc:
+            checks.append(Check(f"lock {name}", "warn", exc.message, exc.hint))
+            continue
+        rel = (
+            found.lockfile.relative_to(cfg.root)
+            if found.lockfile.is_relative_to(cfg.root)
+            else found.lockfile
+        )
+        if found.state == "current":
+            checks.append(Check(f"lock {name}", "ok", f"{rel} is current"))
+        else:
+            checks.append(
+                Check(
+                    f"lock {name}",
+                    "warn",
+                    f"{rel} {found.reason}",
+                    f"run `toolkit lock --target {name}`",
+                )
+            )
+    return checks
+
+
+def _image_checks(cfg: Config) -> list[Check]:
+    from toolkit import image
+    from toolkit.errors import UserError
+
+    checks = []
+    for target in cfg.targets.values():
+        try:
+            ref = image.plan(cfg, target).ref
+        except UserError as exc:
+            checks.append(Check(f"image {target.name}", "warn", exc.message, exc.hint))
+            continue
+        if engine.image(ref) is not None:
+            checks.append(Check(f"image {target.name}", "ok", f"{ref} is current"))
+            continue
+        older = [i for i in image.project_images(cfg) if i.target == target.name]
+        detail = f"{ref} missing" + (f"; {len(older)} older image(s) present" if older else "")
+        fix = f"`toolkit build --target {target.name}`, or `toolkit image import FILE` / `pull`"
+        checks.append(Check(f"image {target.name}", "warn", detail, fix))
+    return checks
+
+
+def required_cuda(lock_text: str) -> str | None:
+    """The CUDA version a lockfile's torch build needs (from +cuXYZ or the CUDA runtime wheel)."""
+    local = re.search(r"^torch==[^+\s]+\+cu(\d+)(\d)\b", lock_text, re.MULTILINE)
+    if local:
+        return f"{local[1]}.{local[2]}"
+    runtime = re.search(r"^nvidia-cuda-runtime(?:-cu\d+)?==(\d+)\.(\d+)", lock_text, re.MULTILINE)
+    return f"{runtime[1]}.{runtime[2]}" if runtime else None
+
+
+def _driver_checks(cfg: Config, gpus: GpuReport) -> list[Check]:
+    checks = []
+    for target in cfg.targets.values():
+        if not target.gpus or not target.lockfile.is_file():
+            continue
+        needed = required_cuda(target.lockfile.read_text(encoding="utf-8"))
+        if needed is None:
+            continue
+        name = f"driver {target.name}"
+        if gpus.cuda_driver is None:
+            checks.append(
+                Check(
+                    name,
+                    "warn",
+                    f"lockfile needs CUDA {needed}; no NVIDIA driver here",
+                    "run this target on a GPU machine",
+                )
+            )
+        elif _version(gpus.cuda_driver) >= _version(needed):
+            checks.append(Check(name, "ok", f"driver supports CUDA {gpus.cuda_driver} >= {needed}"))
+        else:
+            status: Status = (
+                "fail" if _version(gpus.cuda_driver)[0] < _version(needed)[0] else "warn"
+            )
+            checks.append(
+                Check(
+                    name,
+                    status,
+                    f"driver {gpus.driver} supports CUDA {gpus.cuda_driver}, "
+                    f"the lockfile needs {needed}",
+                    "update the NVIDIA driver, or lock an older CUDA build of torch",
+                )
+            )
+    return checks
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))

@@ -124,8 +124,16 @@ def build(
 ) -> BuiltImage:
     """Build a target's image unless its content tag exists; `download(lockfile, dir, log)` fills
     the wheelhouse."""
+    from toolkit import lock
+
     started = time.monotonic()
     p = plan(cfg, target)
+    found = lock.status(cfg, target.name)
+    if found.state != "current":
+        raise UserError(
+            f"lockfile {p.lockfile.name} of target {target.name} {found.reason}",
+            hint=f"run `toolkit lock --target {target.name}`, then build",
+        )
     existing = engine.image(p.ref)
     if existing is not None and not no_cache:
         return BuiltImage(p.ref, existing.id, False, time.monotonic() - started, None)

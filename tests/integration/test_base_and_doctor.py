@@ -67,3 +67,18 @@ def test_doctor_flags_a_missing_base_for_the_project(tmp_path: Path) -> None:
     assert line.split()[0] == "warn"
     assert "missing" in line
     assert "run `toolkit base`" in result.stdout
+
+
+def test_doctor_finds_a_stale_lock(tmp_path: Path) -> None:
+    (tmp_path / "toolkit.yaml").write_text("name: x\ntargets: {cpu: {}}\n")
+    (tmp_path / "requirements.in").write_text("numpy\n")
+    (tmp_path / "lockfiles").mkdir()
+    (tmp_path / "lockfiles" / "cpu.txt").write_text("numpy==2.0.0\n")
+    result = toolkit("doctor", "--json", cwd=tmp_path)
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["lock cpu"]["status"] == "warn"
+    assert "no toolkit header" in checks["lock cpu"]["detail"]
+    assert checks["lock cpu"]["fix"] == "run `toolkit lock --target cpu`"
+    build = toolkit("build", cwd=tmp_path)
+    assert build.returncode == 1
+    assert "run `toolkit lock --target cpu`" in build.stderr

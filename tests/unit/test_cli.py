@@ -55,3 +55,27 @@ def test_missing_explicit_config(tmp_path: Path) -> None:
     result = toolkit("--config", str(tmp_path / "nope.yaml"), "doctor")
     assert result.returncode == 2
     assert "file not found" in result.stderr
+
+
+def test_required_cuda_of_a_lockfile() -> None:
+    from toolkit.doctor import required_cuda
+
+    assert required_cuda("torch==2.5.1+cu121 \\\n    --hash=sha256:00\n") == "12.1"
+    assert required_cuda("nvidia-cuda-runtime==13.0.96 \\\ntorch==2.13.0 \\\n") == "13.0"
+    assert required_cuda("nvidia-cuda-runtime-cu12==12.4.127 \\\n") == "12.4"
+    assert required_cuda("torch==2.13.0+cpu \\\n") is None
+
+
+def test_old_driver_fails_the_gpu_check(tmp_path: Path) -> None:
+    from toolkit.config import parse_config
+    from toolkit.doctor import _driver_checks
+    from toolkit.hardware import GpuReport
+
+    (tmp_path / "lockfiles").mkdir()
+    (tmp_path / "lockfiles" / "gpu.txt").write_text("torch==2.13.0+cu130 \\\n")
+    cfg = parse_config("name: x\ntargets: {gpu: {gpus: all}}\n", tmp_path / "toolkit.yaml")
+    (old,) = _driver_checks(cfg, GpuReport("535.1", "12.2", ()))
+    assert old.status == "fail"
+    assert "supports CUDA 12.2, the lockfile needs 13.0" in old.detail
+    (new,) = _driver_checks(cfg, GpuReport("580.1", "13.0", ()))
+    assert new.status == "ok"
