@@ -342,3 +342,39 @@ def pull(ref: str) -> str:
         reason = getattr(exc, "explanation", None) or exc
         raise UserError(f"cannot pull {ref}: {reason}") from None
     return str(pulled.id)
+
+
+def run_interactive(
+    ref: str,
+    command: list[str],
+    *,
+    mounts: list[Mount],
+    env: dict[str, str],
+    workdir: str,
+    user: str,
+    gpus: str | None,
+) -> int:
+    """An interactive terminal in a new container.
+
+    The SDK has no terminal handling, so this hands the terminal to the docker CLI, with the
+    same settings `run_container` gives the SDK.
+    """
+    import shutil
+    import subprocess
+
+    docker_cli = shutil.which("docker")
+    if docker_cli is None:
+        raise UserError(
+            "an interactive shell needs the docker command-line client",
+            hint="install it (Debian: docker.io), or pass a command: toolkit shell -- CMD",
+        )
+    argv = [docker_cli, "run", "--rm", "-it", "--init", "--user", user, "--workdir", workdir]
+    for m in mounts:
+        option = f"type=bind,source={m.source},target={m.target}"
+        argv += ["--mount", option + (",readonly" if m.read_only else "")]
+    for name, value in env.items():
+        argv += ["--env", f"{name}={value}"]
+    if gpus:
+        argv += ["--gpus", gpus if gpus == "all" or gpus.isdigit() else f'"device={gpus}"']
+    argv += [ref, *command]
+    return subprocess.call(argv)

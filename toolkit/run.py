@@ -203,6 +203,37 @@ def execute(
 # --- running -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ContainerSpec:
+    """How `run` and `shell` start a container: mounts, environment, working folder, user."""
+
+    mounts: tuple[engine.Mount, ...]
+    env: dict[str, str]
+    workdir: str
+    user: str
+
+
+def container_spec(
+    cfg: Config, workdir_rel: str, run_dir: Path, runtime_dir: Path, env: dict[str, str]
+) -> ContainerSpec:
+    """The project, the run folder and the runtime mounted; the policy in the environment."""
+    return ContainerSpec(
+        mounts=(
+            engine.Mount(cfg.root, CONTAINER_PROJECT),
+            engine.Mount(run_dir, CONTAINER_RUN_DIR),
+            engine.Mount(runtime_dir, CONTAINER_RUNTIME, read_only=True),
+        ),
+        env={
+            **env,
+            "TOOLKIT_RUN_DIR": CONTAINER_RUN_DIR,
+            "PYTHONPATH": CONTAINER_RUNTIME,
+            "HOME": "/tmp",  # the host uid may have no home in the image
+        },
+        workdir=f"{CONTAINER_PROJECT}/{workdir_rel}".rstrip("/.") or CONTAINER_PROJECT,
+        user=f"{os.getuid()}:{os.getgid()}",
+    )
+
+
 def _run_in_container(
     cfg: Config,
     req: RunRequest,
@@ -215,12 +246,8 @@ def _run_in_container(
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
 ) -> engine.ContainerExit:
-    container_workdir = f"{CONTAINER_PROJECT}/{workdir_rel}".rstrip("/.") or CONTAINER_PROJECT
-    mounts = [
-        engine.Mount(cfg.root, CONTAINER_PROJECT),
-        engine.Mount(run_dir, CONTAINER_RUN_DIR),
-        engine.Mount(runtime_dir, CONTAINER_RUNTIME, read_only=True),
-    ]
+    spec = container_spec(cfg, workdir_rel, run_dir, runtime_dir, env)
+    mounts = list(spec.mounts)
     # Each run's outputs land in its own folder, bound over the paths the experiment writes to,
     # so two runs at once never overwrite each other's checkpoints or metrics.
     workdir = cfg.root / workdir_rel
@@ -235,25 +262,72 @@ def _run_in_container(
             host_side.touch()
             in_project.parent.mkdir(parents=True, exist_ok=True)
             in_project.touch()
-        mounts.append(engine.Mount(host_side, f"{container_workdir}/{rel.rstrip('/')}"))
-    container_env = {
-        **env,
-        "TOOLKIT_RUN_DIR": CONTAINER_RUN_DIR,
-        "PYTHONPATH": CONTAINER_RUNTIME,
-        "HOME": "/tmp",  # the host uid may have no home in the image
-    }
+        mounts.append(engine.Mount(host_side, f"{spec.workdir}/{rel.rstrip('/')}"))
     return engine.run_container(
         image_ref,
         list(req.command),
         mounts=mounts,
-        env=container_env,
-        workdir=container_workdir,
-        user=f"{os.getuid()}:{os.getgid()}",
+        env=spec.env,
+        workdir=spec.workdir,
+        user=spec.user,
         gpus=req.target.gpus,
         labels={"io.toolkit.project": cfg.name, "io.toolkit.run": run_dir.name},
         on_stdout=on_stdout,
         on_stderr=on_stderr,
     )
+
+
+def shell(
+    cfg: Config,
+    req: RunRequest,
+    *,
+    interactive: bool,
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+) -> int:
+    """A shell (or one command) in the target's image, set up exactly as `run` sets it up."""
+    from toolkit.runtime.bundle import write_bundle
+    from toolkit.runtime.policy import POLICY_VAR, Policy, environment
+
+    image_ref = image.current_ref(cfg, req.target)
+    workdir_rel = cfg.experiment.workdir if cfg.experiment else "."
+    scratch = cfg.root / STATE_DIR / "shell"
+    scratch.mkdir(parents=True, exist_ok=True)
+    policy = Policy(
+        seed=req.policy.seed,
+        threads=req.policy.threads,
+        dataloader_workers=req.policy.dataloader_workers,
+        strict=req.policy.strict,
+        cpu=req.policy.cpu,
+    )
+    env = environment(policy)
+    env[POLICY_VAR] = policy.to_json()
+    spec = container_spec(cfg, workdir_rel, scratch, _runtime_bundle(cfg.root, write_bundle), env)
+    if interactive:
+        return engine.run_interactive(
+            image_ref,
+            list(req.command),
+            mounts=list(spec.mounts),
+            env=spec.env,
+            workdir=spec.workdir,
+            user=spec.user,
+            gpus=req.target.gpus,
+        )
+    ended = engine.run_container(
+        image_ref,
+        list(req.command),
+        mounts=list(spec.mounts),
+        env=spec.env,
+        workdir=spec.workdir,
+        user=spec.user,
+        gpus=req.target.gpus,
+        labels={"io.toolkit.project": cfg.name, "io.toolkit.shell": "1"},
+        on_stdout=on_stdout,
+        on_stderr=on_stderr,
+    )
+    if ended.engine_error:
+        raise UserError(f"the engine failed during the shell: {ended.engine_error}")
+    return 130 if ended.interrupted else int(ended.exit_code or 0)
 
 
 def _run_native(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 
@@ -47,6 +47,16 @@ def status_line(status: str, name: str, detail: str, fix: str | None = None) -> 
     out.print(f"[{style}]{status:>4}[/{style}]  {_escape(name):<16} {_escape(detail)}")
     if fix and status != "ok":
         out.print(f"{'':>6}{'':<16} [dim]fix: {_escape(fix)}[/dim]")
+
+
+def passthrough(stream: TextIO) -> Callable[[bytes], None]:
+    """A sink that writes an experiment's raw output bytes to our stdout or stderr, live."""
+
+    def sink(chunk: bytes) -> None:
+        stream.buffer.write(chunk)
+        stream.flush()
+
+    return sink
 
 
 def as_json(document: Any) -> None:

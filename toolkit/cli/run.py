@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Annotated, TextIO
+from typing import Annotated
 
 import typer
 
@@ -63,20 +62,15 @@ def run_command(
 
         build_command(target=[name], no_cache=False)
 
-    def write(stream: TextIO) -> Callable[[bytes], None]:
-        def sink(chunk: bytes) -> None:
-            stream.buffer.write(chunk)
-            stream.flush()
-
-        return sink
-
     where = "natively" if native else f"in the {name} image"
     output.info(
         f"run {' '.join(req.command)} {where} (seed {req.policy.seed}, "
         f"{req.policy.threads} threads, {req.policy.dataloader_workers} loader workers, "
         f"{'strict' if req.policy.strict else 'warn'}, cpu {req.policy.cpu})"
     )
-    result = run.execute(cfg, req, on_stdout=write(sys.stdout), on_stderr=write(sys.stderr))
+    result = run.execute(
+        cfg, req, on_stdout=output.passthrough(sys.stdout), on_stderr=output.passthrough(sys.stderr)
+    )
     rel = result.path.relative_to(cfg.root) if result.path.is_relative_to(cfg.root) else result.path
     summary = f"{result.id}: {result.status}"
     if result.primary and result.primary_value is not None:
@@ -211,3 +205,32 @@ def show_command(
             ["outputs", f"{len(doc['outputs']['files'])} files, {doc['outputs']['digest'][:16]}"],
         ],
     )
+
+
+@app.command("shell", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def shell_command(
+    ctx: typer.Context,
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="Target; default: the first.")
+    ] = None,
+) -> None:
+    """A shell in the target's image with the same mounts, user and settings as `run`.
+
+    `toolkit shell -- CMD ...` runs one command instead, without a terminal (scripts, CI).
+    """
+    from toolkit import run
+
+    cfg = options().load()
+    name = target or next(iter(cfg.targets))
+    command = list(ctx.args)
+    interactive = not command and sys.stdin.isatty()
+    req = run.request(cfg, name, command or ["bash"])
+
+    code = run.shell(
+        cfg,
+        req,
+        interactive=interactive,
+        on_stdout=output.passthrough(sys.stdout),
+        on_stderr=output.passthrough(sys.stderr),
+    )
+    raise typer.Exit(code)
