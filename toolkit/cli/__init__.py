@@ -105,4 +105,4 @@ def main() -> None:
 
 
 # Each module registers its commands on `app`.
-from toolkit.cli import base, build, diff, doctor, lock, run  # noqa: E402, F401
+from toolkit.cli import base, build, ci, diff, doctor, init, lock, run  # noqa: E402, F401

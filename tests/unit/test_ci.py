@@ -1,0 +1,423 @@
+"""`toolkit ci github|gitlab`: pipelines that validate, and scripts that keep the exit code."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import toolkit
+from toolkit.ci import CiOptions, control_target, render_github, render_gitlab
+from toolkit.config import Config, load_config, parse_config
+from toolkit.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CPU_ONLY = """\
+name: small
+python: "3.11"
+targets:
+  cpu: {base: "python:3.11-slim@sha256:%s"}
+experiment: {command: python train.py}
+""" % ("0" * 64)
+
+
+@pytest.fixture
+def example() -> Config:
+    """The bundled example: cpu and gpu, both on the Debian base."""
+    return load_config(ROOT / "toolkit.yaml")
+
+
+@pytest.fixture
+def cpu_only() -> Config:
+    return parse_config(CPU_ONLY, Path("/project/toolkit.yaml"))
+
+
+def github(cfg: Config, **options: Any) -> dict[str, Any]:
+    doc: dict[Any, Any] = yaml.safe_load(render_github(cfg, CiOptions(**options)))
+    doc["on"] = doc.pop(True)  # YAML 1.1 reads the key `on` as a boolean
+    return doc
+
+
+def gitlab(cfg: Config, **options: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(render_gitlab(cfg, CiOptions(**options)))
+    return doc
+
+
+def step(job: dict[str, Any], name_start: str) -> dict[str, Any]:
+    return next(s for s in job["steps"] if s.get("name", "").startswith(name_start))
+
+
+# --- GitHub -----------------------------------------------------------------------------------
+
+
+def test_github_matrix_runs_cpu_hosted_and_gpu_self_hosted(example: Config) -> None:
+    doc = github(example)
+    run = doc["jobs"]["run"]
+    assert run["strategy"]["matrix"]["include"] == [
+        {"target": "cpu", "runner": ["ubuntu-latest"], "debian_base": True},
+        {"target": "gpu", "runner": ["self-hosted", "gpu"], "debian_base": True},
+    ]
+    assert run["runs-on"] == "${{ matrix.runner }}"
+    assert run["strategy"]["fail-fast"] is False
+    assert run["needs"] == "lock-check"
+    commands = [s.get("run", "").strip() for s in run["steps"]]
+    assert commands.index("toolkit doctor") < commands.index(
+        "toolkit build --target ${{ matrix.target }}"
+    )
+    assert commands.index("toolkit build --target ${{ matrix.target }}") < commands.index(
+        "toolkit run --target ${{ matrix.target }}"
+    )
+    assert step(run, "Base image")["if"] == "matrix.debian_base"
+    upload = next(s for s in run["steps"] if s.get("uses", "").startswith("actions/upload"))
+    assert upload["with"]["path"] == "run-${{ matrix.target }}.tar.gz"
+    assert upload["with"]["if-no-files-found"] == "error"
+
+
+def test_github_gpu_runner_label_is_configurable(example: Config) -> None:
+    doc = github(example, gpu_runner=("self-hosted", "linux", "a100"))
+    include = doc["jobs"]["run"]["strategy"]["matrix"]["include"]
+    assert include[1]["runner"] == ["self-hosted", "linux", "a100"]
+    assert include[0]["runner"] == ["ubuntu-latest"]
+
+
+def test_github_cpu_only_project(cpu_only: Config) -> None:
+    doc = github(cpu_only)
+    include = doc["jobs"]["run"]["strategy"]["matrix"]["include"]
+    assert include == [{"target": "cpu", "runner": ["ubuntu-latest"], "debian_base": False}]
+    check = doc["jobs"]["repro-check"]
+    assert check["runs-on"] == ["ubuntu-latest"]
+    assert not any(s.get("name", "").startswith("Base image") for s in check["steps"])
+
+
+def test_github_gate_permissions_and_pinned_actions(example: Config) -> None:
+    doc = github(example, install="pip install -e .")
+    assert doc["permissions"] == {"contents": "read"}
+    assert set(doc["on"]) == {"push", "workflow_dispatch"}
+    lock = doc["jobs"]["lock-check"]
+    assert [s.get("run", "").strip() for s in lock["steps"][-2:]] == [
+        "pip install -e .",
+        "toolkit lock --check",
+    ]
+    python = next(s for s in lock["steps"] if s.get("uses", "").startswith("actions/setup-py"))
+    assert python["with"]["python-version"] == "3.11"
+    uses = [s["uses"] for job in doc["jobs"].values() for s in job["steps"] if "uses" in s]
+    assert uses and all(re.fullmatch(r"actions/[a-z-]+@v\d+", u) for u in uses)
+    assert {u.split("@")[0] for u in uses} >= {
+        "actions/checkout",
+        "actions/upload-artifact",
+        "actions/download-artifact",
+    }
+
+
+def test_github_repro_check_job_compares_every_bundle(example: Config) -> None:
+    check = github(example, rtol=1e-3)["jobs"]["repro-check"]
+    assert check["needs"] == "run"
+    download = next(s for s in check["steps"] if s.get("uses", "").startswith("actions/download"))
+    assert download["with"] == {
+        "pattern": "run-*",
+        "path": "${{ runner.temp }}/bundles",
+        "merge-multiple": True,
+    }
+    script = step(check, "Compare")["run"]
+    assert "toolkit repro-check --target cpu --runs 1 " in script
+    assert "--rtol 0.001 --markdown" in script
+    assert '>> "$GITHUB_STEP_SUMMARY"' in script
+    assert script.rstrip().endswith('exit "$status"')
+
+
+@pytest.mark.parametrize("verdict", [0, 1, 2])
+def test_github_compare_step_publishes_the_report_and_keeps_the_exit_code(
+    example: Config, tmp_path: Path, verdict: int
+) -> None:
+    script = step(github(example)["jobs"]["repro-check"], "Compare")["run"]
+    bundles = tmp_path / "temp" / "bundles"
+    bundles.mkdir(parents=True)
+    for target in ("cpu", "gpu"):
+        (bundles / f"run-{target}.tar.gz").write_bytes(b"")
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    env = fake_toolkit(tmp_path, verdict)
+    env.update(RUNNER_TEMP=str(tmp_path / "temp"), GITHUB_STEP_SUMMARY=str(summary))
+    done = run_script(["bash", "--noprofile", "--norc", "-eo", "pipefail"], script, tmp_path, env)
+    assert done.returncode == verdict
+    assert summary.read_text() == "earlier step\n| verdict | diverged |\n"
+    assert (tmp_path / "args").read_text().split() == [
+        "repro-check",
+        "--target",
+        "cpu",
+        "--runs",
+        "1",
+        "--against",
+        f"{bundles}/run-cpu.tar.gz",
+        "--against",
+        f"{bundles}/run-gpu.tar.gz",
+        "--markdown",
+    ]
+
+
+def test_export_step_bundles_the_newest_run(example: Config, tmp_path: Path) -> None:
+    script = step(github(example)["jobs"]["run"], "Bundle")["run"]
+    script = script.replace("${{ matrix.target }}", "cpu")
+    for run_id in ("20261127-091500-cpu-aaaa", "20261127-101500-cpu-bbbb"):
+        (tmp_path / "runs" / run_id).mkdir(parents=True)
+    env = fake_toolkit(tmp_path, 0)
+    done = run_script(["bash", "-e"], script, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "args").read_text().split() == [
+        "runs",
+        "export",
+        "20261127-101500-cpu-bbbb",
+        "run-cpu.tar.gz",
+    ]
+
+
+# --- GitLab -----------------------------------------------------------------------------------
+
+
+def test_gitlab_stages_matrix_and_gpu_tags(example: Config) -> None:
+    doc = gitlab(example, gpu_runner=("cuda", "h100"))
+    assert doc["stages"] == ["lock", "run", "compare"]
+    assert doc["lock-check"]["script"] == ["toolkit lock --check"]
+    assert doc["run"]["parallel"]["matrix"] == [{"TARGET": ["cpu"]}]
+    assert doc["run"]["extends"] == ".toolkit-engine"
+    assert doc["run-gpu"]["parallel"]["matrix"] == [{"TARGET": ["gpu"]}]
+    assert doc["run-gpu"]["extends"] == ".toolkit-gpu"
+    assert doc[".toolkit-gpu"]["tags"] == ["cuda", "h100"]
+    assert "tags" not in doc["run"]
+    for job in ("run", "run-gpu"):
+        assert doc[job]["stage"] == "run"
+        assert doc[job]["artifacts"]["paths"] == ["run-$TARGET.tar.gz"]
+    compare = doc["repro-check"]
+    assert compare["stage"] == "compare"
+    assert compare["needs"] == ["run", "run-gpu"]
+    assert compare["artifacts"]["when"] == "always"
+    assert compare["artifacts"]["paths"] == ["repro-check.md"]
+
+
+def test_gitlab_cpu_only_project(cpu_only: Config) -> None:
+    doc = gitlab(cpu_only, install="pip install -e .")
+    assert "run-gpu" not in doc and ".toolkit-gpu" not in doc
+    assert doc["repro-check"]["needs"] == ["run"]
+    assert doc[".toolkit"]["before_script"][-1] == "pip install -e ."
+    assert "debootstrap" not in "\n".join(doc["run"]["script"] + doc["repro-check"]["script"])
+
+
+@pytest.mark.parametrize("verdict", [0, 1])
+def test_gitlab_compare_script_writes_the_report_and_keeps_the_exit_code(
+    example: Config, tmp_path: Path, verdict: int
+) -> None:
+    doc = gitlab(example)
+    script = "\n".join(line for line in doc["repro-check"]["script"] if "repro-check" in line)
+    for target in ("cpu", "gpu"):
+        (tmp_path / f"run-{target}.tar.gz").write_bytes(b"")
+    env = fake_toolkit(tmp_path, verdict)
+    done = run_script(["sh", "-e"], script, tmp_path, env)
+    assert done.returncode == verdict
+    assert (tmp_path / "repro-check.md").read_text() == "| verdict | diverged |\n"
+    assert not list(tmp_path.glob("run-*.tar.gz"))  # moved out of the checkout first
+    args = (tmp_path / "args").read_text().split()
+    assert args[:5] == ["repro-check", "--target", "cpu", "--runs", "1"]
+    assert args[5::2][:2] == ["--against", "--against"]
+    assert [Path(a).name for a in args[6:10:2]] == ["run-cpu.tar.gz", "run-gpu.tar.gz"]
+    assert args[-1] == "--markdown"
+
+
+# --- both -------------------------------------------------------------------------------------
+
+
+def test_target_names_that_yaml_would_retype_stay_strings() -> None:
+    cfg = parse_config(
+        "name: p\ntargets: {'true': {}, '1.0': {gpus: 1}}\nexperiment: {command: x}\n",
+        Path("/p/toolkit.yaml"),
+    )
+    include = github(cfg)["jobs"]["run"]["strategy"]["matrix"]["include"]
+    assert [entry["target"] for entry in include] == ["true", "1.0"]
+    doc = gitlab(cfg)
+    assert doc["run"]["parallel"]["matrix"] == [{"TARGET": ["true"]}]
+    assert doc["run-gpu"]["parallel"]["matrix"] == [{"TARGET": ["1.0"]}]
+
+
+def test_control_is_the_first_target_without_gpus() -> None:
+    cfg = parse_config(
+        "name: p\ntargets: {big: {gpus: all}, small: {}}\nexperiment: {command: x}\n",
+        Path("/p/toolkit.yaml"),
+    )
+    assert control_target(cfg).name == "small"
+    doc = github(cfg)
+    assert doc["jobs"]["repro-check"]["runs-on"] == ["ubuntu-latest"]
+    assert "--target small --runs 1" in step(doc["jobs"]["repro-check"], "Compare")["run"]
+
+
+def test_a_project_without_experiment_is_refused() -> None:
+    cfg = parse_config("name: p\ntargets: {cpu: {}}\n", Path("/p/toolkit.yaml"))
+    with pytest.raises(ConfigError, match="experiment"):
+        render_github(cfg)
+
+
+# --- validation with real tools ---------------------------------------------------------------
+
+RENDERINGS = [
+    ("github", "example", "vendor.github-workflows"),
+    ("github", "cpu_only", "vendor.github-workflows"),
+    ("gitlab", "example", "vendor.gitlab-ci"),
+    ("gitlab", "cpu_only", "vendor.gitlab-ci"),
+]
+
+
+def rendered(kind: str, fixture: str, request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    cfg: Config = request.getfixturevalue(fixture)
+    render = render_github if kind == "github" else render_gitlab
+    path = tmp_path / ("toolkit.yml" if kind == "github" else ".gitlab-ci.yml")
+    path.write_text(render(cfg, CiOptions(rtol=1e-4, atol=1e-6)))
+    return path
+
+
+@pytest.mark.parametrize(("kind", "fixture", "schema"), RENDERINGS)
+def test_pipeline_passes_its_published_schema(
+    kind: str, fixture: str, schema: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    pytest.importorskip("check_jsonschema")
+    path = rendered(kind, fixture, request, tmp_path)
+    # The vendored schemas ship inside the package: no network needed.
+    done = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_schema_check_catches_a_broken_workflow(tmp_path: Path) -> None:
+    pytest.importorskip("check_jsonschema")
+    path = tmp_path / "bad.yml"
+    path.write_text("on: push\njobs:\n  a:\n    runs-onn: ubuntu-latest\n    steps: []\n")
+    schema = "vendor.github-workflows"
+    done = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+
+
+@pytest.mark.parametrize("fixture", ["example", "cpu_only"])
+def test_github_workflow_passes_actionlint(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    actionlint = shutil.which("actionlint")
+    if actionlint is None:
+        pytest.skip("actionlint is not installed")
+    path = rendered("github", fixture, request, tmp_path)
+    done = subprocess.run([actionlint, "-no-color", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("kind", "fixture", "schema"), RENDERINGS)
+def test_every_script_passes_shellcheck(
+    kind: str, fixture: str, schema: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed")
+    doc = yaml.safe_load(rendered(kind, fixture, request, tmp_path).read_text())
+    if kind == "github":
+        scripts = [
+            ("bash", s["run"]) for job in doc["jobs"].values() for s in job["steps"] if "run" in s
+        ]
+    else:
+        scripts = [
+            ("sh", "\n".join(job.get("before_script", []) + job.get("script", [])))
+            for job in doc.values()
+            if isinstance(job, dict)
+        ]
+    for shell, script in scripts:
+        # As actionlint does: an expression stands for one word.
+        text = re.sub(r"\$\{\{[^}]*\}\}", "EXPR", script)
+        # SC1090/SC1091: sourcing the CI venv's activate script, which is not there to follow.
+        done = subprocess.run(
+            [shellcheck, "--shell", shell, "--exclude", "SC1090,SC1091", "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, f"{done.stdout}\n--- script ---\n{script}"
+
+
+# --- the commands -----------------------------------------------------------------------------
+
+
+def test_ci_github_writes_the_workflow_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "toolkit.yaml").write_text(CPU_ONLY)
+    done = toolkit("ci", "github", "--gpu-runner", "gpu-box", cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "wrote .github/workflows/toolkit.yml" in done.stdout
+    assert "cpu: runs on ubuntu-latest" in done.stdout
+    workflow = tmp_path / ".github" / "workflows" / "toolkit.yml"
+    first = workflow.read_text()
+    assert first == render_github(load_config(tmp_path / "toolkit.yaml"))
+
+    again = toolkit("ci", "github", "--install", "pip install -e .", cwd=tmp_path, timeout=60)
+    assert again.returncode == 1
+    assert "exists" in again.stderr and "--force" in again.stderr
+    assert workflow.read_text() == first
+
+    forced = toolkit(
+        "ci", "github", "--install", "pip install -e .", "--force", cwd=tmp_path, timeout=60
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert "pip install -e ." in workflow.read_text()
+
+
+def test_ci_gitlab_writes_the_pipeline(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "toolkit.yaml", tmp_path / "toolkit.yaml")
+    done = toolkit("ci", "gitlab", cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "gpu: runs on runners tagged gpu" in done.stdout
+    assert yaml.safe_load((tmp_path / ".gitlab-ci.yml").read_text())["stages"] == [
+        "lock",
+        "run",
+        "compare",
+    ]
+
+
+def test_ci_without_experiment_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "toolkit.yaml").write_text("name: p\ntargets: {cpu: {}}\n")
+    done = toolkit("ci", "github", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2
+    assert "no experiment: a pipeline runs experiment.command" in " ".join(done.stderr.split())
+    assert not (tmp_path / ".github").exists()
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def fake_toolkit(folder: Path, exit_code: int) -> dict[str, str]:
+    """A `toolkit` on PATH that records its arguments, prints a report line and exits."""
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "toolkit"
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" > "{folder}/args"\necho "| verdict | diverged |"\nexit {exit_code}\n'
+    )
+    fake.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run_script(
+    shell: list[str], script: str, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    path = cwd / "step.sh"
+    path.write_text(script)
+    return subprocess.run(
+        [*shell, str(path)], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
