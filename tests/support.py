@@ -78,7 +78,9 @@ def reference_run(name: str, dest: Path) -> Path:
         return folder
     (folder / "outputs").mkdir(parents=True)
     shutil.copyfile(source / "weights.npz", folder / "outputs" / "weights.npz")
+    shutil.copyfile(source / "metrics.jsonl", folder / "outputs" / "metrics.jsonl")
     weights_hash = hashlib.sha256((source / "weights.npz").read_bytes()).hexdigest()
+    metrics_hash = hashlib.sha256((source / "metrics.jsonl").read_bytes()).hexdigest()
     record = {
         "schema": "toolkit.run/1",
         "id": name,
@@ -103,8 +105,16 @@ def reference_run(name: str, dest: Path) -> Path:
             },
             "applied": [],
         },
-        "metrics": {"primary": "loss", "primary_final": losses[-1][1], "series": {"loss": losses}},
-        "outputs": {"digest": weights_hash, "files": {"weights.npz": weights_hash}},
+        "metrics": {
+            "primary": "loss",
+            "file": "metrics.jsonl",
+            "primary_final": losses[-1][1],
+            "series": {"loss": losses},
+        },
+        "outputs": {
+            "digest": weights_hash,
+            "files": {"weights.npz": weights_hash, "metrics.jsonl": metrics_hash},
+        },
     }
     (folder / "record.json").write_text(json.dumps(record))
     return folder

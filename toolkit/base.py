@@ -114,19 +114,23 @@ def ensure_base(
     return BaseImage(ref, image.id, built=True, seconds=time.monotonic() - started)
 
 
-def resolve_base(target: TargetConfig, cfg: BaseConfig) -> str:
-    """The image reference a target builds FROM; the base must already exist in the engine."""
+def base_ref(target: TargetConfig, cfg: BaseConfig) -> str:
+    """The reference a target builds FROM; it names its content (an input hash or a digest)."""
+    return f"{REPOSITORY}:{base_tag(cfg)}" if target.base == DEBIAN_BASE else target.base
+
+
+def require_base(target: TargetConfig, cfg: BaseConfig) -> engine.ImageInfo:
+    """The target's base image in the engine, or an error saying how to get it."""
+    ref = base_ref(target, cfg)
+    found = engine.image(ref)
+    if found is not None:
+        return found
     if target.base == DEBIAN_BASE:
-        ref = f"{REPOSITORY}:{base_tag(cfg)}"
-        if engine.image(ref) is None:
-            raise UserError(f"base image {ref} is missing", hint="run `toolkit base` first")
-        return ref
-    if engine.image(target.base) is None:
-        raise UserError(
-            f"base image {target.base} (target {target.name}) is not in the engine",
-            hint=f"`docker pull {target.base}`, or set `base: debian` and run `toolkit base`",
-        )
-    return target.base
+        raise UserError(f"base image {ref} is missing", hint="run `toolkit base` first")
+    raise UserError(
+        f"base image {ref} (target {target.name}) is not in the engine",
+        hint=f"`docker pull {ref}`, or set `base: debian` and run `toolkit base`",
+    )
 
 
 def _scratch_dir() -> str:

@@ -112,8 +112,18 @@ class Config:
     def root(self) -> Path:
         return self.path.parent
 
-    def target(self, name: str) -> TargetConfig:
-        """The named target, or a ConfigError listing the ones that exist."""
+    def default_target(self) -> TargetConfig:
+        """The first target in toolkit.yaml: what commands act on when none is named."""
+        if not self.targets:
+            raise ConfigError(
+                f"{self.path}: no targets", hint="add e.g. `targets: {cpu: {}}` to toolkit.yaml"
+            )
+        return next(iter(self.targets.values()))
+
+    def target(self, name: str | None) -> TargetConfig:
+        """The named target (the first when None), or a ConfigError listing the ones that exist."""
+        if name is None:
+            return self.default_target()
         if name not in self.targets:
             known = ", ".join(self.targets) or "none"
             raise ConfigError(

@@ -97,7 +97,7 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
         if run.record.get("status") != "succeeded":
             warnings.append(f"{run.id} did not succeed (status {run.record.get('status')!r})")
     metrics = compare_all_series(_series(ra), _series(rb), policy)
-    outputs = _compare_outputs(a, b, policy)
+    outputs = _compare_outputs(a, b, policy, worst(m.verdict for m in metrics))
     primary = ra.get("metrics", {}).get("primary") or rb.get("metrics", {}).get("primary")
     primary_diff = next((m for m in metrics if m.name == primary), None)
     headline = primary_diff.final_rel if primary_diff else None
@@ -176,12 +176,27 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
     return changes
 
 
-def _compare_outputs(a: Run, b: Run, policy: TolerancePolicy) -> tuple[OutputDiff, ...]:
+def _compare_outputs(
+    a: Run, b: Run, policy: TolerancePolicy, metrics_verdict: Verdict
+) -> tuple[OutputDiff, ...]:
     files_a = a.record.get("outputs", {}).get("files", {})
     files_b = b.record.get("outputs", {}).get("files", {})
+    metrics_files = {_get(r.record, "metrics.file") for r in (a, b)} - {None}
     found = []
     for path in sorted(files_a.keys() | files_b.keys()):
-        if path not in files_b:
+        if path in metrics_files and path in files_a and path in files_b:
+            # the metrics file was read into series and compared step by step, with tolerances
+            same = files_a[path] == files_b[path]
+            found.append(
+                OutputDiff(
+                    path,
+                    "identical" if same else "differs",
+                    None,
+                    None if same else "compared as metric series (see metrics)",
+                    "identical" if same else metrics_verdict,
+                )
+            )
+        elif path not in files_b:
             found.append(OutputDiff(path, "only_in_a", None, None, "diverged"))
         elif path not in files_a:
             found.append(OutputDiff(path, "only_in_b", None, None, "diverged"))

@@ -28,8 +28,7 @@ class BuildPlan:
     """Everything that decides an image, and the tag those inputs hash to."""
 
     target: str
-    base_ref: str
-    base_id: str
+    base_ref: str  # names its content: the base's input-hash tag, or a registry digest
     lockfile: Path
     lock_hash: str
     dockerfile: str
@@ -54,10 +53,15 @@ def render_dockerfile(base_ref: str, target: str, uid: int = IMAGE_UID) -> str:
     return template.format(base=base_ref, target=target, uid=uid, toolkit_version=__version__)
 
 
-def content_hash(base_id: str, lock_bytes: bytes, dockerfile: str) -> str:
-    """The tag of an image: sha256 over base digest, lockfile, Dockerfile and toolkit version."""
+def content_hash(base_ref: str, lock_bytes: bytes, dockerfile: str) -> str:
+    """The tag of an image: sha256 over base, lockfile, Dockerfile and toolkit version.
+
+    The base counts by its reference, which names its content (the input hash of a bootstrapped
+    base, or a registry digest), not by the local image id: a teammate who imports the image
+    and bootstraps the same base, or has none, finds the image current.
+    """
     digest = hashlib.sha256()
-    for part in (base_id.encode(), lock_bytes, dockerfile.encode(), __version__.encode()):
+    for part in (base_ref.encode(), lock_bytes, dockerfile.encode(), __version__.encode()):
         digest.update(hashlib.sha256(part).digest())
     return digest.hexdigest()[:20]
 
@@ -74,15 +78,12 @@ def plan(cfg: Config, target: TargetConfig) -> BuildPlan:
             hint=f"run `toolkit lock --target {target.name}`",
         )
     lock_bytes = target.lockfile.read_bytes()
-    base_ref = base.resolve_base(target, cfg.base)
-    base_image = engine.image(base_ref)
-    assert base_image is not None  # resolve_base checked it
+    base_ref = base.base_ref(target, cfg.base)
     dockerfile = render_dockerfile(base_ref, target.name)
-    chash = content_hash(base_image.id, lock_bytes, dockerfile)
+    chash = content_hash(base_ref, lock_bytes, dockerfile)
     return BuildPlan(
         target=target.name,
         base_ref=base_ref,
-        base_id=base_image.id,
         lockfile=target.lockfile,
         lock_hash=hashlib.sha256(lock_bytes).hexdigest(),
         dockerfile=dockerfile,
@@ -91,7 +92,7 @@ def plan(cfg: Config, target: TargetConfig) -> BuildPlan:
     )
 
 
-def labels(cfg: Config, p: BuildPlan) -> dict[str, str]:
+def labels(cfg: Config, p: BuildPlan, base_id: str) -> dict[str, str]:
     """OCI and toolkit labels: what the image was built from."""
     source = source_state(cfg.root)
     found = {
@@ -99,12 +100,12 @@ def labels(cfg: Config, p: BuildPlan) -> dict[str, str]:
         f"{LABEL}.target": p.target,
         f"{LABEL}.content-hash": p.content_hash,
         f"{LABEL}.lock-hash": p.lock_hash,
-        f"{LABEL}.base-digest": p.base_id,
+        f"{LABEL}.base-digest": base_id,
         f"{LABEL}.base-ref": p.base_ref,
         f"{LABEL}.version": __version__,
         "org.opencontainers.image.title": f"{cfg.name} ({p.target})",
         "org.opencontainers.image.base.name": p.base_ref,
-        "org.opencontainers.image.base.digest": p.base_id,
+        "org.opencontainers.image.base.digest": base_id,
     }
     if source.commit:
         found["org.opencontainers.image.revision"] = source.commit + (
@@ -138,6 +139,7 @@ def build(
     if existing is not None and not no_cache:
         return BuiltImage(p.ref, existing.id, False, time.monotonic() - started, None)
 
+    base_id = base.require_base(target, cfg.base).id
     log = log_dir / f"build-{target.name}.log"
     log.write_text(f"# toolkit build {p.ref}\n{p.dockerfile}\n", encoding="utf-8")
     pins = wheelhouse.read_pins(p.lockfile.read_text(encoding="utf-8"))
@@ -156,7 +158,7 @@ def build(
         wheelhouse.collect(pins, house, context / "wheels")
         shutil.copyfile(p.lockfile, context / "requirements.lock")
         (context / "Dockerfile").write_text(p.dockerfile, encoding="utf-8")
-        outcome = _engine_build(context, p, labels(cfg, p), log, on_progress, no_cache)
+        outcome = _engine_build(context, p, labels(cfg, p, base_id), log, on_progress, no_cache)
     finally:
         shutil.rmtree(context, ignore_errors=True)
     assert outcome.image_id is not None

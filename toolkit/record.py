@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import secrets
@@ -84,10 +85,13 @@ def find_run(root: Path, ref: str) -> Path:
     as_path = Path(ref)
     if (as_path / RECORD_FILE).is_file() or (as_path.is_file() and as_path.suffix == ".json"):
         return as_path
+    if "/" in ref or as_path.exists():
+        what = "no record.json in" if as_path.is_dir() else "no such run folder or record:"
+        raise UserError(f"{what} {ref}", hint="`toolkit runs` lists this project's runs")
     base = runs_dir(root)
     if (base / ref / RECORD_FILE).is_file():
         return base / ref
-    matches = sorted(p for p in base.glob(f"{ref}*") if (p / RECORD_FILE).is_file())
+    matches = sorted(p for p in base.glob(f"{glob.escape(ref)}*") if (p / RECORD_FILE).is_file())
     if len(matches) == 1:
         return matches[0]
     if not matches:

@@ -25,7 +25,7 @@ def verdict_text(verdict: str) -> str:
 
 def headline(d: RunDiff) -> str:
     """The one line a person reads first."""
-    text = f"{verdict_text(d.verdict)}: {d.b} vs {d.a}"
+    text = f"{verdict_text(d.verdict)}: {d.a} vs {d.b}"
     if d.primary and d.headline is not None:
         text += f"; {d.primary} differs by {percent(d.headline)}"
     if d.first_divergence:

@@ -486,6 +486,7 @@ def _record(
         "package_drift": _drift(lock_text, packages) if req.native else [],
         "metrics": {
             "primary": primary,
+            "file": exp.metrics.file if exp else None,
             "primary_final": metrics.final(series, primary),
             "series": {name: [[s, v] for s, v in points] for name, points in series.items()},
         },

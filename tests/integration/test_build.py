@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import docker_required, make_wheel, toolkit
-from toolkit import engine, image
+from toolkit import base, engine, image
 from toolkit.config import load_config
 
 pytestmark = pytest.mark.docker
@@ -161,3 +161,17 @@ def test_push_then_pull_by_digest(project: Path, registry: str) -> None:
     unpinned = toolkit("image", "pull", f"{repository}:latest", cwd=project)
     assert unpinned.returncode == 1
     assert "not pinned by digest" in unpinned.stderr
+
+
+def test_imported_image_runs_without_its_base(project: Path, tmp_path: Path) -> None:
+    """The tag names the base by its inputs, not by this machine's image id, so a teammate who
+    imports the archive finds it current whatever base (or none) their machine has."""
+    assert toolkit("build", cwd=project).returncode == 0
+    cfg = load_config(project / "toolkit.yaml")
+    plan = current(project)
+    assert plan.base_ref == base.base_ref(cfg.targets["cpu"], cfg.base)
+    archive = tmp_path / "cpu.tar.gz"
+    assert toolkit("image", "export", str(archive), cwd=project).returncode == 0
+    engine.remove_image(plan.ref)
+    assert toolkit("image", "import", str(archive), cwd=project).returncode == 0
+    assert image.current_ref(cfg, cfg.targets["cpu"]) == plan.ref  # no base lookup involved

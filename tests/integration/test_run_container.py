@@ -141,7 +141,10 @@ def test_missing_image_points_to_build(tmp_path: Path) -> None:
 
 
 def test_shell_runs_a_command_with_the_run_settings(example: Path) -> None:
-    script = "import os, torch; print('SHELL', os.getcwd(), torch.get_num_threads(), os.environ['PYTHONHASHSEED'])"
+    script = (
+        "import os, torch; "
+        "print('SHELL', os.getcwd(), torch.get_num_threads(), os.environ['PYTHONHASHSEED'])"
+    )
     result = toolkit("shell", "--", "python", "-c", script, cwd=example)
     assert result.returncode == 0, result.stderr
     assert "SHELL /project/examples/quickstart 2 0" in result.stdout

@@ -79,3 +79,11 @@ def test_old_driver_fails_the_gpu_check(tmp_path: Path) -> None:
     assert "supports CUDA 12.2, the lockfile needs 13.0" in old.detail
     (new,) = _driver_checks(cfg, GpuReport("580.1", "13.0", ()))
     assert new.status == "ok"
+
+
+def test_commands_without_targets_say_so(tmp_path: Path) -> None:
+    (tmp_path / "toolkit.yaml").write_text("name: x\nexperiment: {command: python -V}\n")
+    for command in (["run"], ["build"], ["repro-check"]):
+        result = toolkit(*command, cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "no targets" in result.stderr and "Traceback" not in result.stderr

@@ -29,7 +29,7 @@ def test_deterministic_gpu_runs_are_identical(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith(
-        "identical: gpu-deterministic-run2 (gpu native) vs gpu-deterministic-run1"
+        "identical: gpu-deterministic-run1 (gpu native) vs gpu-deterministic-run2"
     )
     assert "loss differs by 0%" in first
     assert "all recorded inputs are the same" in result.stdout
@@ -43,7 +43,9 @@ def test_default_gpu_runs_diverge_at_step_4(tmp_path: Path) -> None:
     assert doc["verdict"] == "diverged"
     assert doc["first_divergence"] == ["loss", 4]
     assert doc["causes"] == []  # same recorded inputs: nondeterminism, not a changed input
-    (weights,) = doc["outputs"]
+    outputs = {o["path"]: o for o in doc["outputs"]}
+    assert outputs["metrics.jsonl"]["note"] == "compared as metric series (see metrics)"
+    weights = outputs["weights.npz"]
     assert weights["tensors"]["summary"]["tensors_differing"] == 7
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 
@@ -16,6 +18,8 @@ from toolkit.errors import ToolkitError
 
 if TYPE_CHECKING:
     from toolkit.config import Config
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="toolkit",
@@ -73,6 +77,23 @@ def _main(
     """Reproducible ML experiments: lock, build, run, diff."""
     _options.config = config
     _options.debug = debug
+
+
+def errors_exit(code: int) -> Callable[[F], F]:
+    """Decorate a command so any toolkit error exits with `code` (diff, repro-check: 2)."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return command(*args, **kwargs)
+            except ToolkitError as exc:
+                exc.exit_code = code
+                raise
+
+        return cast(F, wrapper)
+
+    return decorate
 
 
 def options() -> Options:

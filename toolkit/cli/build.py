@@ -22,7 +22,7 @@ def chosen_targets(names: list[str] | None) -> list[str]:
     """The targets a command acts on: the ones named, or the first in toolkit.yaml."""
     cfg = options().load()
     if not names:
-        return [next(iter(cfg.targets))]
+        return [cfg.default_target().name]
     return [cfg.target(n).name for n in names]
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from toolkit.cli import app, options, output
+from toolkit.cli import app, errors_exit, options, output
 
 RtolOption = Annotated[float | None, typer.Option("--rtol", min=0, help="Relative tolerance.")]
 AtolOption = Annotated[float | None, typer.Option("--atol", min=0, help="Absolute tolerance.")]
@@ -20,6 +20,7 @@ HtmlOption = Annotated[
 
 
 @app.command("diff")
+@errors_exit(2)
 def diff_command(
     run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="Run id, folder, or bundle.")],
     run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="Run id, folder, or bundle.")],
@@ -61,6 +62,7 @@ def diff_command(
 
 
 @app.command("repro-check")
+@errors_exit(2)
 def repro_check_command(
     target: Annotated[
         list[str] | None, typer.Option("--target", "-t", help="Targets; default: the first.")
@@ -92,7 +94,7 @@ def repro_check_command(
     from toolkit.runref import load_runs
 
     cfg = options().load()
-    targets = [cfg.target(t).name for t in target] if target else [next(iter(cfg.targets))]
+    targets = [cfg.target(t).name for t in target] if target else [cfg.default_target().name]
     variations = reprocheck.parse_variations(vary or [])
 
     def run_one(name: str, variation: reprocheck.Variation | None, index: int) -> Run:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from typing import Annotated
 
@@ -45,7 +46,7 @@ def run_command(
     from toolkit import run
 
     cfg = options().load()
-    name = target or next(iter(cfg.targets))
+    name = cfg.target(target).name
     req = run.request(
         cfg,
         name,
@@ -64,7 +65,7 @@ def run_command(
 
     where = "natively" if native else f"in the {name} image"
     output.info(
-        f"run {' '.join(req.command)} {where} (seed {req.policy.seed}, "
+        f"run {shlex.join(req.command)} {where} (seed {req.policy.seed}, "
         f"{req.policy.threads} threads, {req.policy.dataloader_workers} loader workers, "
         f"{'strict' if req.policy.strict else 'warn'}, cpu {req.policy.cpu})"
     )
@@ -221,7 +222,7 @@ def shell_command(
     from toolkit import run
 
     cfg = options().load()
-    name = target or next(iter(cfg.targets))
+    name = cfg.target(target).name
     command = list(ctx.args)
     interactive = not command and sys.stdin.isatty()
     req = run.request(cfg, name, command or ["bash"])
