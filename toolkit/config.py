@@ -5,6 +5,7 @@ Every default lives in the dataclasses below; `toolkit config` prints the resolv
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from collections.abc import Callable, Mapping
@@ -96,6 +97,15 @@ class DeterminismConfig:
 
 
 @dataclass(frozen=True)
+class CompareConfig:
+    """Tolerances for diff and repro-check (defaults: torch.testing's per dtype)."""
+
+    rtol: float | None = None  # replaces every default rtol
+    atol: float | None = None
+    tolerances: tuple[tuple[str, float, float], ...] = ()  # (glob on metric/tensor, rtol, atol)
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated toolkit.yaml."""
 
@@ -107,6 +117,7 @@ class Config:
     targets: Mapping[str, TargetConfig] = field(default_factory=dict)
     experiment: ExperimentConfig | None = None
     determinism: DeterminismConfig = field(default_factory=DeterminismConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
     @property
     def root(self) -> Path:
@@ -180,6 +191,7 @@ def parse_config(text: str, path: Path) -> Config:
         targets=top.section("targets", lambda s: _targets(s, root), {}),
         experiment=top.section("experiment", _experiment, None),
         determinism=top.section("determinism", _determinism, DeterminismConfig()),
+        compare=top.section("compare", _compare, CompareConfig()),
     )
     top.done()
     return config
@@ -266,6 +278,23 @@ def _determinism(s: _Section) -> DeterminismConfig:
             dataloader_workers=s.take("dataloader_workers", _int_range(0, 256), 0),
             strict=s.take("strict", _bool, d.strict),
             cpu=s.take("cpu", _choice("fixed", "portable"), d.cpu),
+        )
+    )
+
+
+def _compare(s: _Section) -> CompareConfig:
+    rules = []
+    tolerances = s.child("tolerances")
+    for pattern in tolerances.key_names():
+        rule = tolerances.child(pattern)
+        rules.append((pattern, rule.take("rtol", _tolerance), rule.take("atol", _tolerance)))
+        rule.done()
+    tolerances.done()
+    return s.done_with(
+        CompareConfig(
+            rtol=s.take("rtol", _tolerance, None),
+            atol=s.take("atol", _tolerance, None),
+            tolerances=tuple(rules),
         )
     )
 
@@ -417,6 +446,17 @@ def _int_range(low: int, high: int) -> Callable[[object, str], int]:
         return value
 
     return parse
+
+
+def _tolerance(value: object, _: str = "") -> float:
+    if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Expected("a number >= 0, e.g. 1.0e-5")
+    if not (value >= 0 and value != float("inf")):
+        raise _Expected("a number >= 0, e.g. 1.0e-5")
+    return float(value)
 
 
 def _bool(value: object, _: str = "") -> bool:

@@ -10,12 +10,14 @@ from typing import Any, Literal
 from toolkit.compare import (
     SeriesDiff,
     TensorFileDiff,
+    Tolerance,
     TolerancePolicy,
     Verdict,
     compare_all_series,
     compare_tensor_files,
     worst,
 )
+from toolkit.config import CompareConfig
 from toolkit.errors import UserError
 
 Category = Literal["code", "data", "environment", "hardware", "seed", "settings"]
@@ -81,6 +83,19 @@ class RunDiff:
         """Input categories that differ, in the order a person checks them."""
         found = {change.category for change in self.inputs}
         return [c for c in CATEGORIES if c in found]
+
+
+def tolerance_policy(
+    cfg: CompareConfig | None, rtol: float | None = None, atol: float | None = None
+) -> TolerancePolicy:
+    """toolkit.yaml's `compare` tolerances, with --rtol/--atol over them."""
+    cfg = cfg or CompareConfig()
+    patterns = {pattern: Tolerance(r, a) for pattern, r, a in cfg.tolerances}
+    return TolerancePolicy.from_mapping(
+        patterns,
+        rtol=cfg.rtol if rtol is None else rtol,
+        atol=cfg.atol if atol is None else atol,
+    )
 
 
 def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:

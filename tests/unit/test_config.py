@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from toolkit.config import (
     BaseConfig,
+    CompareConfig,
     DeterminismConfig,
     parse_config,
 )
@@ -38,6 +39,10 @@ experiment:
   outputs: [checkpoints/]
   metrics: {file: metrics.jsonl, primary: val_loss, patterns: {loss: "loss=([0-9.]+)"}}
 determinism: {seed: 3, threads: 2, dataloader_workers: 1, strict: false, cpu: portable}
+compare:
+  rtol: 1e-5
+  tolerances:
+    "val_*": {rtol: 0.001, atol: 0}
 """ % ("a" * 64)
 
 
@@ -72,6 +77,7 @@ def test_full_document() -> None:
     assert cfg.determinism == DeterminismConfig(
         seed=3, threads=2, dataloader_workers=1, strict=False, cpu="portable"
     )
+    assert cfg.compare == CompareConfig(rtol=1e-5, atol=None, tolerances=(("val_*", 0.001, 0.0),))
 
 
 def test_defaults() -> None:

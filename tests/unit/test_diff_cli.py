@@ -90,3 +90,14 @@ def test_missing_and_corrupt_records_are_errors_not_tracebacks(tmp_path: Path) -
     assert "Traceback" not in result.stderr
     missing = toolkit("diff", str(good), "nope", cwd=tmp_path)
     assert "no run 'nope'" in missing.stderr
+
+
+def test_tolerances_from_toolkit_yaml_and_the_command_line_over_them(tmp_path: Path) -> None:
+    (tmp_path / "toolkit.yaml").write_text(
+        "name: reference\ntargets: {cpu: {}}\ncompare: {rtol: 0.01, atol: 0.01}\n"
+    )
+    result = diff(tmp_path, "cpu-threads16-run1", "cpu-threads4-run1")
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.startswith("within tolerance")
+    tighter = diff(tmp_path, "cpu-threads16-run1", "cpu-threads4-run1", "--atol", "0.009")
+    assert tighter.returncode == 1

@@ -36,8 +36,7 @@ def diff_command(
     Exit 0 identical or within tolerance, 1 diverged, 2 error.
     """
     from toolkit import report
-    from toolkit.compare import TolerancePolicy
-    from toolkit.diff import diff_runs
+    from toolkit.diff import diff_runs, tolerance_policy
     from toolkit.runref import load_runs
 
     cfg = options().load_optional()
@@ -45,7 +44,8 @@ def diff_command(
     with tempfile.TemporaryDirectory(prefix="toolkit-diff-") as scratch:
         (a,) = load_runs(root, run_a, Path(scratch) / "a", single=True)
         (b,) = load_runs(root, run_b, Path(scratch) / "b", single=True)
-        result = diff_runs(a, b, TolerancePolicy.from_mapping(rtol=rtol, atol=atol))
+        policy = tolerance_policy(cfg.compare if cfg else None, rtol, atol)
+        result = diff_runs(a, b, policy)
         if html:
             html.write_text(report.diff_html(result, a, b), encoding="utf-8")
     if json_output:
@@ -88,8 +88,7 @@ def repro_check_command(
     Exit 0 when every comparison is identical or within tolerance, 1 when any diverged.
     """
     from toolkit import reprocheck, run
-    from toolkit.compare import TolerancePolicy
-    from toolkit.diff import Run
+    from toolkit.diff import Run, tolerance_policy
     from toolkit.record import read_record
     from toolkit.runref import load_runs
 
@@ -124,7 +123,7 @@ def repro_check_command(
         ]
         groups = reprocheck.collect(targets, runs, variations, run_one)
         groups += reprocheck.imported_groups(outside)
-        result = reprocheck.compare(groups, TolerancePolicy.from_mapping(rtol=rtol, atol=atol))
+        result = reprocheck.compare(groups, tolerance_policy(cfg.compare, rtol, atol))
         if html:
             from toolkit.report import repro_html
 
