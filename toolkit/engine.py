@@ -191,6 +191,12 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
+def prune_dangling(label: str) -> int:
+    """Remove untagged images carrying `label` (a finished build's first stage); bytes freed."""
+    result = client().images.prune(filters={"dangling": True, "label": label})
+    return int(result.get("SpaceReclaimed") or 0)
+
+
 def save(ref: str, dest: Writable) -> None:
     """Write `docker save` of `ref` (an image id saves without tags) to a binary stream."""
     for chunk in client().images.get(ref).save(chunk_size=4 * 1024 * 1024, named=False):
@@ -229,16 +235,23 @@ class ContainerExit:
     engine_error: str | None = None
 
 
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything a container is started with."""
+
+    image: str
+    command: tuple[str, ...]
+    mounts: tuple[Mount, ...]
+    env: dict[str, str]
+    workdir: str
+    user: str  # uid:gid
+    gpus: str | None  # "all", a count, or device ids; None: no GPU
+
+
 def run_container(
-    ref: str,
-    command: list[str],
-    *,
-    mounts: list[Mount],
-    env: dict[str, str],
-    workdir: str,
-    user: str,
-    gpus: str | None,
+    spec: ContainerSpec,
     labels: dict[str, str],
+    *,
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
 ) -> ContainerExit:
@@ -251,6 +264,7 @@ def run_container(
 
     c = client()
     device_requests = []
+    gpus = spec.gpus
     if gpus:
         count, ids = (-1, None) if gpus == "all" else (None, gpus.split(","))
         if ids and len(ids) == 1 and gpus.isdigit():
@@ -260,15 +274,15 @@ def run_container(
         )
     try:
         container = c.containers.create(
-            ref,
-            command,
+            spec.image,
+            list(spec.command),
             mounts=[
                 docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
-                for m in mounts
+                for m in spec.mounts
             ],
-            environment=env,
-            working_dir=workdir,
-            user=user,
+            environment=spec.env,
+            working_dir=spec.workdir,
+            user=spec.user,
             labels=labels,
             device_requests=device_requests or None,
             init=True,  # signals reach the experiment; zombies of DataLoader workers are reaped
@@ -344,16 +358,7 @@ def pull(ref: str) -> str:
     return str(pulled.id)
 
 
-def run_interactive(
-    ref: str,
-    command: list[str],
-    *,
-    mounts: list[Mount],
-    env: dict[str, str],
-    workdir: str,
-    user: str,
-    gpus: str | None,
-) -> int:
+def run_interactive(spec: ContainerSpec) -> int:
     """An interactive terminal in a new container.
 
     The SDK has no terminal handling, so this hands the terminal to the docker CLI, with the
@@ -368,13 +373,15 @@ def run_interactive(
             "an interactive shell needs the docker command-line client",
             hint="install it (Debian: docker.io), or pass a command: toolkit shell -- CMD",
         )
-    argv = [docker_cli, "run", "--rm", "-it", "--init", "--user", user, "--workdir", workdir]
-    for m in mounts:
+    argv = [docker_cli, "run", "--rm", "-it", "--init", "--user", spec.user]
+    argv += ["--workdir", spec.workdir]
+    for m in spec.mounts:
         option = f"type=bind,source={m.source},target={m.target}"
         argv += ["--mount", option + (",readonly" if m.read_only else "")]
-    for name, value in env.items():
+    for name, value in spec.env.items():
         argv += ["--env", f"{name}={value}"]
+    gpus = spec.gpus
     if gpus:
         argv += ["--gpus", gpus if gpus == "all" or gpus.isdigit() else f'"device={gpus}"']
-    argv += [ref, *command]
+    argv += [spec.image, *spec.command]
     return subprocess.call(argv)

@@ -161,6 +161,9 @@ def build(
         outcome = _engine_build(context, p, labels(cfg, p, base_id), log, on_progress, no_cache)
     finally:
         shutil.rmtree(context, ignore_errors=True)
+        # The install stage is left behind untagged, holding every wheel; a later build of
+        # the same tag never happens, and a changed lockfile invalidates that stage anyway.
+        engine.prune_dangling("io.toolkit.stage=install")
     assert outcome.image_id is not None
     return BuiltImage(p.ref, outcome.image_id, True, time.monotonic() - started, log)
 

@@ -11,7 +11,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,9 +100,6 @@ def execute(
     on_stderr: Callable[[bytes], None],
 ) -> RunResult:
     """Run the experiment and write its record; the record is written whatever the outcome."""
-    from toolkit.runtime.bundle import write_bundle
-    from toolkit.runtime.policy import POLICY_VAR, Policy, environment
-
     experiment = cfg.experiment
     workdir_rel = experiment.workdir if experiment else "."
     workdir = cfg.root / workdir_rel
@@ -110,16 +107,8 @@ def execute(
         raise ConfigError(f"{cfg.path}: experiment.workdir {workdir_rel!r} is not a folder")
     image_ref = None if req.native else image.current_ref(cfg, req.target)
     run_id, run_dir = record.new_run_dir(cfg.root, req.target.name)
-    policy = Policy(
-        seed=req.policy.seed,
-        threads=req.policy.threads,
-        dataloader_workers=req.policy.dataloader_workers,
-        strict=req.policy.strict,
-        cpu=req.policy.cpu,
-    )
-    runtime_dir = _runtime_bundle(cfg.root, write_bundle)
-    env = environment(policy, os.environ if req.native else None)
-    env[POLICY_VAR] = policy.to_json()
+    runtime_dir = runtime_bundle(cfg.root)
+    env = policy_environment(req.policy, os.environ if req.native else None)
     outputs_dir = run_dir / OUTPUTS
     outputs_dir.mkdir()
     declared = _declared_outputs(cfg)
@@ -203,21 +192,37 @@ def execute(
 # --- running -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ContainerSpec:
-    """How `run` and `shell` start a container: mounts, environment, working folder, user."""
+def policy_environment(
+    policy: DeterminismConfig, current: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment that carries the policy: its variables and TOOLKIT_POLICY itself."""
+    from toolkit.runtime.policy import POLICY_VAR, Policy, environment
 
-    mounts: tuple[engine.Mount, ...]
-    env: dict[str, str]
-    workdir: str
-    user: str
+    runtime_policy = Policy(
+        seed=policy.seed,
+        threads=policy.threads,
+        dataloader_workers=policy.dataloader_workers,
+        strict=policy.strict,
+        cpu=policy.cpu,
+    )
+    env = environment(runtime_policy, current)
+    env[POLICY_VAR] = runtime_policy.to_json()
+    return env
 
 
 def container_spec(
-    cfg: Config, workdir_rel: str, run_dir: Path, runtime_dir: Path, env: dict[str, str]
-) -> ContainerSpec:
+    cfg: Config,
+    image_ref: str,
+    req: RunRequest,
+    workdir_rel: str,
+    run_dir: Path,
+    runtime_dir: Path,
+    env: dict[str, str],
+) -> engine.ContainerSpec:
     """The project, the run folder and the runtime mounted; the policy in the environment."""
-    return ContainerSpec(
+    return engine.ContainerSpec(
+        image=image_ref,
+        command=req.command,
         mounts=(
             engine.Mount(cfg.root, CONTAINER_PROJECT),
             engine.Mount(run_dir, CONTAINER_RUN_DIR),
@@ -231,6 +236,7 @@ def container_spec(
         },
         workdir=f"{CONTAINER_PROJECT}/{workdir_rel}".rstrip("/.") or CONTAINER_PROJECT,
         user=f"{os.getuid()}:{os.getgid()}",
+        gpus=req.target.gpus,
     )
 
 
@@ -246,7 +252,7 @@ def _run_in_container(
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
 ) -> engine.ContainerExit:
-    spec = container_spec(cfg, workdir_rel, run_dir, runtime_dir, env)
+    spec = container_spec(cfg, image_ref, req, workdir_rel, run_dir, runtime_dir, env)
     mounts = list(spec.mounts)
     # Each run's outputs land in its own folder, bound over the paths the experiment writes to,
     # so two runs at once never overwrite each other's checkpoints or metrics.
@@ -264,14 +270,8 @@ def _run_in_container(
             in_project.touch()
         mounts.append(engine.Mount(host_side, f"{spec.workdir}/{rel.rstrip('/')}"))
     return engine.run_container(
-        image_ref,
-        list(req.command),
-        mounts=mounts,
-        env=spec.env,
-        workdir=spec.workdir,
-        user=spec.user,
-        gpus=req.target.gpus,
-        labels={"io.toolkit.project": cfg.name, "io.toolkit.run": run_dir.name},
+        dataclasses.replace(spec, mounts=tuple(mounts)),
+        {"io.toolkit.project": cfg.name, "io.toolkit.run": run_dir.name},
         on_stdout=on_stdout,
         on_stderr=on_stderr,
     )
@@ -286,45 +286,16 @@ def shell(
     on_stderr: Callable[[bytes], None],
 ) -> int:
     """A shell (or one command) in the target's image, set up exactly as `run` sets it up."""
-    from toolkit.runtime.bundle import write_bundle
-    from toolkit.runtime.policy import POLICY_VAR, Policy, environment
-
     image_ref = image.current_ref(cfg, req.target)
     workdir_rel = cfg.experiment.workdir if cfg.experiment else "."
     scratch = cfg.root / STATE_DIR / "shell"
     scratch.mkdir(parents=True, exist_ok=True)
-    policy = Policy(
-        seed=req.policy.seed,
-        threads=req.policy.threads,
-        dataloader_workers=req.policy.dataloader_workers,
-        strict=req.policy.strict,
-        cpu=req.policy.cpu,
-    )
-    env = environment(policy)
-    env[POLICY_VAR] = policy.to_json()
-    spec = container_spec(cfg, workdir_rel, scratch, _runtime_bundle(cfg.root, write_bundle), env)
+    env = policy_environment(req.policy)
+    spec = container_spec(cfg, image_ref, req, workdir_rel, scratch, runtime_bundle(cfg.root), env)
     if interactive:
-        return engine.run_interactive(
-            image_ref,
-            list(req.command),
-            mounts=list(spec.mounts),
-            env=spec.env,
-            workdir=spec.workdir,
-            user=spec.user,
-            gpus=req.target.gpus,
-        )
-    ended = engine.run_container(
-        image_ref,
-        list(req.command),
-        mounts=list(spec.mounts),
-        env=spec.env,
-        workdir=spec.workdir,
-        user=spec.user,
-        gpus=req.target.gpus,
-        labels={"io.toolkit.project": cfg.name, "io.toolkit.shell": "1"},
-        on_stdout=on_stdout,
-        on_stderr=on_stderr,
-    )
+        return engine.run_interactive(spec)
+    labels = {"io.toolkit.project": cfg.name, "io.toolkit.shell": "1"}
+    ended = engine.run_container(spec, labels, on_stdout=on_stdout, on_stderr=on_stderr)
     if ended.engine_error:
         raise UserError(f"the engine failed during the shell: {ended.engine_error}")
     return 130 if ended.interrupted else int(ended.exit_code or 0)
@@ -363,8 +334,10 @@ def _run_native(
     return code, interrupted, None
 
 
-def _runtime_bundle(root: Path, write_bundle: Callable[[Path], None]) -> Path:
+def runtime_bundle(root: Path) -> Path:
     """The runtime package laid out for mounting, rebuilt when toolkit's runtime changes."""
+    from toolkit.runtime.bundle import write_bundle
+
     source = Path(__file__).parent / "runtime"
     digest = hashlib.sha256()
     for path in sorted(source.glob("*.py")):

@@ -1,4 +1,4 @@
-"""Quickstart experiment: a small 1-D CNN classifier, a shuffling multi-worker DataLoader, dropout.
+"""Quickstart experiment: a small 1-D CNN, a shuffling multi-worker DataLoader, dropout.
 
 Plain PyTorch with no toolkit imports: `toolkit run` makes it reproducible without code changes.
 """
@@ -22,29 +22,33 @@ def load(path: Path) -> TensorDataset:
 
 
 class Net(nn.Module):
-    """Lift 8 features to a 64-long signal, convolve it, classify: small, but thread-sensitive."""
+    """Lift 8 features to a 64-long signal, two convolutions with batch norm, classify."""
 
     def __init__(self) -> None:
         super().__init__()
         self.lift = nn.Linear(8, 64)
-        self.conv = nn.Conv1d(1, 16, kernel_size=5, padding=2)
+        self.conv1 = nn.Conv1d(1, 16, kernel_size=5, padding=2)
+        self.norm = nn.BatchNorm1d(16)
+        self.conv2 = nn.Conv1d(16, 16, kernel_size=5, padding=2)
         self.drop = nn.Dropout(0.2)
         self.head = nn.Linear(16 * 64, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         signal = torch.relu(self.lift(x)).unsqueeze(1)
-        return self.head(self.drop(torch.relu(self.conv(signal))).flatten(1))
+        features = torch.relu(self.conv2(torch.relu(self.norm(self.conv1(signal)))))
+        return self.head(self.drop(features).flatten(1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=3e-3)
     args = parser.parse_args()
 
     train, val = load(Path("data/train.csv")), load(Path("data/val.csv"))
     loader = DataLoader(train, batch_size=64, shuffle=True, num_workers=2)
     model = Net()
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
 
     step = 0

@@ -52,7 +52,7 @@ def test_two_runs_are_identical_and_settings_were_applied(example: Path) -> None
         a["outputs"]["files"]["checkpoints/model.pt"]
         == b["outputs"]["files"]["checkpoints/model.pt"]
     )
-    assert len(a["metrics"]["series"]["train_loss"]) == 64  # 2 epochs of 32 batches
+    assert len(a["metrics"]["series"]["train_loss"]) == 128  # 4 epochs of 32 batches
     state = a["accelerator"]["state"]
     assert state["deterministic_algorithms"] is True and state["num_threads"] == 2
     assert "DataLoader num_workers 2 -> 0" in a["determinism"]["forced"]
