@@ -13,7 +13,7 @@ ifneq ($(TORCH_CPU_WHEEL),)
 export TOOLKIT_MIRRORS ?= https://download.pytorch.org/whl/cpu=$(patsubst %/,%,$(dir $(TORCH_CPU_WHEEL)))
 endif
 
-.PHONY: help venv engine base doctor lock build-cpu build-gpu cpu-run gpu-run demo \
+.PHONY: help venv engine base doctor lock build-cpu build-gpu cpu-run gpu-run repro-check demo \
         test test-unit test-gpu-image lint format clean
 
 help:
@@ -57,6 +57,9 @@ cpu-run: build-cpu
 # Needs an NVIDIA GPU and the NVIDIA container runtime (`toolkit doctor` checks both).
 gpu-run: build-gpu
 	$(TOOLKIT) run --target gpu
+
+repro-check: build-cpu
+	$(TOOLKIT) repro-check --runs 2
 
 # The README's first command: the bundled example end to end on a fresh machine.
 demo: cpu-run

@@ -39,16 +39,22 @@ def runs_dir(root: Path) -> Path:
 def new_run_dir(root: Path, target: str) -> tuple[str, Path]:
     """A fresh, uniquely named run folder: two runs started together never share one."""
     base = runs_dir(root)
-    base.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    for _ in range(100):
-        run_id = f"{stamp}-{target}-{secrets.token_hex(2)}"
-        path = base / run_id
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return run_id, path
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            run_id = f"{stamp}-{target}-{secrets.token_hex(2)}"
+            path = base / run_id
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return run_id, path
+    except OSError as exc:
+        raise UserError(
+            f"cannot create a run folder in {base}: {exc.strerror}",
+            hint="make runs/ writable for this user, or run from a copy of the project",
+        ) from None
     raise UserError(f"could not create a new run folder in {base}")
 
 

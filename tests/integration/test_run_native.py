@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,29 @@ def test_user_sitecustomize_still_runs(project: Path, tmp_path: Path) -> None:
     assert (project / "exp" / "user-site-ran").read_text() == "yes"
     doc = record_of(project, result.stdout)
     assert any(s["status"] == "applied" for s in doc["determinism"]["applied"])
+
+
+def test_runs_path_that_is_a_file_is_a_clear_error(project: Path) -> None:
+    (project / "runs").write_text("not a folder")
+    result = toolkit("run", "--native", cwd=project)
+    assert result.returncode == 1
+    assert "cannot create a run folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_runs_from_another_machine_join_repro_check(project: Path, tmp_path: Path) -> None:
+    first = toolkit("run", "--native", cwd=project)
+    run_id = record_of(project, first.stdout)["id"]
+    bundle = tmp_path / "laptop.tar.gz"
+    exported = toolkit("runs", "export", run_id, str(bundle), cwd=project)
+    assert exported.returncode == 0, exported.stderr
+
+    other = tmp_path / "other-checkout"
+    shutil.copytree(project, other, ignore=shutil.ignore_patterns("runs"))
+    imported = toolkit("runs", "import", str(bundle), cwd=other)
+    assert imported.returncode == 0 and run_id in imported.stdout
+    assert run_id in toolkit("runs", cwd=other).stdout
+
+    check = toolkit("repro-check", "--native", "--runs", "1", "--against", str(bundle), cwd=other)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "cpu native on" in check.stdout and "matches cpu bitwise" in check.stdout

@@ -1,0 +1,97 @@
+"""Run bundles across machines: export, import, validation, and refusing unsafe archives."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.support import REFERENCE, reference_run, toolkit
+from toolkit.bundle import export_runs, import_runs, open_bundle
+from toolkit.errors import UserError
+
+pytestmark = pytest.mark.skipif(
+    not (REFERENCE / "README.md").is_file(), reason=f"no reference runs at {REFERENCE}"
+)
+
+
+def test_export_then_import_round_trip(tmp_path: Path) -> None:
+    runs = [reference_run(n, tmp_path / "src") for n in ("cpu-threads16-run1", "cpu-threads4-run1")]
+    bundle = tmp_path / "runs.tar.gz"
+    export_runs(runs, bundle)
+    dest = tmp_path / "elsewhere" / "runs"
+    first = import_runs(bundle, dest)
+    assert first.added == ("cpu-threads16-run1", "cpu-threads4-run1") and first.skipped == ()
+    assert (dest / "cpu-threads4-run1" / "outputs" / "weights.npz").read_bytes() == (
+        runs[1] / "outputs" / "weights.npz"
+    ).read_bytes()
+    again = import_runs(bundle, dest)  # never overwritten
+    assert again.added == () and again.skipped == first.added
+
+
+def test_diff_reads_a_bundle_directly(tmp_path: Path) -> None:
+    a = reference_run("gpu-deterministic-run1", tmp_path)
+    export_runs([reference_run("gpu-deterministic-run2", tmp_path)], tmp_path / "b.tar.gz")
+    result = toolkit("diff", str(a), str(tmp_path / "b.tar.gz"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("identical")
+
+
+def _archive(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ({"toolkit-runs/../../escape.txt": b"x"}, "unsafe path"),
+        ({"/etc/evil": b"x"}, "unsafe path"),
+        ({"elsewhere/file": b"x"}, "unsafe path"),
+        ({"toolkit-runs/run/record.json": b"{}"}, "no manifest"),
+        (
+            {
+                "toolkit-runs/manifest.json": json.dumps(
+                    {"schema": "toolkit.bundle/1", "runs": ["r"]}
+                ).encode(),
+                "toolkit-runs/r/record.json": b'{"schema": "something-else"}',
+            },
+            "not a toolkit run record",
+        ),
+    ],
+)
+def test_unsafe_or_invalid_bundles_are_refused(
+    tmp_path: Path, members: dict[str, bytes], message: str
+) -> None:
+    bundle = _archive(tmp_path / "bad.tar.gz", members)
+    with pytest.raises(UserError) as info:
+        open_bundle(bundle, tmp_path / "scratch")
+    assert message in info.value.message
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_a_link_in_a_bundle_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "link.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        info = tarfile.TarInfo("toolkit-runs/r/record.json")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        archive.addfile(info)
+    with pytest.raises(UserError) as raised:
+        open_bundle(path, tmp_path / "scratch")
+    assert "is a link or device" in raised.value.message
+
+
+def test_not_a_bundle(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not a tar file")
+    with pytest.raises(UserError) as info:
+        open_bundle(junk, tmp_path / "scratch")
+    assert "not a run bundle" in info.value.message
