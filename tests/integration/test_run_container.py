@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import toolkit
+from toolkit import engine
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]
@@ -150,3 +151,15 @@ def test_shell_runs_a_command_with_the_run_settings(example: Path) -> None:
     assert "SHELL /project/examples/quickstart 2 0" in result.stdout
     failed = toolkit("shell", "--", "sh", "-c", "exit 3", cwd=example)
     assert failed.returncode == 3
+
+
+def test_ctrl_c_stops_the_container_and_records_it(example: Path, tmp_path: Path) -> None:
+    from tests.integration.test_run_native import interrupt_run
+
+    shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
+    code, record = interrupt_run(tmp_path / "copy")
+    assert code == 130
+    assert record["status"] == "interrupted"
+    assert (
+        engine.client().containers.list(filters={"label": f"io.toolkit.run={record['id']}"}) == []
+    )

@@ -157,3 +157,42 @@ def test_runs_from_another_machine_join_repro_check(project: Path, tmp_path: Pat
     check = toolkit("repro-check", "--native", "--runs", "1", "--against", str(bundle), cwd=other)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "cpu native on" in check.stdout and "matches cpu bitwise" in check.stdout
+
+
+def interrupt_run(cwd: Path, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    """Start `toolkit run ARGS` on a command that sleeps, Ctrl-C it once it runs."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toolkit",
+            "run",
+            *args,
+            "--",
+            "python",
+            "-c",
+            "print('READY', 6 * 7, flush=True); import time; time.sleep(120)",
+        ],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:  # wait until the experiment itself is running
+        if "READY 42" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=60)
+    (folder,) = (cwd / "runs").iterdir()
+    return code, json.loads((folder / "record.json").read_text())
+
+
+def test_ctrl_c_stops_a_native_run_and_records_it(project: Path) -> None:
+    code, record = interrupt_run(project, "--native")
+    assert code == 130
+    assert record["status"] == "interrupted" and record["exit_code"] is None
