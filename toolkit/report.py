@@ -143,8 +143,11 @@ def diff_html(d: RunDiff, a: Run, b: Run) -> str:
     """One self-contained HTML page: headline, metric curves, deviation vs step, tensor table."""
     sections = [f"<h1>{html.escape(headline(d))}</h1>"]
     sections += [f"<p class=warn>warning: {html.escape(w)}</p>" for w in d.warnings]
+    sections.append("<h2>inputs</h2>")
     sections.append(
         _table(["input", "field", "A", "B"], [[c.category, c.field, c.a, c.b] for c in d.inputs])
+        if d.inputs
+        else "<p>all recorded inputs are the same: the difference comes from the run itself</p>"
     )
     for m in d.metrics:
         sa, sb = _series(a, m.name), _series(b, m.name)
