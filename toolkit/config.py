@@ -144,6 +144,51 @@ class Config:
         return self.targets[name]
 
 
+def resolved(cfg: Config) -> dict[str, Any]:
+    """The config as a toolkit.yaml document with every default written out."""
+    import dataclasses
+
+    def rel(path: Path) -> str:
+        return str(path.relative_to(cfg.root)) if path.is_relative_to(cfg.root) else str(path)
+
+    targets = {}
+    for target in cfg.targets.values():
+        body = dataclasses.asdict(target)
+        del body["name"]
+        body["lockfile"] = rel(target.lockfile)
+        body["index"] = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in body["index"].items()
+        }
+        targets[target.name] = body
+    doc: dict[str, Any] = {
+        "name": cfg.name,
+        "python": cfg.python,
+        "requirements": rel(cfg.requirements),
+        "base": {**dataclasses.asdict(cfg.base), "packages": list(cfg.base.packages)},
+        "targets": targets,
+    }
+    if cfg.experiment is not None:
+        exp = cfg.experiment
+        doc["experiment"] = {
+            "command": exp.command,
+            "workdir": exp.workdir,
+            "data": list(exp.data),
+            "outputs": list(exp.outputs),
+            "metrics": {
+                "file": exp.metrics.file,
+                "primary": exp.metrics.primary,
+                "patterns": dict(exp.metrics.patterns),
+            },
+        }
+    doc["determinism"] = dataclasses.asdict(cfg.determinism)
+    doc["compare"] = {
+        "rtol": cfg.compare.rtol,
+        "atol": cfg.compare.atol,
+        "tolerances": {p: {"rtol": r, "atol": a} for p, r, a in cfg.compare.tolerances},
+    }
+    return doc
+
+
 def find_config(start: Path | None = None) -> Path:
     """The nearest toolkit.yaml at or above `start` (default: the current directory)."""
     here = (start or Path.cwd()).resolve()

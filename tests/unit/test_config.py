@@ -181,3 +181,13 @@ def test_arbitrary_documents_never_crash(document: object) -> None:
 def test_arbitrary_text_never_crashes(text: str) -> None:
     with contextlib.suppress(ConfigError):
         parse(text)
+
+
+def test_resolved_config_is_itself_a_valid_toolkit_yaml() -> None:
+    from toolkit.config import resolved
+
+    cfg = parse(FULL)
+    again = parse_config(yaml.safe_dump(resolved(cfg)), FILE)
+    assert again == cfg
+    minimal = parse("name: demo\ntargets: {cpu: {}}\n")
+    assert parse_config(yaml.safe_dump(resolved(minimal)), FILE) == minimal

@@ -126,4 +126,4 @@ def main() -> None:
 
 
 # Each module registers its commands on `app`.
-from toolkit.cli import base, build, ci, diff, doctor, init, lock, run  # noqa: E402, F401
+from toolkit.cli import base, build, ci, diff, doctor, init, lock, resolved, run  # noqa: E402, F401
