@@ -87,3 +87,11 @@ def test_commands_without_targets_say_so(tmp_path: Path) -> None:
         result = toolkit(*command, cwd=tmp_path)
         assert result.returncode == 2, (command, result.stderr)
         assert "no targets" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_build_warns_about_a_base_not_pinned_by_digest(tmp_path: Path) -> None:
+    (tmp_path / "toolkit.yaml").write_text("name: x\ntargets: {cpu: {base: 'python:3.11-slim'}}\n")
+    result = toolkit("build", cwd=tmp_path)
+    assert "base python:3.11-slim is not pinned by digest" in result.stderr
+    assert result.returncode == 1  # and then: no lockfile yet
+    assert "toolkit lock --target cpu" in result.stderr

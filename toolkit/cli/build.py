@@ -40,6 +40,11 @@ def build_command(
     cfg = options().load()
     for name in chosen_targets(target):
         tgt = cfg.target(name)
+        if not tgt.base_is_pinned:
+            output.warn(
+                f"target {name}: base {tgt.base} is not pinned by digest, so builds on other "
+                "machines or days may start from other bytes; use NAME@sha256:<digest>"
+            )
 
         def download(lockfile: Path, dest: Path, log: Path, tgt=tgt) -> None:  # type: ignore[no-untyped-def]
             piptools.download_wheels(cfg, tgt, lockfile, dest, log)
