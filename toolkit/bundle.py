@@ -84,7 +84,10 @@ def _unpack(source: Path, scratch: Path) -> list[Run]:
         if total > _MAX_BYTES:
             raise UserError(f"{source}: unpacks to {total / 1e9:.1f} GB; refused")
         try:
-            archive.extractall(scratch, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(scratch, filter="data")
+            else:  # Python before 3.11.4: every member was checked above
+                archive.extractall(scratch)
         except (OSError, tarfile.TarError) as exc:
             raise UserError(f"{source}: damaged bundle ({exc})") from None
     top = scratch / TOP
