@@ -13,11 +13,12 @@ from tests.support import REFERENCE, reference_run, toolkit
 from toolkit.bundle import export_runs, import_runs, open_bundle
 from toolkit.errors import UserError
 
-pytestmark = pytest.mark.skipif(
+needs_reference = pytest.mark.skipif(
     not (REFERENCE / "README.md").is_file(), reason=f"no reference runs at {REFERENCE}"
 )
 
 
+@needs_reference
 def test_export_then_import_round_trip(tmp_path: Path) -> None:
     runs = [reference_run(n, tmp_path / "src") for n in ("cpu-threads16-run1", "cpu-threads4-run1")]
     bundle = tmp_path / "runs.tar.gz"
@@ -32,6 +33,7 @@ def test_export_then_import_round_trip(tmp_path: Path) -> None:
     assert again.added == () and again.skipped == first.added
 
 
+@needs_reference
 def test_diff_reads_a_bundle_directly(tmp_path: Path) -> None:
     a = reference_run("gpu-deterministic-run1", tmp_path)
     export_runs([reference_run("gpu-deterministic-run2", tmp_path)], tmp_path / "b.tar.gz")
