@@ -39,7 +39,7 @@ class RunRequest:
 
     target: TargetConfig
     command: tuple[str, ...]
-    policy: DeterminismConfig
+    policy: DeterminismConfig | None  # None: the libraries' defaults, a baseline to compare with
     native: bool = False
 
 
@@ -67,6 +67,7 @@ def request(
     strict: bool | None = None,
     cpu: str | None = None,
     native: bool = False,
+    apply_policy: bool = True,
 ) -> RunRequest:
     """Combine toolkit.yaml with command-line overrides into a run request."""
     tgt = cfg.target(target)
@@ -89,7 +90,7 @@ def request(
         strict=base.strict if strict is None else strict,
         cpu=base.cpu if cpu is None else cpu,  # type: ignore[arg-type]  # checked above
     )
-    return RunRequest(tgt, argv, policy, native)
+    return RunRequest(tgt, argv, policy if apply_policy else None, native)
 
 
 def execute(
@@ -108,7 +109,7 @@ def execute(
     image_ref = None if req.native else image.current_ref(cfg, req.target)
     run_id, run_dir = record.new_run_dir(cfg.root, req.target.name)
     runtime_dir = runtime_bundle(cfg.root)
-    env = policy_environment(req.policy, os.environ if req.native else None)
+    env = policy_environment(req.policy, os.environ if req.native else None) if req.policy else {}
     outputs_dir = run_dir / OUTPUTS
     outputs_dir.mkdir()
     declared = _declared_outputs(cfg)
@@ -290,7 +291,7 @@ def shell(
     workdir_rel = cfg.experiment.workdir if cfg.experiment else "."
     scratch = cfg.root / STATE_DIR / "shell"
     scratch.mkdir(parents=True, exist_ok=True)
-    env = policy_environment(req.policy)
+    env = policy_environment(req.policy) if req.policy else {}
     spec = container_spec(cfg, image_ref, req, workdir_rel, scratch, runtime_bundle(cfg.root), env)
     if interactive:
         return engine.run_interactive(spec)
@@ -445,7 +446,7 @@ def _record(
         "code": dataclasses.asdict(code),
         "data": {"digest": data.digest, "files": data.files, "missing": list(data.missing)},
         "determinism": {
-            "policy": dataclasses.asdict(req.policy),
+            "policy": dataclasses.asdict(req.policy) if req.policy else None,
             "environment": env,
             "applied": _merged(reports, "settings"),
             "forced": _merged(reports, "forced"),

@@ -196,3 +196,18 @@ def test_ctrl_c_stops_a_native_run_and_records_it(project: Path) -> None:
     code, record = interrupt_run(project, "--native")
     assert code == 130
     assert record["status"] == "interrupted" and record["exit_code"] is None
+
+
+def test_no_policy_run_is_a_recorded_baseline(project: Path) -> None:
+    baseline = toolkit("run", "--native", "--no-policy", cwd=project)
+    assert baseline.returncode == 0, baseline.stderr
+    assert "no determinism policy" in baseline.stdout
+    doc = record_of(project, baseline.stdout)
+    assert doc["determinism"]["policy"] is None
+    assert doc["determinism"]["environment"] == {} and doc["determinism"]["applied"] == []
+    assert (project / "runs" / doc["id"] / "outputs" / "result.txt").read_text() != "7"
+    assert len(doc["metrics"]["series"]["score"]) == 5  # log() works without a policy
+    governed = record_of(project, toolkit("run", "--native", cwd=project).stdout)
+    diff = toolkit("diff", doc["id"], governed["id"], "--json", cwd=project)
+    causes = json.loads(diff.stdout)["causes"]
+    assert "seed" in causes and "settings" in causes

@@ -38,6 +38,14 @@ def run_command(
     build: Annotated[
         bool, typer.Option("--build", help="Build the image first if needed.")
     ] = False,
+    no_policy: Annotated[
+        bool,
+        typer.Option(
+            "--no-policy",
+            help="Run with the libraries' default settings, no determinism policy (recorded): "
+            "a baseline to diff against.",
+        ),
+    ] = False,
 ) -> None:
     """Run the experiment in its image under the determinism policy; write runs/<id>/record.json.
 
@@ -57,6 +65,7 @@ def run_command(
         strict=False if no_strict else None,
         cpu=cpu,
         native=native,
+        apply_policy=not no_policy,
     )
     if build and not native:
         from toolkit.cli.build import build_command
@@ -64,11 +73,14 @@ def run_command(
         build_command(target=[name], no_cache=False)
 
     where = "natively" if native else f"in the {name} image"
-    output.info(
-        f"run {shlex.join(req.command)} {where} (seed {req.policy.seed}, "
-        f"{req.policy.threads} threads, {req.policy.dataloader_workers} loader workers, "
-        f"{'strict' if req.policy.strict else 'warn'}, cpu {req.policy.cpu})"
+    p = req.policy
+    settings = (
+        f"seed {p.seed}, {p.threads} threads, {p.dataloader_workers} loader workers, "
+        f"{'strict' if p.strict else 'warn'}, cpu {p.cpu}"
+        if p
+        else "no determinism policy: the libraries' defaults"
     )
+    output.info(f"run {shlex.join(req.command)} {where} ({settings})")
     result = run.execute(
         cfg, req, on_stdout=output.passthrough(sys.stdout), on_stderr=output.passthrough(sys.stderr)
     )
