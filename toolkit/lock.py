@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from toolkit import piptools
+from toolkit import piptools, wheelhouse
 from toolkit.config import Config, TargetConfig
 from toolkit.errors import ConfigError, LockError
 from toolkit.paths import STATE_DIR, logs_dir
@@ -43,7 +43,6 @@ _SOURCE_OPTIONS = (
     "--trusted-host",
 )
 _INCLUDE_OPTIONS = ("-r", "--requirement", "-c", "--constraint")
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;\\]+)")
 
 
 # --- header -----------------------------------------------------------------------------------
@@ -454,22 +453,12 @@ def status(config: Config, name: str) -> LockStatus:
 
 def read_pins(text: str) -> dict[str, str]:
     """Normalised package name -> pinned version, from a lockfile's text."""
-    pins = {}
-    for line in text.splitlines():
-        match = _PIN.match(line)
-        if match:
-            pins[normalise_name(match.group(1))] = match.group(2)
-    return pins
-
-
-def normalise_name(name: str) -> str:
-    """PEP 503: lowercase, runs of -_. as one '-'."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return {pin.name: pin.version for pin in wheelhouse.read_pins(text)}
 
 
 def is_platform_package(name: str) -> bool:
     """Torch family and CUDA wheels: the packages allowed to differ between targets."""
-    name = normalise_name(name)
+    name = wheelhouse.normalise(name)
     return name in _TORCH_FAMILY or name.startswith(_PLATFORM_PREFIXES)
 
 
