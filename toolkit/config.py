@@ -189,13 +189,20 @@ def resolved(cfg: Config) -> dict[str, Any]:
     return doc
 
 
-def find_config(start: Path | None = None) -> Path:
-    """The nearest toolkit.yaml at or above `start` (default: the current directory)."""
+def locate_config(start: Path | None = None) -> Path | None:
+    """The nearest toolkit.yaml at or above `start` (default: the current directory), or None."""
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / CONFIG_FILE
-        if candidate.is_file():
-            return candidate
+    return next(
+        (f / CONFIG_FILE for f in (here, *here.parents) if (f / CONFIG_FILE).is_file()), None
+    )
+
+
+def find_config(start: Path | None = None) -> Path:
+    """The nearest toolkit.yaml at or above `start`, or a ConfigError saying what to do."""
+    found = locate_config(start)
+    if found is not None:
+        return found
+    here = (start or Path.cwd()).resolve()
     raise ConfigError(
         f"no {CONFIG_FILE} in {here} or any folder above it",
         hint="run toolkit from your project, or pass --config PATH",

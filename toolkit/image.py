@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from toolkit import __version__, base, engine, wheelhouse
+from toolkit import __version__, base, engine, piptools, wheelhouse
 from toolkit.config import Config, TargetConfig
 from toolkit.errors import BuildError, UserError
 from toolkit.paths import STATE_DIR
@@ -118,13 +118,11 @@ def build(
     cfg: Config,
     target: TargetConfig,
     *,
-    download: Callable[[Path, Path, Path], None],
     on_progress: Callable[[str], None],
     log_dir: Path,
     no_cache: bool = False,
 ) -> BuiltImage:
-    """Build a target's image unless its content tag exists; `download(lockfile, dir, log)` fills
-    the wheelhouse."""
+    """Build a target's image unless its content tag exists."""
     from toolkit import lock
 
     started = time.monotonic()
@@ -149,7 +147,7 @@ def build(
     needed = wheelhouse.missing(pins, house)
     if needed:
         on_progress(f"downloading {len(needed)} wheels into {house}")
-        download(p.lockfile, house, log)
+        piptools.download_wheels(cfg, target, p.lockfile, house, log)
     scratch = cfg.root / STATE_DIR / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     context = Path(tempfile.mkdtemp(prefix=f"build-{target.name}-", dir=scratch))
@@ -262,24 +260,23 @@ def project_images(cfg: Config) -> list[ProjectImage]:
     return sorted(found, key=lambda i: i.created, reverse=True)
 
 
-def current_ref(cfg: Config, target: TargetConfig) -> str:
-    """The tag today's inputs hash to; UserError pointing to `toolkit build` when it is missing."""
+def current_image(cfg: Config, target: TargetConfig) -> tuple[str, engine.ImageInfo]:
+    """The tag today's inputs hash to and its image; UserError pointing to `toolkit build`."""
     ref = plan(cfg, target).ref
-    if engine.image(ref) is None:
+    found = engine.image(ref)
+    if found is None:
         raise UserError(
             f"no image for target {target.name} ({ref})",
             hint=f"run `toolkit build --target {target.name}`",
         )
-    return ref
+    return ref, found
 
 
 def export_image(cfg: Config, target: TargetConfig, dest: Path) -> str:
     """Write the target's current image to a gzip-compressed archive; returns the image id."""
     import gzip
 
-    ref = current_ref(cfg, target)
-    found = engine.image(ref)
-    assert found is not None
+    _, found = current_image(cfg, target)
     partial = dest.with_name(dest.name + ".partial")
     try:
         with (
@@ -329,9 +326,7 @@ def _adopt(cfg: Config | None, image_id: str, origin: str) -> ImportedImage:
 
 def push_image(cfg: Config, target: TargetConfig, repository: str) -> str:
     """Push the target's current image as repository:<content hash>; returns repository@digest."""
-    ref = current_ref(cfg, target)
-    found = engine.image(ref)
-    assert found is not None
+    ref, found = current_image(cfg, target)
     digest = engine.push(found.id, repository, ref.rpartition(":")[2])
     return f"{repository}@{digest}"
 

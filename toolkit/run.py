@@ -106,7 +106,7 @@ def execute(
     workdir = cfg.root / workdir_rel
     if not workdir.is_dir():
         raise ConfigError(f"{cfg.path}: experiment.workdir {workdir_rel!r} is not a folder")
-    image_ref = None if req.native else image.current_ref(cfg, req.target)
+    image_ref, image_info = (None, None) if req.native else image.current_image(cfg, req.target)
     run_id, run_dir = record.new_run_dir(cfg.root, req.target.name)
     runtime_dir = runtime_bundle(cfg.root)
     env = policy_environment(req.policy, os.environ if req.native else None) if req.policy else {}
@@ -129,9 +129,7 @@ def execute(
             on_stderr(chunk)
 
         if req.native:
-            exit_code, interrupted, engine_error = _run_native(
-                req, workdir, run_dir, runtime_dir, env, tee_out, tee_err
-            )
+            ended_as = _run_native(req, workdir, run_dir, runtime_dir, env, tee_out, tee_err)
             _copy_outputs(workdir, outputs_dir, declared)
         else:
             assert image_ref is not None
@@ -147,43 +145,18 @@ def execute(
                 tee_out,
                 tee_err,
             )
-            exit_code, interrupted, engine_error = (
-                ended_as.exit_code,
-                ended_as.interrupted,
-                ended_as.engine_error,
-            )
     ended = time.time()
 
-    status = (
-        "interrupted"
-        if interrupted
-        else "engine_lost"
-        if engine_error
-        else "succeeded"
-        if exit_code == 0
-        else "failed"
-    )
     doc = _record(
-        cfg,
-        req,
-        run_id,
-        run_dir,
-        image_ref,
-        status,
-        exit_code,
-        engine_error,
-        started,
-        ended,
-        env,
-        declared,
+        cfg, req, run_id, run_dir, image_ref, image_info, ended_as, started, ended, env, declared
     )
     record.write_record(run_dir, doc)
     ops = tuple(o["op"] for o in doc["determinism"]["nondeterministic_ops"])
     return RunResult(
         run_id,
         run_dir,
-        status,
-        exit_code,
+        doc["status"],
+        doc["exit_code"],
         doc["metrics"]["primary"],
         doc["metrics"]["primary_final"],
         ops,
@@ -287,7 +260,7 @@ def shell(
     on_stderr: Callable[[bytes], None],
 ) -> int:
     """A shell (or one command) in the target's image, set up exactly as `run` sets it up."""
-    image_ref = image.current_ref(cfg, req.target)
+    image_ref, _ = image.current_image(cfg, req.target)
     workdir_rel = cfg.experiment.workdir if cfg.experiment else "."
     scratch = cfg.root / STATE_DIR / "shell"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -310,7 +283,7 @@ def _run_native(
     env: dict[str, str],
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
-) -> tuple[int | None, bool, str | None]:
+) -> engine.ContainerExit:
     from toolkit.runtime.policy import UNSET
 
     native_env = dict(os.environ)
@@ -332,7 +305,7 @@ def _run_native(
         raise UserError(
             f"command not found: {req.command[0]}", hint="check experiment.command"
         ) from None
-    return code, interrupted, None
+    return engine.ContainerExit(code, interrupted)
 
 
 def runtime_bundle(root: Path) -> Path:
@@ -386,9 +359,8 @@ def _record(
     run_id: str,
     run_dir: Path,
     image_ref: str | None,
-    status: str,
-    exit_code: int | None,
-    engine_error: str | None,
+    image_info: engine.ImageInfo | None,
+    ended_as: engine.ContainerExit,
     started: float,
     ended: float,
     env: dict[str, str],
@@ -405,7 +377,6 @@ def _record(
         ),
     )
     primary = exp.metrics.primary if exp else None
-    image_info = engine.image(image_ref) if image_ref else None
     packages = _packages(cfg.root, req, image_info)
     lock_bytes = req.target.lockfile.read_bytes() if req.target.lockfile.is_file() else b""
     lock_text = lock_bytes.decode(errors="replace")
@@ -419,9 +390,9 @@ def _record(
         "id": run_id,
         "project": cfg.name,
         "target": req.target.name,
-        "status": status,
-        "exit_code": exit_code,
-        "engine_error": engine_error,
+        "status": _status(ended_as),
+        "exit_code": ended_as.exit_code,
+        "engine_error": ended_as.engine_error,
         "command": list(req.command),
         "started": _iso(started),
         "ended": _iso(ended),
@@ -467,6 +438,14 @@ def _record(
         "outputs": {"digest": outputs.digest, "files": outputs.files},
         "logs": {"stdout": "stdout.log", "stderr": "stderr.log"},
     }
+
+
+def _status(ended: engine.ContainerExit) -> str:
+    if ended.interrupted:
+        return "interrupted"
+    if ended.engine_error:
+        return "engine_lost"
+    return "succeeded" if ended.exit_code == 0 else "failed"
 
 
 def _runtime_reports(run_dir: Path) -> list[dict[str, Any]]:

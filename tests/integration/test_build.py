@@ -174,4 +174,4 @@ def test_imported_image_runs_without_its_base(project: Path, tmp_path: Path) -> 
     assert toolkit("image", "export", str(archive), cwd=project).returncode == 0
     engine.remove_image(plan.ref)
     assert toolkit("image", "import", str(archive), cwd=project).returncode == 0
-    assert image.current_ref(cfg, cfg.targets["cpu"]) == plan.ref  # no base lookup involved
+    assert image.current_image(cfg, cfg.targets["cpu"])[0] == plan.ref  # no base lookup involved

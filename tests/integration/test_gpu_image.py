@@ -19,7 +19,7 @@ def test_gpu_image_builds_without_a_gpu_and_carries_cuda_torch() -> None:
     built = toolkit("build", "--target", "gpu", cwd=REPO, timeout=3600)
     assert built.returncode == 0, built.stdout + built.stderr
     cfg = load_config(REPO / "toolkit.yaml")
-    ref = image.current_ref(cfg, cfg.targets["gpu"])
+    ref, _ = image.current_image(cfg, cfg.targets["gpu"])
     out = engine.run_once(ref, ["python", "-c", "import torch; print(torch.version.cuda)"])
     assert out.strip() == "13.0"
     stages_after = {i.id for i in engine.images("io.toolkit.stage=install")}

@@ -45,16 +45,21 @@ class Options:
 
     def load_optional(self) -> Config | None:
         """The project config, or None without a toolkit.yaml (an explicit --config must exist)."""
-        from toolkit.config import CONFIG_FILE, load_config
+        from toolkit.config import load_config, locate_config
 
-        if self.config is None and not any(
-            (folder / CONFIG_FILE).is_file() for folder in (Path.cwd(), *Path.cwd().parents)
-        ):
-            return None
-        return load_config(self.config)
+        path = self.config or locate_config()
+        return load_config(path) if path else None
 
 
 _options = Options()
+
+TargetOption = Annotated[
+    str | None, typer.Option("--target", "-t", help="Target from toolkit.yaml; default: the first.")
+]
+TargetsOption = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", help="Target(s) from toolkit.yaml; default: the first one."),
+]
 
 
 def _version(value: bool) -> None:

@@ -7,53 +7,36 @@ from typing import Annotated
 
 import typer
 
-from toolkit.cli import app, options, output
-
-TargetOption = Annotated[
-    list[str] | None,
-    typer.Option("--target", "-t", help="Target(s) from toolkit.yaml; default: the first one."),
-]
+from toolkit.cli import TargetOption, TargetsOption, app, options, output
 
 image_app = typer.Typer(help="Share images with teammates: archive files or a registry.")
 app.add_typer(image_app, name="image")
 
 
-def chosen_targets(names: list[str] | None) -> list[str]:
-    """The targets a command acts on: the ones named, or the first in toolkit.yaml."""
-    cfg = options().load()
-    if not names:
-        return [cfg.default_target().name]
-    return [cfg.target(n).name for n in names]
-
-
 @app.command("build")
 def build_command(
-    target: TargetOption = None,
+    target: TargetsOption = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Rebuild even if the tag exists.")
     ] = False,
 ) -> None:
     """Build the hermetic, content-addressed image of a target from its lockfile."""
-    from toolkit import image, piptools
+    from toolkit import image
     from toolkit.paths import logs_dir
 
     cfg = options().load()
-    for name in chosen_targets(target):
-        tgt = cfg.target(name)
+    for tgt in [cfg.target(name) for name in target] if target else [cfg.default_target()]:
+        name = tgt.name
         if not tgt.base_is_pinned:
             output.warn(
                 f"target {name}: base {tgt.base} is not pinned by digest, so builds on other "
                 "machines or days may start from other bytes; use NAME@sha256:<digest>"
             )
 
-        def download(lockfile: Path, dest: Path, log: Path, tgt=tgt) -> None:  # type: ignore[no-untyped-def]
-            piptools.download_wheels(cfg, tgt, lockfile, dest, log)
-
         with output.progress(f"build {name}") as update:
             built = image.build(
                 cfg,
                 tgt,
-                download=download,
                 on_progress=update,
                 log_dir=logs_dir(cfg.root),
                 no_cache=no_cache,
@@ -93,15 +76,13 @@ def images_command() -> None:
 @image_app.command("export")
 def export_command(
     file: Annotated[Path, typer.Argument(help="Archive to write (.tar.gz).")],
-    target: Annotated[
-        str | None, typer.Option("--target", "-t", help="Target; default: first.")
-    ] = None,
+    target: TargetOption = None,
 ) -> None:
     """Write a target's current image to a compressed archive a teammate can import."""
     from toolkit import image
 
     cfg = options().load()
-    tgt = cfg.target(chosen_targets([target] if target else None)[0])
+    tgt = cfg.target(target)
     with output.progress(f"export {tgt.name} to {file}"):
         image_id = image.export_image(cfg, tgt, file)
     output.success(f"wrote {file} ({file.stat().st_size / 1e6:.0f} MB, image {image_id[:19]})")
@@ -123,15 +104,13 @@ def import_command(
 @image_app.command("push")
 def push_command(
     repository: Annotated[str, typer.Argument(help="Registry repository, e.g. reg:5000/team/x.")],
-    target: Annotated[
-        str | None, typer.Option("--target", "-t", help="Target; default: the first.")
-    ] = None,
+    target: TargetOption = None,
 ) -> None:
     """Push a target's current image; prints the digest teammates pull by."""
     from toolkit import image
 
     cfg = options().load()
-    tgt = cfg.target(chosen_targets([target] if target else None)[0])
+    tgt = cfg.target(target)
     with output.progress(f"push {tgt.name} to {repository}"):
         pinned = image.push_image(cfg, tgt, repository)
     output.success(f"pushed: {pinned}")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from toolkit.cli import app, errors_exit, options, output
+from toolkit.cli import TargetsOption, app, errors_exit, options, output
 
 RtolOption = Annotated[float | None, typer.Option("--rtol", min=0, help="Relative tolerance.")]
 AtolOption = Annotated[float | None, typer.Option("--atol", min=0, help="Absolute tolerance.")]
@@ -64,9 +64,7 @@ def diff_command(
 @app.command("repro-check")
 @errors_exit(2)
 def repro_check_command(
-    target: Annotated[
-        list[str] | None, typer.Option("--target", "-t", help="Targets; default: the first.")
-    ] = None,
+    target: TargetsOption = None,
     runs: Annotated[int, typer.Option("--runs", "-n", min=1, help="Runs per target.")] = 2,
     vary: Annotated[
         list[str] | None,

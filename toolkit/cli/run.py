@@ -8,15 +8,13 @@ from typing import Annotated
 
 import typer
 
-from toolkit.cli import app, options, output
+from toolkit.cli import TargetOption, app, options, output
 
 
 @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run_command(
     ctx: typer.Context,
-    target: Annotated[
-        str | None, typer.Option("--target", "-t", help="Target; default: the first.")
-    ] = None,
+    target: TargetOption = None,
     seed: Annotated[int | None, typer.Option(help="Override determinism.seed.")] = None,
     threads: Annotated[
         int | None, typer.Option(min=1, help="Override determinism.threads.")
@@ -223,9 +221,7 @@ def show_command(
 @app.command("shell", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def shell_command(
     ctx: typer.Context,
-    target: Annotated[
-        str | None, typer.Option("--target", "-t", help="Target; default: the first.")
-    ] = None,
+    target: TargetOption = None,
 ) -> None:
     """A shell in the target's image with the same mounts, user and settings as `run`.
 
