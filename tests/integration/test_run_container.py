@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,6 +103,32 @@ def test_failing_experiment_passes_its_exit_code(example: Path) -> None:
     code, record, _ = run(example, "--", "python", "-c", "import sys; sys.exit(4)")
     assert code == 4
     assert record["status"] == "failed" and record["exit_code"] == 4
+
+
+def test_command_not_found_in_the_image_fails_with_127(example: Path) -> None:
+    code, record, text = run(example, "--", "no-such-program-xyz")
+    assert code == 127
+    assert record["status"] == "failed" and record["exit_code"] == 127
+    assert "no-such-program-xyz" in text
+
+
+def test_two_runs_at_once_keep_their_own_outputs(example: Path) -> None:
+    """Both write the experiment's metrics file at once; each record keeps its own."""
+    script = (
+        "import sys, time; open('metrics.jsonl', 'w').write("
+        '\'{"step": 0, "val_loss": %s}\\n\' % sys.argv[1]); time.sleep(2)'
+    )
+    argv = [sys.executable, "-m", "toolkit", "run", "--", "python", "-c", script]
+    procs = [
+        subprocess.Popen([*argv, value], cwd=example, stdout=subprocess.PIPE, text=True)
+        for value in ("1.5", "2.5")
+    ]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    ids = [out.split("✓ ", 1)[1].split(":", 1)[0] for out in outs]
+    assert ids[0] != ids[1]
+    records = [json.loads((example / "runs" / i / "record.json").read_text()) for i in ids]
+    assert [r["metrics"]["primary_final"] for r in records] == [1.5, 2.5]
 
 
 def test_op_without_deterministic_kernel_is_named(example: Path) -> None:

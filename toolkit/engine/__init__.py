@@ -7,8 +7,9 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
+from toolkit.engine import wire
 from toolkit.errors import EngineUnavailable, UserError
 
 ENGINE_HINT = (
@@ -73,17 +74,18 @@ def info() -> EngineInfo:
 
 def image(ref: str) -> ImageInfo | None:
     """The image with this tag or id, or None when the engine has none."""
-    from docker.errors import ImageNotFound
-
     try:
-        return _image_info(client().images.get(ref))
-    except ImageNotFound:
-        return None
+        attrs = wire.call(wire.endpoint(), "GET", f"/images/{ref}/json")
+    except wire.ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise UserError(f"the engine cannot inspect {ref}: {exc.message}") from None
+    return _image_info(attrs)
 
 
 def images(label: str) -> list[ImageInfo]:
     """Every image carrying `label` (a key, or key=value)."""
-    return [_image_info(i) for i in client().images.list(filters={"label": label})]
+    return [_image_info(i.attrs) for i in client().images.list(filters={"label": label})]
 
 
 def import_rootfs(tarball: Path, repository: str, tag: str, changes: list[str]) -> ImageInfo:
@@ -118,11 +120,11 @@ def remove_image(ref: str) -> None:
         client().images.remove(ref, force=True)
 
 
-def _image_info(img: Any) -> ImageInfo:
-    attrs = img.attrs
+def _image_info(attrs: dict[str, Any]) -> ImageInfo:
+    """An image from the engine's inspect answer (the SDK's `Image.attrs` is the same document)."""
     return ImageInfo(
-        id=img.id,
-        tags=tuple(img.tags),
+        id=str(attrs["Id"]),
+        tags=tuple(attrs.get("RepoTags") or ()),
         labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
         size=int(attrs.get("Size", 0)),
         created=str(attrs.get("Created", "")),
@@ -187,20 +189,16 @@ def build(
     return BuildOutcome(image_id, None if image_id else "the engine reported no image id", step)
 
 
-class Writable(Protocol):
-    def write(self, data: bytes, /) -> int: ...
-
-
 def prune_dangling(label: str) -> int:
     """Remove untagged images carrying `label` (a finished build's first stage); bytes freed."""
     result = client().images.prune(filters={"dangling": True, "label": label})
     return int(result.get("SpaceReclaimed") or 0)
 
 
-def save(ref: str, dest: Writable) -> None:
-    """Write `docker save` of `ref` (an image id saves without tags) to a binary stream."""
+def save(ref: str, write: Callable[[bytes], object]) -> None:
+    """Stream `docker save` of `ref` (an image id saves without tags) to `write`."""
     for chunk in client().images.get(ref).save(chunk_size=4 * 1024 * 1024, named=False):
-        dest.write(chunk)
+        write(chunk)
 
 
 def load(source: IO[bytes]) -> str:
@@ -254,74 +252,110 @@ def run_container(
     *,
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
+    starting: Callable[[], None] = lambda: None,
 ) -> ContainerExit:
-    """Run a command in a new container, streaming its output; Ctrl-C stops the container."""
-    import threading
+    """Run a command in a new container, streaming its output; Ctrl-C stops the container.
 
-    import docker.types
-    from docker.errors import APIError, DockerException
-    from requests.exceptions import ConnectionError as RequestsConnectionError
+    The calls `docker run --rm` makes, over the engine's socket (`wire`): create, attach, wait
+    for removal, start; then the output is read until the container ends. `starting` is called
+    just before the start, which takes the engine a while: work beside it costs no time.
+    """
+    where = wire.endpoint()
+    try:
+        created = wire.call(where, "POST", "/containers/create", body=_create_body(spec, labels))
+    except wire.ApiError as exc:
+        raise UserError(f"the engine refused the container: {exc.message}") from None
+    container = f"/containers/{created['Id']}"
+    attached = waiting = None
+    try:
+        attached = wire.send(
+            where,
+            "POST",
+            f"{container}/attach",
+            {"stream": "1", "stdout": "1", "stderr": "1"},
+            upgrade=True,
+            timeout=None,
+        )
+        # The engine answers a wait's head once the waiter is registered: the exit is never missed.
+        waiting = wire.send(
+            where, "POST", f"{container}/wait", {"condition": "removed"}, timeout=None
+        )
+        starting()
+        wire.call(where, "POST", f"{container}/start", timeout=None)
+    except wire.ApiError as exc:
+        _close(attached, waiting)
+        _remove(where, container)
+        raise UserError(f"the container did not start: {exc.message}") from None
+    except (OSError, UserError) as exc:
+        _close(attached, waiting)
+        _remove(where, container)
+        return ContainerExit(None, engine_error=_reason(exc))
+    except BaseException:  # Ctrl-C before or during the start: no container is left behind
+        _close(attached, waiting)
+        _remove(where, container)
+        raise
+    try:
+        sinks = {wire.STDOUT: on_stdout, wire.STDERR: on_stderr}
+        for kind, chunk in attached.frames():
+            sinks.get(kind, on_stdout)(chunk)
+        ended = waiting.json() or {}
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError, UserError, wire.ApiError):
+            wire.call(where, "POST", f"{container}/stop", {"t": "10"}, timeout=30)
+            waiting.read()  # the container is gone once its wait answers
+        return ContainerExit(None, interrupted=True)
+    except (OSError, ValueError) as exc:
+        return ContainerExit(None, engine_error=_reason(exc))
+    finally:
+        _close(attached, waiting)
+    if (ended.get("Error") or {}).get("Message"):
+        return ContainerExit(None, engine_error=str(ended["Error"]["Message"])[:300])
+    return ContainerExit(int(ended.get("StatusCode", -1)))
 
-    c = client()
-    device_requests = []
+
+def _create_body(spec: ContainerSpec, labels: dict[str, str]) -> dict[str, Any]:
+    host_config: dict[str, Any] = {
+        "Mounts": [
+            {"Type": "bind", "Source": str(m.source), "Target": m.target, "ReadOnly": m.read_only}
+            for m in spec.mounts
+        ],
+        "Init": True,  # signals reach the experiment; zombies of DataLoader workers are reaped
+        "AutoRemove": True,
+    }
     gpus = spec.gpus
     if gpus:
-        count, ids = (-1, None) if gpus == "all" else (None, gpus.split(","))
-        if ids and len(ids) == 1 and gpus.isdigit():
-            count, ids = int(gpus), None
-        device_requests.append(
-            docker.types.DeviceRequest(count=count, device_ids=ids, capabilities=[["gpu"]])
-        )
-    try:
-        container = c.containers.create(
-            spec.image,
-            list(spec.command),
-            mounts=[
-                docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
-                for m in spec.mounts
-            ],
-            environment=spec.env,
-            working_dir=spec.workdir,
-            user=spec.user,
-            labels=labels,
-            device_requests=device_requests or None,
-            init=True,  # signals reach the experiment; zombies of DataLoader workers are reaped
-        )
-    except APIError as exc:
-        raise UserError(f"the engine refused the container: {exc.explanation or exc}") from None
+        if gpus == "all" or gpus.isdigit():
+            request: dict[str, Any] = {"Count": -1 if gpus == "all" else int(gpus)}
+        else:
+            request = {"DeviceIDs": gpus.split(",")}
+        host_config["DeviceRequests"] = [{**request, "Capabilities": [["gpu"]]}]
+    return {
+        "Image": spec.image,
+        "Cmd": list(spec.command),
+        "Env": [f"{name}={value}" for name, value in spec.env.items()],
+        "WorkingDir": spec.workdir,
+        "User": spec.user,
+        "Labels": labels,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "HostConfig": host_config,
+    }
 
-    def pump(stdout: bool, sink: Callable[[bytes], None]) -> None:
-        try:
-            for chunk in c.api.logs(
-                container.id, stdout=stdout, stderr=not stdout, stream=True, follow=True
-            ):
-                sink(chunk)
-        except (DockerException, RequestsConnectionError, OSError):
-            pass  # the engine went away; wait() below reports it
 
-    try:
-        container.start()
-        pumps = [
-            threading.Thread(target=pump, args=(True, on_stdout), daemon=True),
-            threading.Thread(target=pump, args=(False, on_stderr), daemon=True),
-        ]
-        for thread in pumps:
-            thread.start()
-        try:
-            result = container.wait()
-        except KeyboardInterrupt:
-            container.stop(timeout=10)
-            for thread in pumps:
-                thread.join(timeout=5)
-            return ContainerExit(None, interrupted=True)
-        for thread in pumps:
-            thread.join(timeout=30)
-        return ContainerExit(int(result.get("StatusCode", -1)))
-    except (DockerException, RequestsConnectionError) as exc:
-        return ContainerExit(None, engine_error=str(exc).splitlines()[0][:300])
-    finally:
-        with contextlib.suppress(DockerException, RequestsConnectionError):
-            container.remove(force=True)
+def _close(*responses: wire.Response | None) -> None:
+    for response in responses:
+        if response is not None:
+            response.close()
+
+
+def _remove(where: wire.Endpoint, container: str) -> None:
+    with contextlib.suppress(OSError, UserError, wire.ApiError):
+        wire.call(where, "DELETE", container, {"force": "1"})
+
+
+def _reason(exc: BaseException) -> str:
+    text = exc.message if isinstance(exc, UserError) else str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def push(image_id: str, repository: str, tag: str) -> str:
