@@ -205,8 +205,8 @@ def test_interactive_init_prompts_for_the_command_only(
 ) -> None:
     from typer.testing import CliRunner
 
-    from toolkit.cli import app
     from toolkit.cli import init as init_cli
+    from toolkit.cli.app import app
 
     monkeypatch.setattr(init_cli, "_interactive", lambda: True)
     result = CliRunner().invoke(app, ["init", str(project)], input="python main.py --fast\n")

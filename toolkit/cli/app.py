@@ -1,23 +1,20 @@
-"""The `toolkit` command: parses arguments, calls the domain, prints, picks exit codes."""
+"""The Typer app: every command parses its arguments here, calls the domain, prints, and picks
+its exit code (`toolkit.cli.main` runs it)."""
 
 from __future__ import annotations
 
 import functools
-import sys
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 
 from toolkit import __version__
-from toolkit.cli import output
-from toolkit.errors import ToolkitError
+from toolkit.cli import options, output
 
-if TYPE_CHECKING:
-    from toolkit.config import Config
+__all__ = ["TargetOption", "TargetsOption", "app", "errors_exit", "options", "output"]
+from toolkit.errors import ToolkitError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,28 +27,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-
-@dataclass
-class Options:
-    """Global options, shared with every command through the Typer context."""
-
-    config: Path | None = None
-    debug: bool = False
-
-    def load(self) -> Config:
-        from toolkit.config import load_config
-
-        return load_config(self.config)
-
-    def load_optional(self) -> Config | None:
-        """The project config, or None without a toolkit.yaml (an explicit --config must exist)."""
-        from toolkit.config import load_config, locate_config
-
-        path = self.config or locate_config()
-        return load_config(path) if path else None
-
-
-_options = Options()
 
 TargetOption = Annotated[
     str | None, typer.Option("--target", "-t", help="Target from toolkit.yaml; default: the first.")
@@ -80,8 +55,8 @@ def _main(
     ] = False,
 ) -> None:
     """Reproducible ML experiments: lock, build, run, diff."""
-    _options.config = config
-    _options.debug = debug
+    options().config = config
+    options().debug = debug
 
 
 def errors_exit(code: int) -> Callable[[F], F]:
@@ -99,35 +74,6 @@ def errors_exit(code: int) -> Callable[[F], F]:
         return cast(F, wrapper)
 
     return decorate
-
-
-def options() -> Options:
-    return _options
-
-
-def main() -> None:
-    """Entry point: run the app; turn our errors into messages and exit codes."""
-    try:
-        app()
-    except ToolkitError as exc:
-        if _options.debug:
-            traceback.print_exc()
-        output.error(exc.message, exc.hint)
-        log = getattr(exc, "log", None)
-        if log:
-            output.error(f"full log: {log}")
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        output.error("interrupted")
-        sys.exit(130)
-    except Exception as exc:
-        if _options.debug:
-            traceback.print_exc()
-        output.error(
-            f"internal error: {type(exc).__name__}: {exc}",
-            hint="this is a toolkit bug; rerun with --debug and report the traceback",
-        )
-        sys.exit(70)
 
 
 # Each module registers its commands on `app`.

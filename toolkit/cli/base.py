@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolkit.cli import app, options, output
+from toolkit.cli.app import app, options, output
 
 
 @app.command("base")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from toolkit.cli import TargetOption, TargetsOption, app, options, output
+from toolkit.cli.app import TargetOption, TargetsOption, app, options, output
 
 image_app = typer.Typer(help="Share images with teammates: archive files or a registry.")
 app.add_typer(image_app, name="image")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from toolkit.cli import app, options, output
+from toolkit.cli.app import app, options, output
 
 if TYPE_CHECKING:
     from toolkit.ci import CiOptions

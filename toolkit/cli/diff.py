@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from toolkit.cli import TargetsOption, app, errors_exit, options, output
+from toolkit.cli.app import TargetsOption, app, errors_exit, options, output
 
 RtolOption = Annotated[float | None, typer.Option("--rtol", min=0, help="Relative tolerance.")]
 AtolOption = Annotated[float | None, typer.Option("--atol", min=0, help="Absolute tolerance.")]

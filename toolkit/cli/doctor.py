@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from toolkit.cli import app, options, output
+from toolkit.cli.app import app, options, output
 
 
 @app.command("doctor")

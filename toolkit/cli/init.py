@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from toolkit.cli import app, output
+from toolkit.cli.app import app, output
 
 _DONE = {"created": "created", "overwritten": "overwrote", "appended": "updated"}
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from toolkit.cli import app, options, output
+from toolkit.cli.app import app, options, output
 from toolkit.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -1,52 +1,77 @@
-"""Everything toolkit prints goes through here (rich on a terminal, plain text otherwise)."""
+"""Everything toolkit prints goes through here: rich on a terminal, plain lines otherwise.
+
+Off a terminal (logs, CI, pipes) nothing is styled, wrapped or cut, so lines stay greppable, and
+rich is not even imported: a short `toolkit run` in a script starts that much faster.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-
-# Off a terminal (logs, CI, pipes) nothing is wrapped or cut: lines stay greppable.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
-err = Console(
-    stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 250
-)
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 
+@functools.cache
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(
+        stderr=stderr, highlight=False, soft_wrap=True, width=None if stream.isatty() else 250
+    )
+
+
+def _print(stderr: bool, plain: str, markup: Callable[[], str] | None = None) -> None:
+    """On a terminal, through rich (styled by `markup`, else the text escaped); off it, one line."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        _console(stderr).print(markup() if markup else _escape(plain))
+    else:
+        stream.write(plain + "\n")
+        stream.flush()
+
+
 def info(message: str) -> None:
-    out.print(message, markup=False)
+    _print(False, message)
 
 
 def note(message: str) -> None:
     """Progress and side remarks: stderr, never mixed into a command's result."""
-    err.print(message, markup=False, soft_wrap=True)
+    _print(True, message)
 
 
 def success(message: str) -> None:
-    out.print(f"[green]✓[/green] {_escape(message)}")
+    _print(False, f"✓ {message}", lambda: f"[green]✓[/green] {_escape(message)}")
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {_escape(message)}")
+    _print(True, f"warning: {message}", lambda: f"[yellow]warning:[/yellow] {_escape(message)}")
 
 
 def error(message: str, hint: str | None = None) -> None:
-    err.print(f"[red]error:[/red] {_escape(message)}")
+    _print(True, f"error: {message}", lambda: f"[red]error:[/red] {_escape(message)}")
     if hint:
-        err.print(f"  [dim]→[/dim] {_escape(hint)}")
+        _print(True, f"  → {hint}", lambda: f"  [dim]→[/dim] {_escape(hint)}")
 
 
 def status_line(status: str, name: str, detail: str, fix: str | None = None) -> None:
     style = _STYLE.get(status, "")
-    out.print(f"[{style}]{status:>4}[/{style}]  {_escape(name):<16} {_escape(detail)}")
+    _print(
+        False,
+        f"{status:>4}  {name:<16} {detail}",
+        lambda: f"[{style}]{status:>4}[/{style}]  {_escape(name):<16} {_escape(detail)}",
+    )
     if fix and status != "ok":
-        out.print(f"{'':>6}{'':<16} [dim]fix: {_escape(fix)}[/dim]")
+        pad = f"{'':>6}{'':<16}"
+        _print(False, f"{pad} fix: {fix}", lambda: f"{pad} [dim]fix: {_escape(fix)}[/dim]")
 
 
 def passthrough(stream: TextIO) -> Callable[[bytes], None]:
@@ -67,8 +92,8 @@ def as_json(document: Any) -> None:
 def progress(title: str) -> Iterator[Any]:
     """A live status line on a terminal, plain lines in CI; yields an update(text) function."""
     # stderr, so that --json and --markdown output on stdout stays clean
-    if err.is_terminal:
-        with err.status(_escape(title)) as live:
+    if sys.stderr.isatty():
+        with _console(True).status(_escape(title)) as live:
             yield lambda text: live.update(f"{_escape(title)} [dim]{_escape(text)}[/dim]")
     else:
         note(title)
@@ -88,4 +113,4 @@ def table(headers: list[str], rows: list[list[str]]) -> None:
     grid = Table(*headers, box=None, pad_edge=False, header_style="bold")
     for row in rows:
         grid.add_row(*(_escape(cell) for cell in row))
-    out.print(grid)
+    _console(False).print(grid)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolkit.cli import app, options, output
+from toolkit.cli.app import app, options, output
 
 
 @app.command("config")

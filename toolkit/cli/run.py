@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from typing import Annotated
 
 import typer
 
-from toolkit.cli import TargetOption, app, options, output
+from toolkit.cli.app import TargetOption, app, options, output
 
 
 @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -49,57 +48,26 @@ def run_command(
 
     Give a command after `--` to run it instead of experiment.command.
     """
-    from toolkit import run
+    from toolkit.cli import launch
 
-    cfg = options().load()
-    name = cfg.target(target).name
-    req = run.request(
-        cfg,
-        name,
-        list(ctx.args) or None,
-        seed=seed,
-        threads=threads,
-        workers=workers,
-        strict=False if no_strict else None,
-        cpu=cpu,
-        native=native,
-        apply_policy=not no_policy,
-    )
-    if build and not native:
-        from toolkit.cli.build import build_command
-
-        build_command(target=[name], no_cache=False)
-
-    where = "natively" if native else f"in the {name} image"
-    p = req.policy
-    settings = (
-        f"seed {p.seed}, {p.threads} threads, {p.dataloader_workers} loader workers, "
-        f"{'strict' if p.strict else 'warn'}, cpu {p.cpu}"
-        if p
-        else "no determinism policy: the libraries' defaults"
-    )
-    output.info(f"run {shlex.join(req.command)} {where} ({settings})")
-    result = run.execute(
-        cfg, req, on_stdout=output.passthrough(sys.stdout), on_stderr=output.passthrough(sys.stderr)
-    )
-    rel = result.path.relative_to(cfg.root) if result.path.is_relative_to(cfg.root) else result.path
-    summary = f"{result.id}: {result.status}"
-    if result.primary and result.primary_value is not None:
-        summary += f", {result.primary}={result.primary_value:.6g}"
-    if result.status == "succeeded":
-        output.success(f"{summary} (record: {rel}/record.json)")
-        return
-    output.error(f"{summary} (record: {rel}/record.json)")
-    if result.nondeterministic_ops:
-        ops = ", ".join(result.nondeterministic_ops)
-        output.error(
-            f"no deterministic implementation for: {ops}",
-            hint="rerun with --no-strict to record every such op and finish the run "
-            "(results may then vary between runs), or replace the op",
+    code = launch.run(
+        launch.RunArgs(
+            config=options().config,
+            debug=options().debug,
+            target=target,
+            seed=seed,
+            threads=threads,
+            workers=workers,
+            no_strict=no_strict,
+            cpu=cpu,
+            native=native,
+            build=build,
+            no_policy=no_policy,
+            command=tuple(ctx.args),
         )
-    if result.status == "interrupted":
-        raise typer.Exit(130)
-    raise typer.Exit(result.exit_code if result.exit_code else 1)
+    )
+    if code:
+        raise typer.Exit(code)
 
 
 runs_app = typer.Typer(help="List, export and import run records.")

@@ -1,0 +1,81 @@
+"""`toolkit run`'s own command-line reader agrees with the Typer app, and leaves it the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.cli import launch
+from toolkit.cli.app import app
+
+SAME_AS_TYPER = [
+    ["run"],
+    ["run", "--"],
+    ["run", "--target", "gpu"],
+    ["run", "-t", "cpu", "--", "python", "-c", "pass"],
+    ["run", "--target=cpu", "--seed", "7", "--threads=3", "--workers", "0"],
+    ["run", "--no-strict", "--cpu", "portable", "--native", "--no-policy"],
+    ["run", "--build", "--seed", "1", "--seed", "2"],  # the last one wins
+    ["run", "--", "python", "train.py", "--seed", "9", "--target", "x"],  # the command's own
+    ["-c", "other.yaml", "--debug", "run", "--threads", "1", "--", "echo", "run"],
+    ["--config=cfg/toolkit.yaml", "run"],
+]
+
+LEFT_TO_TYPER = [
+    [],
+    ["runs"],
+    ["show", "run"],
+    ["run", "--help"],
+    ["run", "-h"],
+    ["run", "python", "train.py"],  # a command without `--`
+    ["run", "--seed"],  # no value
+    ["run", "--seed", "x"],  # not a number
+    ["run", "--threads", "0"],  # below the minimum
+    ["run", "--workers", "-1"],
+    ["run", "--frobnicate"],
+    ["run", "-tcpu"],
+    ["--version", "run"],
+    ["-c", "run"],  # "run" is the config's value; no command
+]
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> list[launch.RunArgs]:
+    calls: list[launch.RunArgs] = []
+
+    def fake_run(args: launch.RunArgs) -> int:
+        calls.append(args)
+        return 0
+
+    monkeypatch.setattr(launch, "run", fake_run)
+    return calls
+
+
+@pytest.mark.parametrize("argv", SAME_AS_TYPER, ids=" ".join)
+def test_fast_path_reads_what_typer_reads(argv: list[str], captured: list[launch.RunArgs]) -> None:
+    fast = launch.parse(argv)
+    assert fast is not None
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert captured == [fast]
+
+
+@pytest.mark.parametrize("argv", LEFT_TO_TYPER, ids=lambda a: " ".join(a) or "(none)")
+def test_anything_else_is_left_to_typer(argv: list[str]) -> None:
+    assert launch.parse(argv) is None
+
+
+def test_parsed_values_have_their_types() -> None:
+    args = launch.parse(["-c", "a/toolkit.yaml", "run", "--seed", "4", "--", "python", "x.py"])
+    assert args == launch.RunArgs(config=Path("a/toolkit.yaml"), seed=4, command=("python", "x.py"))
+
+
+def test_the_app_knows_every_option_the_fast_path_reads() -> None:
+    """A `run` option added to the Typer command but not to `launch` would silently go to Typer
+    (correct, only slower); one removed from Typer but still read by `launch` would be wrong."""
+    result = CliRunner().invoke(app, ["run", "--help"], terminal_width=200)
+    for option in [*launch._VALUES, *launch._FLAGS]:
+        if option.startswith("--"):
+            assert option in result.output, option

@@ -1,0 +1,80 @@
+"""The `toolkit` command. Its entry point stays light: the common form of `toolkit run` is parsed
+without Typer (`launch`); every other command line goes to the Typer app (`app`)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from toolkit.errors import ToolkitError
+
+if TYPE_CHECKING:
+    from toolkit.config import Config
+
+
+@dataclass
+class Options:
+    """Global options (--config, --debug), shared with every command."""
+
+    config: Path | None = None
+    debug: bool = False
+
+    def load(self) -> Config:
+        from toolkit.config import load_config
+
+        return load_config(self.config)
+
+    def load_optional(self) -> Config | None:
+        """The project config, or None without a toolkit.yaml (an explicit --config must exist)."""
+        from toolkit.config import load_config, locate_config
+
+        path = self.config or locate_config()
+        return load_config(path) if path else None
+
+
+_options = Options()
+
+
+def options() -> Options:
+    return _options
+
+
+def main() -> None:
+    """Entry point: run the command; turn our errors into messages and exit codes."""
+    from toolkit.cli import launch, output
+
+    try:
+        fast = launch.parse(sys.argv[1:])
+        if fast is None:
+            from toolkit.cli.app import app
+
+            app()
+        else:
+            _options.config, _options.debug = fast.config, fast.debug
+            sys.exit(launch.run(fast))
+    except ToolkitError as exc:
+        _traceback_if_debug()
+        output.error(exc.message, exc.hint)
+        log = getattr(exc, "log", None)
+        if log:
+            output.error(f"full log: {log}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        _traceback_if_debug()
+        output.error(
+            f"internal error: {type(exc).__name__}: {exc}",
+            hint="this is a toolkit bug; rerun with --debug and report the traceback",
+        )
+        sys.exit(70)
+
+
+def _traceback_if_debug() -> None:
+    if _options.debug:
+        import traceback
+
+        traceback.print_exc()

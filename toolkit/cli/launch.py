@@ -1,0 +1,167 @@
+"""`toolkit run` with no Typer on its way: the common command line read here, and the run itself.
+
+Starting Typer (with click, pydantic and rich) takes over 100 ms, a third of a short run in a
+container (issue 5: `toolkit run` within 1.2x of `docker run`). `parse` reads the form
+`toolkit [-c PATH] [--debug] run [OPTIONS] [-- CMD ...]`; any other command line (help, a
+mistake, a command given without `--`, every other command) goes to the Typer app, whose `run`
+calls the same `run` below. A unit test keeps the two parsers in agreement.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from toolkit.cli import options, output
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    """`toolkit run`'s command line, parsed."""
+
+    config: Path | None = None
+    debug: bool = False
+    target: str | None = None
+    seed: int | None = None
+    threads: int | None = None
+    workers: int | None = None
+    no_strict: bool = False
+    cpu: str | None = None
+    native: bool = False
+    build: bool = False
+    no_policy: bool = False
+    command: tuple[str, ...] = ()
+
+
+_GLOBAL = {"--config": "config", "-c": "config"}
+_VALUES = {
+    "--target": "target",
+    "-t": "target",
+    "--seed": "seed",
+    "--threads": "threads",
+    "--workers": "workers",
+    "--cpu": "cpu",
+}
+_FLAGS = {
+    "--no-strict": "no_strict",
+    "--native": "native",
+    "--build": "build",
+    "--no-policy": "no_policy",
+}
+_MINIMUM = {"seed": None, "threads": 1, "workers": 0}  # the integer options and their floors
+
+
+def parse(argv: list[str]) -> RunArgs | None:
+    """`toolkit run`'s arguments, or None where the Typer app should read the command line."""
+    args = RunArgs()
+    try:
+        at = argv.index("run")
+    except ValueError:
+        return None
+    found = _options(argv[:at], _GLOBAL, {"--debug": "debug"})
+    if found is None:
+        return None
+    args = replace(args, **found)
+    rest = argv[at + 1 :]
+    cut = rest.index("--") if "--" in rest else len(rest)
+    found = _options(rest[:cut], _VALUES, _FLAGS)
+    if found is None:
+        return None
+    return replace(args, **found, command=tuple(rest[cut + 1 :]))
+
+
+def _options(
+    argv: list[str], values: dict[str, str], flags: dict[str, str]
+) -> dict[str, Any] | None:
+    """Options as fields (the last of a repeated one wins); None at anything else."""
+    found: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        name, eq, inline = argv[i].partition("=")
+        if name in flags and not eq:
+            found[flags[name]] = True
+            i += 1
+            continue
+        if name not in values:
+            return None
+        if eq:
+            text = inline
+        elif i + 1 < len(argv):
+            text = argv[i + 1]
+            i += 1
+        else:
+            return None
+        i += 1
+        field = values[name]
+        if field == "config":
+            found[field] = Path(text)
+        elif field in _MINIMUM:
+            floor = _MINIMUM[field]
+            try:
+                number = int(text)
+            except ValueError:
+                return None
+            if floor is not None and number < floor:
+                return None
+            found[field] = number
+        else:
+            found[field] = text
+    return found
+
+
+def run(args: RunArgs) -> int:
+    """Run the experiment and print where its record is; returns the exit code."""
+    from toolkit import run as runner
+
+    cfg = options().load()
+    name = cfg.target(args.target).name
+    req = runner.request(
+        cfg,
+        name,
+        list(args.command) or None,
+        seed=args.seed,
+        threads=args.threads,
+        workers=args.workers,
+        strict=False if args.no_strict else None,
+        cpu=args.cpu,
+        native=args.native,
+        apply_policy=not args.no_policy,
+    )
+    if args.build and not args.native:
+        from toolkit.cli.build import build_command
+
+        build_command(target=[name], no_cache=False)
+
+    where = "natively" if args.native else f"in the {name} image"
+    p = req.policy
+    settings = (
+        f"seed {p.seed}, {p.threads} threads, {p.dataloader_workers} loader workers, "
+        f"{'strict' if p.strict else 'warn'}, cpu {p.cpu}"
+        if p
+        else "no determinism policy: the libraries' defaults"
+    )
+    output.info(f"run {shlex.join(req.command)} {where} ({settings})")
+    result = runner.execute(
+        cfg, req, on_stdout=output.passthrough(sys.stdout), on_stderr=output.passthrough(sys.stderr)
+    )
+    rel = result.path.relative_to(cfg.root) if result.path.is_relative_to(cfg.root) else result.path
+    summary = f"{result.id}: {result.status}"
+    if result.primary and result.primary_value is not None:
+        summary += f", {result.primary}={result.primary_value:.6g}"
+    if result.status == "succeeded":
+        output.success(f"{summary} (record: {rel}/record.json)")
+        return 0
+    output.error(f"{summary} (record: {rel}/record.json)")
+    if result.nondeterministic_ops:
+        ops = ", ".join(result.nondeterministic_ops)
+        output.error(
+            f"no deterministic implementation for: {ops}",
+            hint="rerun with --no-strict to record every such op and finish the run "
+            "(results may then vary between runs), or replace the op",
+        )
+    if result.status == "interrupted":
+        return 130
+    return result.exit_code if result.exit_code else 1
