@@ -139,10 +139,15 @@ def copy_project(dest: Path) -> Config:
     return load_config(dest / "toolkit.yaml")
 
 
+# As an installed toolkit runs: from bytecode cached on its first run (an editable install under
+# PYTHONDONTWRITEBYTECODE would compile every module of toolkit on every start).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run(argv: list[str], cwd: Path) -> tuple[float, str]:
     """Run a whole process to its end: (wall time, stdout); exit with its output on failure."""
     started = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    done = subprocess.run(argv, cwd=cwd, env=ENV, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"{' '.join(argv[:8])} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -208,7 +213,9 @@ def median_ms(times: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="rounds for (a)")
-    parser.add_argument("--train-repeats", type=int, default=3, help="training runs for (b)")
+    parser.add_argument(
+        "--train-repeats", type=int, default=3, help="training runs for (b); 0 skips (b)"
+    )
     parser.add_argument("--epochs", type=int, default=20, help="epochs of each training run")
     args = parser.parse_args()
 
@@ -218,7 +225,7 @@ def main() -> None:
         ref = image.plan(cfg, cfg.target(TARGET)).ref
         if engine.image(ref) is None:
             sys.exit(f"{ref} is not built: run `.venv/bin/toolkit build --target {TARGET}` first")
-        toolkit_run = [sys.executable, "-m", "toolkit", "run", "--target", TARGET, "--"]
+        toolkit_run = [*toolkit_command(), "run", "--target", TARGET, "--"]
         plain = docker_run(ref, TRIVIAL, env={}, options=[])
         scratch_run_dir = Path(tmp) / "run"
         scratch_run_dir.mkdir()
@@ -235,43 +242,69 @@ def main() -> None:
             times["same"].append(run(same, project)[0])
             times["toolkit"].append(run([*toolkit_run, *TRIVIAL], project)[0])
 
-        # (b)
-        quickstart = project / "examples" / "quickstart"
-        original = (quickstart / "train.py").read_text(encoding="utf-8")
-        (quickstart / "bench_train.py").write_text(edit(original, TIMER), encoding="utf-8")
-        hand_edits = by_hand(cfg.determinism.seed, cfg.determinism.threads)
-        (quickstart / "bench_train_by_hand.py").write_text(
-            edit(edit(original, TIMER), hand_edits), encoding="utf-8"
-        )
-        epochs = ["--epochs", str(args.epochs)]
-        hand = docker_run(
-            ref,
-            ["python", "bench_train_by_hand.py", *epochs],
-            env=environment(policy_of(cfg)),
-            options=[
-                "--user",
-                f"{os.getuid()}:{os.getgid()}",
-                "--mount",
-                f"type=bind,source={project},target=/project",
-                "--workdir",
-                "/project/examples/quickstart",
-            ],
-        )
-        trainings = {"toolkit": [*toolkit_run, "python", "bench_train.py", *epochs], "hand": hand}
         loop: dict[str, list[float]] = {"toolkit": [], "hand": []}
         epoch: dict[str, list[float]] = {"toolkit": [], "hand": []}
-        for round_ in range(args.train_repeats):
-            # Alternate which goes first: neither always runs right after the other.
-            for name in sorted(trainings, reverse=round_ % 2 == 1):
-                whole, per_epoch = steps_per_second(run(trainings[name], project)[1])
-                loop[name].append(whole)
-                epoch[name].append(per_epoch)
+        if args.train_repeats > 0:
+            training(cfg, ref, toolkit_run, args, loop, epoch)
 
+    report(ref, args, times, loop, epoch)
+
+
+def toolkit_command() -> list[str]:
+    """`toolkit` as a user types it: the console script beside this Python, else `-m toolkit`."""
+    script = Path(sys.executable).parent / "toolkit"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "toolkit"]
+
+
+def training(
+    cfg: Config,
+    ref: str,
+    toolkit_run: list[str],
+    args: argparse.Namespace,
+    loop: dict[str, list[float]],
+    epoch: dict[str, list[float]],
+) -> None:
+    """(b): steps/s of the example under toolkit run and with the flags written by hand."""
+    project = cfg.root
+    quickstart = project / "examples" / "quickstart"
+    original = (quickstart / "train.py").read_text(encoding="utf-8")
+    (quickstart / "bench_train.py").write_text(edit(original, TIMER), encoding="utf-8")
+    hand_edits = by_hand(cfg.determinism.seed, cfg.determinism.threads)
+    (quickstart / "bench_train_by_hand.py").write_text(
+        edit(edit(original, TIMER), hand_edits), encoding="utf-8"
+    )
+    epochs = ["--epochs", str(args.epochs)]
+    hand = docker_run(
+        ref,
+        ["python", "bench_train_by_hand.py", *epochs],
+        env=environment(policy_of(cfg)),
+        options=[
+            "--user",
+            f"{os.getuid()}:{os.getgid()}",
+            "--mount",
+            f"type=bind,source={project},target=/project",
+            "--workdir",
+            "/project/examples/quickstart",
+        ],
+    )
+    trainings = {"toolkit": [*toolkit_run, "python", "bench_train.py", *epochs], "hand": hand}
+    for round_ in range(args.train_repeats):
+        # Alternate which goes first: neither always runs right after the other.
+        for name in sorted(trainings, reverse=round_ % 2 == 1):
+            whole, per_epoch = steps_per_second(run(trainings[name], project)[1])
+            loop[name].append(whole)
+            epoch[name].append(per_epoch)
+
+
+def report(
+    ref: str,
+    args: argparse.Namespace,
+    times: dict[str, list[float]],
+    loop: dict[str, list[float]],
+    epoch: dict[str, list[float]],
+) -> None:
     plain_s, same_s, toolkit_s = (statistics.median(times[k]) for k in ("plain", "same", "toolkit"))
     overhead = toolkit_s / plain_s
-    toolkit_rate, hand_rate = statistics.median(loop["toolkit"]), statistics.median(loop["hand"])
-    speed = toolkit_rate / hand_rate
-    epoch_speed = statistics.median(epoch["toolkit"]) / statistics.median(epoch["hand"])
     print(f"toolkit run vs docker run, image {ref}, {os.cpu_count()} CPUs")
     print(f"(a) `python -c pass`, wall time of whole processes, median of {args.repeats} rounds")
     print(f"    {'docker run --rm IMAGE (baseline)':<46}{median_ms(times['plain']):>9}")
@@ -283,6 +316,25 @@ def main() -> None:
         f"    {'toolkit run':<46}{median_ms(times['toolkit']):>9}  {overhead:5.2f}x"
         f"  goal <= {OVERHEAD_GOAL}x  {'ok' if overhead <= OVERHEAD_GOAL else 'MISSED'}"
     )
+    if loop["toolkit"]:
+        training_report(args, loop, epoch)
+    series = {
+        **{f"{k} (s)": v for k, v in times.items()},
+        **{f"{k} loop (steps/s)": v for k, v in loop.items() if v},
+        **{f"{k} epoch (steps/s)": v for k, v in epoch.items() if v},
+    }
+    for name, values in series.items():
+        spread = max(values) / min(values)
+        noisy = f"  (spread {spread:.1f}x: other load on the machine?)" if spread > NOISY else ""
+        print(f"    {name}: {' '.join(f'{v:.3f}' for v in values)}{noisy}")
+
+
+def training_report(
+    args: argparse.Namespace, loop: dict[str, list[float]], epoch: dict[str, list[float]]
+) -> None:
+    toolkit_rate, hand_rate = statistics.median(loop["toolkit"]), statistics.median(loop["hand"])
+    speed = toolkit_rate / hand_rate
+    epoch_speed = statistics.median(epoch["toolkit"]) / statistics.median(epoch["hand"])
     print(
         f"(b) example training, {args.epochs} epochs, median of {args.train_repeats} runs; "
         "steps/s of the loop, timed in the script (and of its median epoch)"
@@ -296,15 +348,6 @@ def main() -> None:
         f"  ({statistics.median(epoch['toolkit']):.1f}: {epoch_speed:.3f}x)"
         f"  goal >= {STEPS_GOAL}x  {'ok' if speed >= STEPS_GOAL else 'MISSED'}"
     )
-    series = {
-        **{f"{k} (s)": v for k, v in times.items()},
-        **{f"{k} loop (steps/s)": v for k, v in loop.items()},
-        **{f"{k} epoch (steps/s)": v for k, v in epoch.items()},
-    }
-    for name, values in series.items():
-        spread = max(values) / min(values)
-        noisy = f"  (spread {spread:.1f}x: other load on the machine?)" if spread > NOISY else ""
-        print(f"    {name}: {' '.join(f'{v:.3f}' for v in values)}{noisy}")
 
 
 if __name__ == "__main__":

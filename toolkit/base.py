@@ -5,15 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit import engine, proc
+from toolkit import engine
 from toolkit.config import DEBIAN_BASE, BaseConfig, TargetConfig
 from toolkit.errors import UserError
 
@@ -62,6 +59,11 @@ def ensure_base(
             "bootstrapping a base image needs root (debootstrap creates device nodes and owners)",
             hint="run `sudo toolkit base`, or use a registry base pinned by digest in toolkit.yaml",
         )
+    import shutil
+    import tempfile
+
+    from toolkit import proc
+
     debootstrap = proc.require("debootstrap", "apt-get install debootstrap  (or: make engine)")
     log.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="toolkit-base-", dir=_scratch_dir()))
@@ -135,11 +137,13 @@ def require_base(target: TargetConfig, cfg: BaseConfig) -> engine.ImageInfo:
 
 def _scratch_dir() -> str:
     # debootstrap needs a filesystem without nodev/noexec; /var/tmp is disk-backed, unlike /tmp
+    import tempfile
+
     return "/var/tmp" if os.path.isdir("/var/tmp") else tempfile.gettempdir()
 
 
 def _debian_arch() -> str:
-    machine = platform.machine()
+    machine = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 

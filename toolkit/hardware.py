@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 _GiB = 1024**3
+# Where a loaded NVIDIA driver shows (WSL2 exposes its GPUs through /dev/dxg instead): without
+# one, NVML cannot answer, and loading nvidia-ml-py to hear that costs every run ~10 ms.
+_NVIDIA_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg")
 _ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "asimd", "sve")
 
 
@@ -35,6 +38,8 @@ class GpuReport:
 
 def probe_gpus() -> GpuReport:
     """GPUs, driver and CUDA driver version through nvidia-ml-py; no GPU is a fact, not an error."""
+    if not any(os.path.exists(p) for p in _NVIDIA_DRIVER_PATHS):
+        return GpuReport(None, None, (), error="no NVIDIA driver (no /proc/driver/nvidia)")
     try:
         import pynvml
     except ImportError:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-from toolkit import __version__, base, engine, piptools, wheelhouse
+from toolkit import __version__, base, engine
 from toolkit.config import Config, TargetConfig
 from toolkit.errors import BuildError, UserError
 from toolkit.paths import STATE_DIR
-from toolkit.source import source_state
 
 IMAGE_UID = 1000  # the image's user; `run` maps the host uid over it
 LABEL = "io.toolkit"
@@ -94,6 +91,8 @@ def plan(cfg: Config, target: TargetConfig) -> BuildPlan:
 
 def labels(cfg: Config, p: BuildPlan, base_id: str) -> dict[str, str]:
     """OCI and toolkit labels: what the image was built from."""
+    from toolkit.source import source_state
+
     source = source_state(cfg.root)
     found = {
         f"{LABEL}.project": cfg.name,
@@ -123,7 +122,9 @@ def build(
     no_cache: bool = False,
 ) -> BuiltImage:
     """Build a target's image unless its content tag exists."""
-    from toolkit import lock
+    import tempfile
+
+    from toolkit import lock, piptools, wheelhouse
 
     started = time.monotonic()
     p = plan(cfg, target)
@@ -209,6 +210,8 @@ def _tail(path: Path, lines: int) -> str:
 def _template_text() -> str:
     if TEMPLATE.is_file():
         return TEMPLATE.read_text(encoding="utf-8")
+    from importlib import resources
+
     return resources.files("toolkit").joinpath("Dockerfile.tmpl").read_text(encoding="utf-8")
 
 
@@ -283,7 +286,7 @@ def export_image(cfg: Config, target: TargetConfig, dest: Path) -> str:
             partial.open("wb") as raw,
             gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as gz,
         ):
-            engine.save(found.id, gz)  # by id: the archive carries no tag, import applies one
+            engine.save(found.id, gz.write)  # by id: the archive carries no tag, import applies one
         partial.replace(dest)
     finally:
         partial.unlink(missing_ok=True)

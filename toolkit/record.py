@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ def new_run_dir(root: Path, target: str) -> tuple[str, Path]:
     try:
         base.mkdir(parents=True, exist_ok=True)
         for _ in range(100):
-            run_id = f"{stamp}-{target}-{secrets.token_hex(2)}"
+            run_id = f"{stamp}-{target}-{os.urandom(2).hex()}"
             path = base / run_id
             try:
                 path.mkdir()

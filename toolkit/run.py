@@ -8,20 +8,18 @@ import hashlib
 import json
 import os
 import shlex
-import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit import __version__, engine, fingerprint, hardware, image, metrics, proc, record
+from toolkit import __version__, engine, image, record
 from toolkit.config import Config, DeterminismConfig, TargetConfig
 from toolkit.errors import ConfigError, UserError
 from toolkit.paths import STATE_DIR
-from toolkit.source import source_state
-from toolkit.wheelhouse import normalise, read_pins
 
 CONTAINER_PROJECT = "/project"
 CONTAINER_RUN_DIR = "/toolkit/run"
@@ -107,6 +105,9 @@ def execute(
     if not workdir.is_dir():
         raise ConfigError(f"{cfg.path}: experiment.workdir {workdir_rel!r} is not a folder")
     image_ref, image_info = (None, None) if req.native else image.current_image(cfg, req.target)
+    # What the record says about code, data, host and packages is gathered while the
+    # experiment starts (the engine takes ~150 ms to start a container): off the critical path.
+    facts = _Background(lambda: _facts(cfg, req, image_info))
     run_id, run_dir = record.new_run_dir(cfg.root, req.target.name)
     runtime_dir = runtime_bundle(cfg.root)
     env = policy_environment(req.policy, os.environ if req.native else None) if req.policy else {}
@@ -129,6 +130,7 @@ def execute(
             on_stderr(chunk)
 
         if req.native:
+            facts.start()
             ended_as = _run_native(req, workdir, run_dir, runtime_dir, env, tee_out, tee_err)
             _copy_outputs(workdir, outputs_dir, declared)
         else:
@@ -144,11 +146,23 @@ def execute(
                 declared,
                 tee_out,
                 tee_err,
+                facts.start,
             )
     ended = time.time()
 
     doc = _record(
-        cfg, req, run_id, run_dir, image_ref, image_info, ended_as, started, ended, env, declared
+        cfg,
+        req,
+        run_id,
+        run_dir,
+        image_ref,
+        image_info,
+        ended_as,
+        started,
+        ended,
+        env,
+        declared,
+        facts.result(),
     )
     record.write_record(run_dir, doc)
     ops = tuple(o["op"] for o in doc["determinism"]["nondeterministic_ops"])
@@ -225,6 +239,7 @@ def _run_in_container(
     declared: list[str],
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
+    starting: Callable[[], None],
 ) -> engine.ContainerExit:
     spec = container_spec(cfg, image_ref, req, workdir_rel, run_dir, runtime_dir, env)
     mounts = list(spec.mounts)
@@ -248,6 +263,7 @@ def _run_in_container(
         {"io.toolkit.project": cfg.name, "io.toolkit.run": run_dir.name},
         on_stdout=on_stdout,
         on_stderr=on_stderr,
+        starting=starting,
     )
 
 
@@ -284,6 +300,7 @@ def _run_native(
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
 ) -> engine.ContainerExit:
+    from toolkit import proc
     from toolkit.runtime.policy import UNSET
 
     native_env = dict(os.environ)
@@ -310,8 +327,6 @@ def _run_native(
 
 def runtime_bundle(root: Path) -> Path:
     """The runtime package laid out for mounting, rebuilt when toolkit's runtime changes."""
-    from toolkit.runtime.bundle import write_bundle
-
     source = Path(__file__).parent / "runtime"
     digest = hashlib.sha256()
     for path in sorted(source.glob("*.py")):
@@ -319,6 +334,10 @@ def runtime_bundle(root: Path) -> Path:
     key = f"{__version__}-{digest.hexdigest()[:12]}"
     dest = root / STATE_DIR / "runtime" / key
     if not (dest / "sitecustomize.py").is_file():
+        import shutil
+
+        from toolkit.runtime.bundle import write_bundle
+
         partial = dest.with_name(dest.name + f".{os.getpid()}.partial")
         shutil.rmtree(partial, ignore_errors=True)
         write_bundle(partial)
@@ -340,6 +359,8 @@ def _declared_outputs(cfg: Config) -> list[str]:
 
 
 def _copy_outputs(workdir: Path, outputs_dir: Path, declared: list[str]) -> None:
+    import shutil
+
     for rel in declared:
         source = workdir / rel
         dest = outputs_dir / rel
@@ -365,7 +386,10 @@ def _record(
     ended: float,
     env: dict[str, str],
     declared: list[str],
+    facts: dict[str, Any],
 ) -> dict[str, Any]:
+    from toolkit import fingerprint, metrics
+
     exp = cfg.experiment
     reports = _runtime_reports(run_dir)
     series = metrics.merge(
@@ -377,14 +401,7 @@ def _record(
         ),
     )
     primary = exp.metrics.primary if exp else None
-    packages = _packages(cfg.root, req, image_info)
-    lock_bytes = req.target.lockfile.read_bytes() if req.target.lockfile.is_file() else b""
-    lock_text = lock_bytes.decode(errors="replace")
-    data = fingerprint.fingerprint(
-        cfg.root / (exp.workdir if exp else "."), exp.data if exp else ()
-    )
     outputs = fingerprint.fingerprint(run_dir / OUTPUTS, tuple(declared))
-    code = source_state(cfg.root)
     return {
         "schema": record.SCHEMA,
         "id": run_id,
@@ -408,14 +425,9 @@ def _record(
             "lock_hash": image_info.labels.get(f"{image.LABEL}.lock-hash"),
             "base_digest": image_info.labels.get(f"{image.LABEL}.base-digest"),
         },
-        "lockfile": {
-            "path": str(req.target.lockfile.relative_to(cfg.root))
-            if req.target.lockfile.is_relative_to(cfg.root)
-            else str(req.target.lockfile),
-            "sha256": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
-        },
-        "code": dataclasses.asdict(code),
-        "data": {"digest": data.digest, "files": data.files, "missing": list(data.missing)},
+        "lockfile": facts["lockfile"],
+        "code": facts["code"],
+        "data": facts["data"],
         "determinism": {
             "policy": dataclasses.asdict(req.policy) if req.policy else None,
             "environment": env,
@@ -424,11 +436,11 @@ def _record(
             "nondeterministic_ops": _merged_ops(reports),
         },
         "processes": [{k: r.get(k) for k in ("pid", "ppid", "argv")} for r in reports],
-        "host": hardware.host_facts(),
+        "host": facts["host"],
         "accelerator": next((r["torch"] for r in reports if r.get("torch")), None),
         "libraries": next((r["libraries"] for r in reports if r.get("libraries")), {}),
-        "packages": packages,
-        "package_drift": _drift(lock_text, packages) if req.native else [],
+        "packages": facts["packages"],
+        "package_drift": facts["package_drift"],
         "metrics": {
             "primary": primary,
             "file": exp.metrics.file if exp else None,
@@ -437,6 +449,62 @@ def _record(
         },
         "outputs": {"digest": outputs.digest, "files": outputs.files},
         "logs": {"stdout": "stdout.log", "stderr": "stderr.log"},
+    }
+
+
+class _Background:
+    """A function run on a thread once `start`ed; `result` waits for it (or re-raises)."""
+
+    def __init__(self, work: Callable[[], dict[str, Any]]) -> None:
+        self._work = work
+        self._outcome: dict[str, Any] | BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="toolkit-facts", daemon=True)
+
+    def start(self) -> None:
+        if self._thread.ident is None:
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._outcome = self._work()
+        except BaseException as exc:  # handed to the caller in result()
+            self._outcome = exc
+
+    def result(self) -> dict[str, Any]:
+        self.start()  # not started when the experiment never was
+        self._thread.join()
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        assert self._outcome is not None
+        return self._outcome
+
+
+def _facts(cfg: Config, req: RunRequest, image_info: engine.ImageInfo | None) -> dict[str, Any]:
+    """What the record says about the run's inputs: code, data, lockfile, host and packages."""
+    from toolkit import fingerprint, hardware
+    from toolkit.source import source_state
+
+    exp = cfg.experiment
+    lockfile = req.target.lockfile
+    lock_bytes = lockfile.read_bytes() if lockfile.is_file() else b""
+    data = fingerprint.fingerprint(
+        cfg.root / (exp.workdir if exp else "."), exp.data if exp else ()
+    )
+    packages = _packages(cfg.root, req, image_info)
+    return {
+        "lockfile": {
+            "path": str(lockfile.relative_to(cfg.root))
+            if lockfile.is_relative_to(cfg.root)
+            else str(lockfile),
+            "sha256": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
+        },
+        "code": dataclasses.asdict(source_state(cfg.root)),
+        "data": {"digest": data.digest, "files": data.files, "missing": list(data.missing)},
+        "host": hardware.host_facts(),
+        "packages": packages,
+        "package_drift": _drift(lock_bytes.decode(errors="replace"), packages)
+        if req.native
+        else [],
     }
 
 
@@ -482,6 +550,10 @@ def _packages(root: Path, req: RunRequest, image_info: engine.ImageInfo | None) 
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(found, sort_keys=True))
         return dict(found)
+    import shutil
+
+    from toolkit import proc
+
     python = shutil.which(req.command[0]) if req.command[0].startswith("python") else None
     text = proc.output([python or sys.executable, "-c", _PACKAGES_SCRIPT])
     return dict(json.loads(text)) if text else {}
@@ -489,6 +561,8 @@ def _packages(root: Path, req: RunRequest, image_info: engine.ImageInfo | None) 
 
 def _drift(lock_text: str, packages: dict[str, str]) -> list[dict[str, str | None]]:
     """Where a native environment differs from the lockfile."""
+    from toolkit.wheelhouse import normalise, read_pins
+
     installed = {normalise(k): v for k, v in packages.items()}
     drift: list[dict[str, str | None]] = []
     for pin in read_pins(lock_text):

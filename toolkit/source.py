@@ -20,11 +20,11 @@ class SourceState:
 
 def source_state(root: Path) -> SourceState:
     """Commit and dirty-diff hash of the git repository holding `root`."""
-    commit = proc.output(["git", "-C", str(root), "rev-parse", "HEAD"])
-    top = proc.output(["git", "-C", str(root), "rev-parse", "--show-toplevel"])
-    if commit is None or top is None:
+    found = proc.output(["git", "-C", str(root), "rev-parse", "HEAD", "--show-toplevel"])
+    if found is None or len(found.splitlines()) != 2:
         return SourceState(None, False, None)
-    root = Path(top.strip())
+    commit, top = found.splitlines()
+    root = Path(top)
     diff = proc.output(["git", "-C", str(root), "diff", "HEAD", "--binary"]) or ""
     untracked = (
         proc.output(["git", "-C", str(root), "ls-files", "--others", "--exclude-standard", "-z"])
