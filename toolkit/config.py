@@ -6,7 +6,6 @@ Every default lives in the dataclasses below; `toolkit config` prints the resolv
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
 import json
 import os
@@ -446,6 +445,8 @@ class _Expected(Exception):
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str | None:
+    import difflib
+
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if close:
         return f"did you mean {close[0]!r}?"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +121,7 @@ def build(
     no_cache: bool = False,
 ) -> BuiltImage:
     """Build a target's image unless its content tag exists."""
+    import shutil
     import tempfile
 
     from toolkit import lock, piptools, wheelhouse
