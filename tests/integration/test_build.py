@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,6 +121,38 @@ def test_export_remove_import_gives_the_same_image(project: Path, tmp_path: Path
 
     listed = toolkit("images", cwd=project)
     assert ref in listed.stdout and "current" in listed.stdout
+
+
+def test_interrupted_build_keeps_the_image_the_tag_had(project: Path) -> None:
+    """Ctrl-C in the middle of `toolkit build --no-cache`: a message, exit 130, and the tag
+    still names the image it named before (the classic builder tags only at the very end)."""
+    assert toolkit("build", cwd=project).returncode == 0
+    ref = current(project).ref
+    before = engine.image(ref)
+    assert before is not None
+    build = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "build", "--no-cache"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert build.stderr is not None
+    seen = []
+    for line in build.stderr:  # progress goes to stderr off a terminal
+        seen.append(line)
+        if "Step 3/" in line:
+            build.send_signal(signal.SIGINT)
+            break
+    else:
+        pytest.fail(f"the build never reached step 3: {''.join(seen)}")
+    assert build.wait(timeout=120) == 130
+    rest = build.stderr.read()
+    assert "interrupted" in rest and "Traceback" not in rest
+    after = engine.image(ref)
+    assert after is not None and after.id == before.id
+    assert not list((project / ".toolkit" / "tmp").glob("build-*")), "build context left behind"
+    assert toolkit("build", cwd=project).stdout.count("up to date") == 1
 
 
 def test_missing_lockfile_points_to_lock(tmp_path: Path) -> None:

@@ -50,7 +50,12 @@ def main() -> None:
         if fast is None:
             from toolkit.cli.app import app
 
-            app()
+            try:
+                app()
+            except SystemExit as exc:
+                if _from_ctrl_c(exc):  # Typer turns Ctrl-C into a silent exit 130
+                    output.error("interrupted")
+                raise
         else:
             _options.config, _options.debug = fast.config, fast.debug
             sys.exit(launch.run(fast))
@@ -71,6 +76,15 @@ def main() -> None:
             hint="this is a toolkit bug; rerun with --debug and report the traceback",
         )
         sys.exit(70)
+
+
+def _from_ctrl_c(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _traceback_if_debug() -> None:
