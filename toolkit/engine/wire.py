@@ -1,9 +1,9 @@
 """The Engine API over its socket, with the standard library only: the calls `toolkit run` makes.
 
-The docker SDK (with requests and urllib3) costs about 100 ms to import and several extra round
-trips per container; a run of a short command is dominated by them. Here each call is one HTTP/1.1
-request on its own connection, which the engine answers with `Connection: close` semantics we
-do not rely on: every response is read to its declared end (length, chunked, or upgraded stream).
+The docker SDK (with requests and urllib3) takes ~65 ms to import and makes more round trips per
+container than the docker CLI; for a short run they were most of toolkit's overhead. Each call
+here is one HTTP/1.1 request on a connection of its own, closed once its response is read to its
+declared end (Content-Length or chunked) or, for an attach, once the container's stream ends.
 DOCKER_HOST may be unix://PATH (the default socket), or tcp://HOST:PORT, with TLS when
 DOCKER_TLS_VERIFY is set (certificates from DOCKER_CERT_PATH, as the docker CLI reads them).
 """
