@@ -1,4 +1,9 @@
-"""The one module that talks to the Docker Engine (through the `docker` SDK, imported lazily)."""
+"""The one place that talks to the Docker Engine.
+
+Containers and image lookups go through `wire` (the Engine API over its socket, standard library
+only: fast enough for `toolkit run`); builds, save/load, push/pull and the rest through the
+`docker` SDK, imported lazily.
+"""
 
 from __future__ import annotations
 
