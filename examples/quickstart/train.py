@@ -1,4 +1,5 @@
-"""Quickstart experiment: a small 1-D CNN, a shuffling multi-worker DataLoader, dropout.
+"""Quickstart experiment: a small 1-D CNN, a shuffling multi-worker DataLoader, dropout; on the
+GPU when there is one.
 
 Plain PyTorch with no toolkit imports: `toolkit run` makes it reproducible without code changes.
 """
@@ -45,9 +46,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     args = parser.parse_args()
 
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train, val = load(Path("data/train.csv")), load(Path("data/val.csv"))
     loader = DataLoader(train, batch_size=64, shuffle=True, num_workers=2)
-    model = Net()
+    model = Net().to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -56,6 +58,7 @@ def main() -> None:
         for epoch in range(args.epochs):
             model.train()
             for features, labels in loader:
+                features, labels = features.to(device), labels.to(device)
                 optimiser.zero_grad()
                 loss = loss_fn(model(features), labels)
                 loss.backward()
@@ -64,7 +67,7 @@ def main() -> None:
                 step += 1
             model.eval()
             with torch.no_grad():
-                features, labels = val.tensors
+                features, labels = (t.to(device) for t in val.tensors)
                 logits = model(features)
                 val_loss = loss_fn(logits, labels).item()
                 accuracy = (logits.argmax(1) == labels).float().mean().item()
