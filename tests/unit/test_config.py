@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from toolkit.config import (
     BaseConfig,
     CompareConfig,
     DeterminismConfig,
+    load_config,
     parse_config,
 )
 from toolkit.errors import ConfigError
@@ -191,3 +193,29 @@ def test_resolved_config_is_itself_a_valid_toolkit_yaml() -> None:
     assert again == cfg
     minimal = parse("name: demo\ntargets: {cpu: {}}\n")
     assert parse_config(yaml.safe_dump(resolved(minimal)), FILE) == minimal
+
+
+def test_parsed_document_is_cached_by_the_texts_hash(tmp_path: Path) -> None:
+    path = tmp_path / "toolkit.yaml"
+    path.write_text("name: demo\ntargets: {cpu: {}}\n")
+    (tmp_path / ".toolkit").mkdir()
+    cache = tmp_path / ".toolkit" / "config.json"
+    assert load_config(path).name == "demo"
+    assert json.loads(cache.read_text())["document"]["name"] == "demo"
+
+    path.write_text("name: other\ntargets: {cpu: {}}\n")  # a changed text is parsed again
+    assert load_config(path).name == "other"
+    cache.write_text("[not, a, cache")  # a damaged cache is ignored, then replaced
+    assert load_config(path).name == "other"
+    assert json.loads(cache.read_text())["document"]["name"] == "other"
+
+
+def test_a_document_json_cannot_hold_is_not_cached(tmp_path: Path) -> None:
+    path = tmp_path / "toolkit.yaml"
+    path.write_text("name: demo\ntargets: {cpu: {}}\n1: numeric key\n")
+    (tmp_path / ".toolkit").mkdir()
+    with pytest.raises(ConfigError):
+        load_config(path)
+    assert not (tmp_path / ".toolkit" / "config.json").exists()
+    with pytest.raises(ConfigError):  # the same error on the next load: not a cached "1"
+        load_config(path)
