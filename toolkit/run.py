@@ -3,6 +3,7 @@ leaving a complete run record."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -130,9 +131,10 @@ def execute(
             on_stderr(chunk)
 
         if req.native:
+            earlier = _output_files(workdir, declared)
             facts.start()
             ended_as = _run_native(req, workdir, run_dir, runtime_dir, env, tee_out, tee_err)
-            _copy_outputs(workdir, outputs_dir, declared)
+            _copy_outputs(workdir, outputs_dir, declared, earlier)
         else:
             assert image_ref is not None
             ended_as = _run_in_container(
@@ -358,17 +360,41 @@ def _declared_outputs(cfg: Config) -> list[str]:
     return found
 
 
-def _copy_outputs(workdir: Path, outputs_dir: Path, declared: list[str]) -> None:
+def _output_files(workdir: Path, declared: list[str]) -> dict[str, tuple[int, int, int]]:
+    """The files now at the declared output paths, each with its (mtime, size, inode)."""
+    found = {}
+    for rel in declared:
+        top = workdir / rel
+        for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
+            with contextlib.suppress(OSError):
+                if path.is_file():
+                    stat = path.stat()
+                    found[path.relative_to(workdir).as_posix()] = (
+                        stat.st_mtime_ns,
+                        stat.st_size,
+                        stat.st_ino,
+                    )
+    return found
+
+
+def _copy_outputs(
+    workdir: Path,
+    outputs_dir: Path,
+    declared: list[str],
+    earlier: dict[str, tuple[int, int, int]],
+) -> None:
+    """Copy what the run wrote at the declared paths: files new or changed since it started.
+
+    A native run shares its workdir with earlier runs: an output left there by one of them (a
+    metrics file, a checkpoint) is not this run's, even when this run failed before writing it.
+    """
     import shutil
 
-    for rel in declared:
-        source = workdir / rel
-        dest = outputs_dir / rel
-        if source.is_dir():
-            shutil.copytree(source, dest, dirs_exist_ok=True)
-        elif source.is_file():
+    for rel, stat in _output_files(workdir, declared).items():
+        if earlier.get(rel) != stat:
+            dest = outputs_dir / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest)
+            shutil.copy2(workdir / rel, dest)
 
 
 # --- the record --------------------------------------------------------------------------------

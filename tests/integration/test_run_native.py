@@ -88,6 +88,18 @@ def test_failed_experiment_keeps_its_record_and_exit_code(project: Path) -> None
     assert (runs[0] / "stdout.log").read_text().count("loss=") == 5
 
 
+def test_outputs_left_by_an_earlier_run_are_not_this_runs(project: Path) -> None:
+    first = toolkit("run", "--native", cwd=project)
+    assert first.returncode == 0, first.stderr
+    assert list(record_of(project, first.stdout)["outputs"]["files"]) == ["result.txt"]
+    assert (project / "exp" / "result.txt").is_file()  # still in the shared workdir
+    crashed = toolkit(
+        "run", "--native", "--", sys.executable, "-c", "raise SystemExit(3)", cwd=project
+    )
+    assert crashed.returncode == 3
+    assert record_of(project, crashed.stderr)["outputs"]["files"] == {}
+
+
 def test_command_not_found(project: Path) -> None:
     result = toolkit("run", "--native", "--", "no-such-program-xyz", cwd=project)
     assert result.returncode == 1
