@@ -111,7 +111,7 @@ def execute(
     facts = _Background(lambda: _facts(cfg, req, image_info))
     run_id, run_dir = record.new_run_dir(cfg.root, req.target.name)
     runtime_dir = runtime_bundle(cfg.root)
-    env = policy_environment(req.policy, os.environ if req.native else None) if req.policy else {}
+    env = policy_environment(req.policy, os.environ if req.native else None)
     outputs_dir = run_dir / OUTPUTS
     outputs_dir.mkdir()
     declared = _declared_outputs(cfg)
@@ -183,10 +183,17 @@ def execute(
 
 
 def policy_environment(
-    policy: DeterminismConfig, current: Mapping[str, str] | None = None
+    policy: DeterminismConfig | None, current: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The environment that carries the policy: its variables and TOOLKIT_POLICY itself."""
-    from toolkit.runtime.policy import POLICY_VAR, Policy, environment
+    """The environment that carries the policy: its variables and TOOLKIT_POLICY itself.
+
+    With no policy, TOOLKIT_POLICY=null alone: the runtime applies nothing and records the
+    libraries' own settings (and torch's devices), so a baseline says what it ran with.
+    """
+    from toolkit.runtime.policy import OBSERVE, POLICY_VAR, Policy, environment
+
+    if policy is None:
+        return {POLICY_VAR: OBSERVE}
 
     runtime_policy = Policy(
         seed=policy.seed,
@@ -282,7 +289,7 @@ def shell(
     workdir_rel = cfg.experiment.workdir if cfg.experiment else "."
     scratch = cfg.root / STATE_DIR / "shell"
     scratch.mkdir(parents=True, exist_ok=True)
-    env = policy_environment(req.policy) if req.policy else {}
+    env = policy_environment(req.policy)
     spec = container_spec(cfg, image_ref, req, workdir_rel, scratch, runtime_bundle(cfg.root), env)
     if interactive:
         return engine.run_interactive(spec)

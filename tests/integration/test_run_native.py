@@ -216,7 +216,9 @@ def test_no_policy_run_is_a_recorded_baseline(project: Path) -> None:
     assert "no determinism policy" in baseline.stdout
     doc = record_of(project, baseline.stdout)
     assert doc["determinism"]["policy"] is None
-    assert doc["determinism"]["environment"] == {} and doc["determinism"]["applied"] == []
+    assert doc["determinism"]["environment"] == {"TOOLKIT_POLICY": "null"}  # observe only
+    assert doc["determinism"]["applied"] == [] and doc["determinism"]["forced"] == []
+    assert doc["processes"]  # the runtime still reported each process
     assert (project / "runs" / doc["id"] / "outputs" / "result.txt").read_text() != "7"
     assert len(doc["metrics"]["series"]["score"]) == 5  # log() works without a policy
     governed = record_of(project, toolkit("run", "--native", cwd=project).stdout)

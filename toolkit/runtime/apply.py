@@ -8,6 +8,8 @@ import os
 from toolkit.runtime import hooks
 from toolkit.runtime import report as reports
 from toolkit.runtime.policy import (
+    OBSERVE,
+    POLICY_VAR,
     RUN_DIR_VAR,
     UNSET,
     Policy,
@@ -28,13 +30,18 @@ READ_AT_STARTUP = ("PYTHONHASHSEED",)
 
 
 def start(environ: MutableMapping[str, str] = os.environ) -> Report | None:
-    """Apply the policy in TOOLKIT_POLICY to this process; None when there is none."""
+    """Apply the policy in TOOLKIT_POLICY to this process (TOOLKIT_POLICY=null: only record
+    the libraries' own settings); None when there is no such variable."""
     policy = from_environ(environ)
-    if policy is None:
+    observe = environ.get(POLICY_VAR, "").strip() == OBSERVE
+    if policy is None and not observe:
         return None
     report = reports.start(policy, environ.get(RUN_DIR_VAR) or None)
-    check_environment(policy, report, environ)
-    hooks.install(_callbacks(policy, report), report.error)
+    if policy is None:
+        hooks.install(_observers(report), report.error)
+    else:
+        check_environment(policy, report, environ)
+        hooks.install(_callbacks(policy, report), report.error)
     atexit.register(report.write, True)
     if not report.run_dir:
         report.error("recording", RuntimeError(f"{RUN_DIR_VAR} is not set: nothing is recorded"))
@@ -97,6 +104,18 @@ def _callbacks(policy: Policy, report: Report) -> dict[str, hooks.Callback]:
         "tensorflow": loaded("tensorflow", lambda module: apply_tensorflow(module, policy, report)),
         "jax": loaded("jax", lambda module: apply_jax(module, report)),
     }
+
+
+def _observers(report: Report) -> dict[str, hooks.Callback]:
+    """With no policy: torch's versions, devices and flags as the process leaves them."""
+
+    def torch_(module: ModuleType) -> None:
+        from toolkit.runtime import torch_policy
+
+        report.facts["torch"] = lambda final: torch_policy.facts(module, final)
+        report.write()
+
+    return {"torch": torch_}
 
 
 def guarded(

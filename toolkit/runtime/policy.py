@@ -9,6 +9,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 POLICY_VAR = "TOOLKIT_POLICY"
+# TOOLKIT_POLICY=null: apply nothing, record what the libraries do by default (--no-policy).
+OBSERVE = "null"
 RUN_DIR_VAR = "TOOLKIT_RUN_DIR"
 CPU_LEVELS = ("fixed", "portable")
 
@@ -96,9 +98,9 @@ def parse(text: str) -> Policy:
 
 
 def from_environ(environ: Mapping[str, str]) -> Policy | None:
-    """The policy in TOOLKIT_POLICY, or None when the variable is absent or empty."""
-    text = environ.get(POLICY_VAR, "")
-    return parse(text) if text.strip() else None
+    """The policy in TOOLKIT_POLICY, or None when the variable is absent, empty or `null`."""
+    text = environ.get(POLICY_VAR, "").strip()
+    return parse(text) if text and text != OBSERVE else None
 
 
 def environment(policy: Policy, current: Mapping[str, str] | None = None) -> dict[str, str]:

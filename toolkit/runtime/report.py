@@ -27,9 +27,12 @@ VERSIONED = ("numpy", "torch", "tensorflow", "keras", "jax", "jaxlib")
 
 
 class Report:
-    """What this process applied, forced and ran into; written atomically as JSON."""
+    """What this process applied, forced and ran into; written atomically as JSON.
 
-    def __init__(self, policy: Policy, run_dir: str | None) -> None:
+    With no policy (a --no-policy baseline) nothing is applied; the facts are still recorded.
+    """
+
+    def __init__(self, policy: Policy | None, run_dir: str | None) -> None:
         self.policy = policy
         self.run_dir = run_dir
         self.pid = os.getpid()
@@ -92,7 +95,7 @@ class Report:
     def to_dict(self, final: bool = False) -> dict[str, object]:
         """The report as JSON-ready data; `final` lets fact providers do costlier lookups."""
         settings = list(self.settings.values())
-        for library in LIBRARIES:
+        for library in LIBRARIES if self.policy else ():
             if library not in self.hooked:
                 settings.append(
                     {
@@ -108,7 +111,7 @@ class Report:
                 facts[name] = provider(final)
             except Exception as exc:
                 self.error(f"collecting {name} facts", exc)
-        names = [*environment(self.policy), *UNSET]
+        names = [*environment(self.policy or Policy()), *UNSET]
         return {
             "schema": SCHEMA,
             "pid": self.pid,
@@ -118,7 +121,7 @@ class Report:
             "argv": list(sys.argv),
             "executable": sys.executable,
             "python": sys.version.split()[0],
-            "policy": self.policy.as_dict(),
+            "policy": self.policy.as_dict() if self.policy else None,
             "settings": settings,
             "forced": list(self.forced),
             "nondeterministic_ops": list(self.ops),
@@ -172,7 +175,7 @@ def current() -> Report | None:
     return _current
 
 
-def start(policy: Policy, run_dir: str | None) -> Report:
+def start(policy: Policy | None, run_dir: str | None) -> Report:
     """Create this process's report; forked children keep it under their own pid."""
     global _current
     _current = Report(policy, run_dir)

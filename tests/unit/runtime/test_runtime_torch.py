@@ -74,6 +74,22 @@ def test_no_policy_leaves_torch_alone(run_python: RunPython) -> None:
     assert flags["seeded"] != 11
 
 
+def test_observe_mode_records_torchs_own_settings_and_applies_nothing(
+    run_python: RunPython,
+) -> None:
+    """TOOLKIT_POLICY=null (a --no-policy run): the defaults as torch leaves them, recorded."""
+    run = run_python(FLAGS, None, env={"TOOLKIT_POLICY": "null"})
+    assert run.returncode == 0, run.stderr
+    flags = run.json_line()
+    assert flags["deterministic"] is False and flags["seeded"] != 7  # nothing applied
+    report = run.main_report()
+    assert report["policy"] is None
+    assert report["settings"] == [] and report["forced"] == []
+    torch_facts = report["torch"]
+    assert torch_facts["version"] and torch_facts["state"]["deterministic_algorithms"] is False
+    assert torch_facts["state"]["num_threads"] == flags["threads"]
+
+
 def test_portable_pins_cpu_kernels_to_the_baseline(run_python: RunPython) -> None:
     run = run_python(FLAGS, Policy(seed=1, threads=1, cpu="portable"))
     flags = run.json_line()
