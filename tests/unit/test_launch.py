@@ -36,6 +36,8 @@ LEFT_TO_TYPER = [
     ["run", "--workers", "-1"],
     ["run", "--frobnicate"],
     ["run", "-tcpu"],
+    ["run", "-t=cpu"],  # click reads the value as "=cpu"
+    ["-c=toolkit.yaml", "run"],
     ["--version", "run"],
     ["-c", "run"],  # "run" is the config's value; no command
 ]

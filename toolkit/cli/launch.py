@@ -85,7 +85,7 @@ def _options(
             found[flags[name]] = True
             i += 1
             continue
-        if name not in values:
+        if name not in values or (eq and not name.startswith("--")):  # click reads -t=x as "=x"
             return None
         if eq:
             text = inline
