@@ -118,38 +118,45 @@ def execute(
 
     started = time.time()
     stdout_log, stderr_log = run_dir / "stdout.log", run_dir / "stderr.log"
-    with stdout_log.open("wb") as out_file, stderr_log.open("wb") as err_file:
+    try:
+        with stdout_log.open("wb") as out_file, stderr_log.open("wb") as err_file:
 
-        def tee_out(chunk: bytes) -> None:
-            out_file.write(chunk)
-            out_file.flush()
-            on_stdout(chunk)
+            def tee_out(chunk: bytes) -> None:
+                out_file.write(chunk)
+                out_file.flush()
+                on_stdout(chunk)
 
-        def tee_err(chunk: bytes) -> None:
-            err_file.write(chunk)
-            err_file.flush()
-            on_stderr(chunk)
+            def tee_err(chunk: bytes) -> None:
+                err_file.write(chunk)
+                err_file.flush()
+                on_stderr(chunk)
 
-        if req.native:
-            earlier = _output_files(workdir, declared)
-            facts.start()
-            ended_as = _run_native(req, workdir, run_dir, runtime_dir, env, tee_out, tee_err)
-            _copy_outputs(workdir, outputs_dir, declared, earlier)
-        else:
-            assert image_ref is not None
-            ended_as = _run_in_container(
-                cfg,
-                req,
-                image_ref,
-                workdir_rel,
-                run_dir,
-                runtime_dir,
-                env,
-                declared,
-                tee_out,
-                tee_err,
-                facts.start,
-            )
+            if req.native:
+                earlier = _output_files(workdir, declared)
+                facts.start()
+                ended_as = _run_native(req, workdir, run_dir, runtime_dir, env, tee_out, tee_err)
+                _copy_outputs(workdir, outputs_dir, declared, earlier)
+            else:
+                assert image_ref is not None
+                ended_as = _run_in_container(
+                    cfg,
+                    req,
+                    image_ref,
+                    workdir_rel,
+                    run_dir,
+                    runtime_dir,
+                    env,
+                    declared,
+                    tee_out,
+                    tee_err,
+                    facts.start,
+                )
+    except UserError:
+        # The experiment never started (command not found, container refused): no run to keep.
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     ended = time.time()
 
     doc = _record(

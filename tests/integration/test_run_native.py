@@ -105,6 +105,7 @@ def test_command_not_found(project: Path) -> None:
     assert result.returncode == 1
     assert "command not found: no-such-program-xyz" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not list((project / "runs").glob("*")), "a run that never started left a folder"
 
 
 def test_two_runs_at_once_get_distinct_folders(project: Path) -> None:
