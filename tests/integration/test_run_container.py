@@ -112,6 +112,21 @@ def test_command_not_found_in_the_image_fails_with_127(example: Path) -> None:
     assert "no-such-program-xyz" in text
 
 
+def test_gpus_on_an_engine_without_nvidias_hook_say_what_to_install(example: Path) -> None:
+    if "nvidia" in engine.info().runtimes:
+        pytest.skip("this engine can pass GPUs to containers")
+    from toolkit.config import load_config
+    from toolkit.errors import UserError
+    from toolkit.image import current_image
+
+    cfg = load_config(example / "toolkit.yaml")
+    ref, _ = current_image(cfg, cfg.target("cpu"))
+    spec = engine.ContainerSpec(ref, ("true",), (), {}, "/", "1000:1000", gpus="all")
+    with pytest.raises(UserError) as refused:
+        engine.run_container(spec, {}, on_stdout=print, on_stderr=print)
+    assert refused.value.hint is not None and "NVIDIA Container Toolkit" in refused.value.hint
+
+
 def test_two_runs_at_once_keep_their_own_outputs(example: Path) -> None:
     """Both write the experiment's metrics file at once; each record keeps its own."""
     script = (

@@ -269,7 +269,7 @@ def run_container(
     try:
         created = wire.call(where, "POST", "/containers/create", body=_create_body(spec, labels))
     except wire.ApiError as exc:
-        raise UserError(f"the engine refused the container: {exc.message}") from None
+        raise _refused("the engine refused the container", exc) from None
     container = f"/containers/{created['Id']}"
     attached = waiting = None
     try:
@@ -290,7 +290,7 @@ def run_container(
     except wire.ApiError as exc:
         _close(attached, waiting)
         _remove(where, container)
-        raise UserError(f"the container did not start: {exc.message}") from None
+        raise _refused("the container did not start", exc) from None
     except (OSError, UserError) as exc:
         _close(attached, waiting)
         _remove(where, container)
@@ -316,6 +316,16 @@ def run_container(
     if (ended.get("Error") or {}).get("Message"):
         return ContainerExit(None, engine_error=str(ended["Error"]["Message"])[:300])
     return ContainerExit(int(ended.get("StatusCode", -1)))
+
+
+def _refused(what: str, exc: wire.ApiError) -> UserError:
+    hint = None
+    if "capabilities: [[gpu]]" in exc.message:  # a GPU target on an engine without NVIDIA's hook
+        hint = (
+            "this engine cannot pass GPUs to containers: install the NVIDIA Container Toolkit "
+            "and restart the engine (`toolkit doctor` checks it), or run with `--native`"
+        )
+    return UserError(f"{what}: {exc.message}", hint=hint)
 
 
 def _create_body(spec: ContainerSpec, labels: dict[str, str]) -> dict[str, Any]:
