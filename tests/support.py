@@ -49,13 +49,16 @@ def lock_line(wheel: Path, name: str, version: str) -> str:
     return f"{name}=={version} \\\n    --hash=sha256:{digest}\n"
 
 
-def toolkit(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a subprocess, as a user would."""
+def toolkit(
+    *args: str, cwd: Path, timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a subprocess, as a user would (in `env`, else this environment)."""
     return subprocess.run(
         [sys.executable, "-m", "toolkit", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=env,
         timeout=timeout,
     )
 

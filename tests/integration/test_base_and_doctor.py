@@ -7,23 +7,16 @@ every later build starts from (about a minute to make).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.support import toolkit
 from toolkit import base, engine
 from toolkit.config import BaseConfig
 
 pytestmark = pytest.mark.docker
-
-
-def toolkit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "toolkit", *args], capture_output=True, text=True, cwd=cwd
-    )
 
 
 def test_base_builds_a_python_image_then_reuses_it(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import support
 from tests.support import make_wheel
 from toolkit import lock, piptools
 from toolkit.config import load_config
@@ -88,14 +89,7 @@ def environment(root: Path, wheels: Path, **extra: str) -> dict[str, str]:
 
 
 def toolkit(root: Path, wheels: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "toolkit", *args],
-        cwd=root,
-        env=environment(root, wheels, **env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return support.toolkit(*args, cwd=root, env=environment(root, wheels, **env), timeout=300)
 
 
 def sha256(path: Path) -> str:

@@ -73,13 +73,7 @@ def test_native_run_applies_the_policy_and_records_everything(project: Path) -> 
 
 def test_failed_experiment_keeps_its_record_and_exit_code(project: Path) -> None:
     env = {**os.environ, "EXIT_WITH": "3"}
-    result = subprocess.run(
-        [sys.executable, "-m", "toolkit", "run", "--native"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    result = toolkit("run", "--native", cwd=project, env=env)
     assert result.returncode == 3
     assert "failed" in result.stderr
     runs = list((project / "runs").iterdir())
@@ -133,13 +127,7 @@ def test_user_sitecustomize_still_runs(project: Path, tmp_path: Path) -> None:
         "import pathlib\npathlib.Path('user-site-ran').write_text('yes')\n"
     )
     env = {**os.environ, "PYTHONPATH": str(user)}
-    result = subprocess.run(
-        [sys.executable, "-m", "toolkit", "run", "--native"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    result = toolkit("run", "--native", cwd=project, env=env)
     assert result.returncode == 0, result.stderr
     assert (project / "exp" / "user-site-ran").read_text() == "yes"
     doc = record_of(project, result.stdout)
