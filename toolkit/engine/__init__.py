@@ -287,17 +287,13 @@ def run_container(
         )
         starting()
         wire.call(where, "POST", f"{container}/start", timeout=None)
-    except wire.ApiError as exc:
+    except BaseException as exc:  # Ctrl-C included: no container is left behind
         _close(attached, waiting)
         _remove(where, container)
-        raise _refused("the container did not start", exc) from None
-    except (OSError, UserError) as exc:
-        _close(attached, waiting)
-        _remove(where, container)
-        return ContainerExit(None, engine_error=_reason(exc))
-    except BaseException:  # Ctrl-C before or during the start: no container is left behind
-        _close(attached, waiting)
-        _remove(where, container)
+        if isinstance(exc, wire.ApiError):
+            raise _refused("the container did not start", exc) from None
+        if isinstance(exc, (OSError, UserError)):
+            return ContainerExit(None, engine_error=_reason(exc))
         raise
     try:
         sinks = {wire.STDOUT: on_stdout, wire.STDERR: on_stderr}
