@@ -85,6 +85,20 @@ class ExperimentConfig:
     outputs: tuple[str, ...] = ()  # hashed and compared by diff
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
+    def declared_outputs(self) -> list[str]:
+        """What the experiment writes, relative to its workdir: outputs and the metrics file."""
+        found = list(self.outputs)
+        if self.metrics.file and self.metrics.file not in found:
+            found.append(self.metrics.file)
+        return found
+
+    def not_code(self) -> tuple[str, ...]:
+        """Data and outputs, relative to the project root: fingerprinted apart from the code."""
+        return tuple(
+            os.path.normpath(os.path.join(self.workdir, rel))
+            for rel in (*self.data, *self.declared_outputs())
+        )
+
 
 @dataclass(frozen=True)
 class DeterminismConfig:

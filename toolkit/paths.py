@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 STATE_DIR = ".toolkit"  # logs, wheelhouse, caches: never committed
+RUNS_DIR = "runs"  # one folder per run: record, logs, outputs
 
 
 def logs_dir(root: Path) -> Path:

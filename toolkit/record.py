@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
+from toolkit.paths import RUNS_DIR
 
 SCHEMA = "toolkit.run/1"
 RECORD_FILE = "record.json"
-RUNS_DIR = "runs"
 
 
 @dataclass(frozen=True)

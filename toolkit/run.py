@@ -114,7 +114,7 @@ def execute(
     env = policy_environment(req.policy, os.environ if req.native else None)
     outputs_dir = run_dir / OUTPUTS
     outputs_dir.mkdir()
-    declared = _declared_outputs(cfg)
+    declared = cfg.experiment.declared_outputs() if cfg.experiment else []
 
     started = time.time()
     stdout_log, stderr_log = run_dir / "stdout.log", run_dir / "stderr.log"
@@ -364,16 +364,6 @@ def runtime_bundle(root: Path) -> Path:
     return dest
 
 
-def _declared_outputs(cfg: Config) -> list[str]:
-    exp = cfg.experiment
-    if exp is None:
-        return []
-    found = list(exp.outputs)
-    if exp.metrics.file and exp.metrics.file not in found:
-        found.append(exp.metrics.file)
-    return found
-
-
 def _output_files(workdir: Path, declared: list[str]) -> dict[str, tuple[int, int, int]]:
     """The files now at the declared output paths, each with its (mtime, size, inode)."""
     found = {}
@@ -538,7 +528,7 @@ def _facts(cfg: Config, req: RunRequest, image_info: engine.ImageInfo | None) ->
             else str(lockfile),
             "sha256": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
         },
-        "code": dataclasses.asdict(source_state(cfg.root)),
+        "code": dataclasses.asdict(source_state(cfg.root, exp.not_code() if exp else ())),
         "data": {"digest": data.digest, "files": data.files, "missing": list(data.missing)},
         "host": hardware.host_facts(),
         "packages": packages,

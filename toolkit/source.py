@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit import proc
+from toolkit.paths import RUNS_DIR, STATE_DIR
 
 
 @dataclass(frozen=True)
@@ -18,22 +20,38 @@ class SourceState:
     diff_sha256: str | None  # hash of `git diff HEAD` plus untracked files, when dirty
 
 
-def source_state(root: Path) -> SourceState:
-    """Commit and dirty-diff hash of the git repository holding `root`."""
+def source_state(root: Path, not_code: Iterable[str] = ()) -> SourceState:
+    """Commit and dirty-diff hash of the git repository holding the project at `root`.
+
+    The whole repository counts, except what toolkit writes in the project (runs/, .toolkit/)
+    and the `not_code` paths under `root` (data and outputs, fingerprinted on their own):
+    without a .gitignore, one run's outputs would otherwise change the next run's code.
+    """
     found = proc.output(["git", "-C", str(root), "rev-parse", "HEAD", "--show-toplevel"])
     if found is None or len(found.splitlines()) != 2:
         return SourceState(None, False, None)
     commit, top = found.splitlines()
-    root = Path(top)
-    diff = proc.output(["git", "-C", str(root), "diff", "HEAD", "--binary"]) or ""
+    # Pathspecs, read relative to `root`: the whole tree (`:/`) but the paths left out (git
+    # refuses a pathspec outside the repository; such a path holds no code anyway).
+    inside = Path(top).resolve()
+    skipped = {
+        p.strip("/")
+        for p in (RUNS_DIR, STATE_DIR, *not_code)
+        if (root / p).resolve().is_relative_to(inside) and p.strip("/") not in ("", ".")
+    }
+    pathspecs = ["--", ":/", *(f":(exclude,literal){p}" for p in sorted(skipped))]
+    git = ["git", "-C", str(root)]
+    diff = proc.output([*git, "diff", "HEAD", "--binary", *pathspecs]) or ""
     untracked = (
-        proc.output(["git", "-C", str(root), "ls-files", "--others", "--exclude-standard", "-z"])
+        proc.output(
+            [*git, "ls-files", "--others", "--exclude-standard", "--full-name", "-z", *pathspecs]
+        )
         or ""
     )
     digest = hashlib.sha256(diff.encode())
     for name in sorted(filter(None, untracked.split("\0"))):
         digest.update(name.encode() + b"\0")
-        path = root / name
+        path = inside / name
         if path.is_file():
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     dirty = bool(diff or untracked)

@@ -71,6 +71,18 @@ def test_native_run_applies_the_policy_and_records_everything(project: Path) -> 
     assert record_of(project, again.stdout)["metrics"]["series"] == series  # seeded: same values
 
 
+def test_a_runs_outputs_do_not_change_the_next_runs_code(project: Path) -> None:
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "exp"]):  # no .gitignore
+        subprocess.run([*git, *argv], capture_output=True, check=True)
+    first = record_of(project, toolkit("run", "--native", cwd=project).stdout)
+    second = record_of(project, toolkit("run", "--native", cwd=project).stdout)
+    # runs/, .toolkit/ and exp/result.txt are untracked now, yet none of them is code
+    assert first["code"] == second["code"] and not second["code"]["dirty"]
+    same = toolkit("diff", first["id"], second["id"], cwd=project)
+    assert same.returncode == 0, same.stdout + same.stderr
+
+
 def test_failed_experiment_keeps_its_record_and_exit_code(project: Path) -> None:
     env = {**os.environ, "EXIT_WITH": "3"}
     result = toolkit("run", "--native", cwd=project, env=env)

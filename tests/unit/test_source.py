@@ -39,3 +39,24 @@ def test_commit_then_changes_then_untracked_files(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     untracked = source_state(tmp_path)
     assert untracked.dirty and untracked.diff_sha256 not in (None, changed.diff_sha256)
+
+
+def test_what_toolkit_and_the_experiment_write_is_not_code(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")  # no .gitignore: runs/ and outputs show up as untracked
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "train.csv").write_text("1,2\n")
+    (project / "train.py").write_text("print(1)\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    for rel in ("runs/20261127-cpu-0001/record.json", ".toolkit/config.json", "ckpt/model.pt"):
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text("written by a run\n")
+    (project / "data" / "train.csv").write_text("3,4\n")  # data has a fingerprint of its own
+    not_code = ("data", "ckpt/", "../../outside-the-repository")
+    assert source_state(project, not_code) == source_state(project, not_code)
+    assert not source_state(project, not_code).dirty
+
+    (project / "helper.py").write_text("x = 1\n")  # new code, not yet committed
+    assert source_state(project, not_code).dirty
+    assert source_state(project).dirty  # without not_code, the data and outputs count too
