@@ -81,3 +81,19 @@ def test_the_app_knows_every_option_the_fast_path_reads() -> None:
     for option in [*launch._VALUES, *launch._FLAGS]:
         if option.startswith("--"):
             assert option in result.output, option
+
+
+def test_a_run_starts_its_container_without_the_heavy_imports() -> None:
+    # What `toolkit run` imports before it asks the engine for a container; each of these
+    # would add milliseconds to every short run (benchmarks/run.py).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import toolkit.cli, toolkit.cli.launch, toolkit.run, toolkit.image, "
+        "toolkit.engine, toolkit.runtime.bundle; "
+        "print(' '.join(sorted({'typer', 'click', 'rich', 'docker', 'yaml', 'typing'} "
+        "& set(sys.modules))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == []
