@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit.wheelhouse import sha256_of
+
+# A file changed again within this long after it was hashed could keep its size and mtime on a
+# coarse clock; such a fresh file is hashed again next time rather than trusted.
+_SETTLED_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -24,17 +32,63 @@ class Fingerprint:
         return combined.hexdigest()
 
 
-def fingerprint(root: Path, paths: tuple[str, ...] | list[str]) -> Fingerprint:
-    """Hash every regular file under each of `paths` (files or folders), relative to `root`."""
+def fingerprint(
+    root: Path, paths: tuple[str, ...] | list[str], *, known: Path | None = None
+) -> Fingerprint:
+    """Hash every regular file under each of `paths` (files or folders), relative to `root`.
+
+    With `known` (a JSON file of earlier hashes), a file whose size, mtime, ctime and inode
+    are those it had when it was hashed is not read again: a dataset of many gigabytes costs
+    its full read once, not on every run. `known` is then rewritten with what was seen.
+    """
+    earlier = _load(known) if known else {}
+    seen: dict[str, list[int | str]] = {}
     files: dict[str, str] = {}
     missing = []
     for declared in paths:
         start = root / declared
         if start.is_file():
-            files[start.relative_to(root).as_posix()] = sha256_of(start)
+            found = [start]
         elif start.is_dir():
-            for path in sorted(p for p in start.rglob("*") if p.is_file() and not p.is_symlink()):
-                files[path.relative_to(root).as_posix()] = sha256_of(path)
+            found = sorted(p for p in start.rglob("*") if p.is_file() and not p.is_symlink())
         else:
             missing.append(declared)
+            continue
+        for path in found:
+            files[path.relative_to(root).as_posix()] = _sha256(path, earlier, seen)
+    if known and seen != earlier:
+        _save(known, seen)
     return Fingerprint(files, tuple(missing))
+
+
+def _sha256(
+    path: Path, earlier: dict[str, list[int | str]], seen: dict[str, list[int | str]]
+) -> str:
+    key = str(path.absolute())
+    before = path.stat()
+    stamp: list[int | str] = [before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino]
+    entry = earlier.get(key)
+    if isinstance(entry, list) and len(entry) == 5 and entry[:4] == stamp:
+        seen[key] = entry
+        return str(entry[4])
+    digest = sha256_of(path)
+    if time.time_ns() - before.st_mtime_ns > _SETTLED_NS:
+        seen[key] = [*stamp, digest]
+    return digest
+
+
+def _load(known: Path) -> dict[str, list[int | str]]:
+    try:
+        data = json.loads(known.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # no cache yet, or a broken one: everything is hashed again
+    return data if isinstance(data, dict) else {}
+
+
+def _save(known: Path, entries: dict[str, list[int | str]]) -> None:
+    temp = known.with_name(f".{known.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(OSError):  # a cache that cannot be written costs time, not results
+        known.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_text(json.dumps(entries), encoding="utf-8")
+        temp.replace(known)
+    temp.unlink(missing_ok=True)

@@ -521,7 +521,9 @@ def _facts(cfg: Config, req: RunRequest, image_info: engine.ImageInfo | None) ->
     lockfile = req.target.lockfile
     lock_bytes = lockfile.read_bytes() if lockfile.is_file() else b""
     data = fingerprint.fingerprint(
-        cfg.root / (exp.workdir if exp else "."), exp.data if exp else ()
+        cfg.root / (exp.workdir if exp else "."),
+        exp.data if exp else (),
+        known=cfg.root / STATE_DIR / "data-hashes.json",
     )
     packages = _packages(cfg.root, req, image_info)
     return {

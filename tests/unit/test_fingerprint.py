@@ -1,0 +1,67 @@
+"""Data fingerprints: a hash per file; an earlier hash is reused only for an unchanged file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from toolkit.fingerprint import fingerprint
+
+AN_HOUR_AGO = time.time() - 3600
+
+
+def dataset(root: Path) -> None:
+    (root / "data" / "images").mkdir(parents=True)
+    (root / "data" / "train.csv").write_text("1,2\n")
+    (root / "data" / "images" / "a.bin").write_bytes(b"\x00" * 10)
+    for path in (root / "data").rglob("*"):
+        os.utime(path, (AN_HOUR_AGO, AN_HOUR_AGO))  # settled: older than the clock's resolution
+
+
+def test_every_file_hashed_relative_to_the_root_and_missing_paths_named(tmp_path: Path) -> None:
+    dataset(tmp_path)
+    found = fingerprint(tmp_path, ["data", "labels.csv"])
+    assert found.files == {
+        "data/images/a.bin": hashlib.sha256(b"\x00" * 10).hexdigest(),
+        "data/train.csv": hashlib.sha256(b"1,2\n").hexdigest(),
+    }
+    assert found.missing == ("labels.csv",)
+    (tmp_path / "data" / "train.csv").write_text("3,4\n")
+    assert fingerprint(tmp_path, ["data"]).digest != found.digest
+
+
+def test_a_known_hash_is_reused_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
+    dataset(tmp_path)
+    known = tmp_path / ".toolkit" / "data-hashes.json"
+    first = fingerprint(tmp_path, ["data"], known=known)
+    # Proof that a known hash is used and the file not read again: a planted value comes back.
+    entries = json.loads(known.read_text())
+    train = next(key for key in entries if key.endswith("train.csv"))
+    entries[train][4] = "planted"
+    known.write_text(json.dumps(entries))
+    assert fingerprint(tmp_path, ["data"], known=known).files["data/train.csv"] == "planted"
+
+    (tmp_path / "data" / "train.csv").write_text("5,6\n")  # same size, new content
+    os.utime(tmp_path / "data" / "train.csv", (AN_HOUR_AGO, AN_HOUR_AGO))  # even with its old mtime
+    again = fingerprint(tmp_path, ["data"], known=known)
+    assert again.files["data/train.csv"] == hashlib.sha256(b"5,6\n").hexdigest()
+    assert again.files["data/images/a.bin"] == first.files["data/images/a.bin"]
+
+
+def test_a_file_written_just_now_is_hashed_again_next_time(tmp_path: Path) -> None:
+    (tmp_path / "fresh.csv").write_text("1\n")  # its mtime is within the clock's resolution
+    known = tmp_path / "known.json"
+    fingerprint(tmp_path, ["fresh.csv"], known=known)
+    assert not known.exists() or json.loads(known.read_text()) == {}
+
+
+def test_a_broken_cache_costs_time_not_results(tmp_path: Path) -> None:
+    dataset(tmp_path)
+    known = tmp_path / "known.json"
+    expected = fingerprint(tmp_path, ["data"]).files
+    for broken in ("{not json", "[1, 2]", json.dumps({str(tmp_path / "data" / "train.csv"): [1]})):
+        known.write_text(broken)
+        assert fingerprint(tmp_path, ["data"], known=known).files == expected
