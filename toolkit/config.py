@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from toolkit.errors import ConfigError
 from toolkit.paths import STATE_DIR
@@ -22,11 +23,7 @@ DEBIAN_BASE = "debian"  # a target's `base` that means "bootstrapped by `toolkit
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any, Literal, TypeVar
-
-    T = TypeVar("T")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)

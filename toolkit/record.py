@@ -8,13 +8,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from toolkit.errors import UserError
 from toolkit.paths import RUNS_DIR
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 SCHEMA = "toolkit.run/1"
 RECORD_FILE = "record.json"

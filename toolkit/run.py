@@ -15,15 +15,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from toolkit import __version__, engine, image, record
 from toolkit.config import Config, DeterminismConfig, TargetConfig
 from toolkit.errors import ConfigError, UserError
 from toolkit.paths import STATE_DIR
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 CONTAINER_PROJECT = "/project"
 CONTAINER_RUN_DIR = "/toolkit/run"

@@ -7,10 +7,10 @@ import gc
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from toolkit.errors import ToolkitError
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from toolkit.config import Config
 

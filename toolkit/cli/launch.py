@@ -5,9 +5,6 @@ container (issue 5: `toolkit run` within 1.2x of `docker run`). `parse` reads th
 `toolkit [-c PATH] [--debug] run [OPTIONS] [-- CMD ...]`; any other command line (help, a
 mistake, a command given without `--`, every other command) goes to the Typer app, whose `run`
 calls the same `run` below. A unit test keeps the two parsers in agreement.
-
-For the same reason the modules a run needs before its container starts name their types
-under `TYPE_CHECKING = False` (as the in-container runtime does): importing `typing` costs ~3 ms.
 """
 
 from __future__ import annotations
@@ -16,12 +13,9 @@ import shlex
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from toolkit.cli import options, output
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,9 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TextIO
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, TextIO
-
     from rich.console import Console
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}

@@ -12,13 +12,10 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from toolkit.engine import wire
 from toolkit.errors import EngineUnavailable, UserError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import IO, Any
 
 ENGINE_HINT = (
     "start the Docker Engine: `make engine` (Debian, as root: installs and starts it), "

@@ -16,13 +16,12 @@ import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import EngineUnavailable
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
-    from typing import Any
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 STDOUT, STDERR = 1, 2
