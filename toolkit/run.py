@@ -483,7 +483,12 @@ def _record(
 
 
 class _Background:
-    """A function run on a thread once `start`ed; `result` waits for it (or re-raises)."""
+    """A function run on a thread once `start`ed; `result` waits for it (or re-raises).
+
+    `typing` must be imported before the thread starts (this module does): a dataclass defined
+    while another thread is half-way through importing `typing` fails ("partially initialized
+    module 'typing' has no attribute 'ClassVar'").
+    """
 
     def __init__(self, work: Callable[[], dict[str, Any]]) -> None:
         self._work = work
