@@ -485,9 +485,9 @@ def _record(
 class _Background:
     """A function run on a thread once `start`ed; `result` waits for it (or re-raises).
 
-    `typing` must be imported before the thread starts (this module does): a dataclass defined
-    while another thread is half-way through importing `typing` fails ("partially initialized
-    module 'typing' has no attribute 'ClassVar'").
+    `typing` is imported before the thread starts: a dataclass defined while another thread is
+    half-way through importing `typing` fails ("partially initialized module 'typing' has no
+    attribute 'ClassVar'"), as two native runs at once showed.
     """
 
     def __init__(self, work: Callable[[], dict[str, Any]]) -> None:
@@ -497,6 +497,8 @@ class _Background:
 
     def start(self) -> None:
         if self._thread.ident is None:
+            import typing  # noqa: F401  # see above; free when already imported
+
             self._thread.start()
 
     def _run(self) -> None:
