@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from toolkit import __version__
 
 
@@ -95,3 +97,12 @@ def test_build_warns_about_a_base_not_pinned_by_digest(tmp_path: Path) -> None:
     assert "base python:3.11-slim is not pinned by digest" in result.stderr
     assert result.returncode == 1  # and then: no lockfile yet
     assert "toolkit lock --target cpu" in result.stderr
+
+
+def test_tables_off_a_terminal_are_plain_aligned_columns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from toolkit.cli import output
+
+    output.table(["id", "status"], [["run-1", "succeeded"], ["r2", "[red]x"]])
+    assert capsys.readouterr().out == "id     status\nrun-1  succeeded\nr2     [red]x\n"

@@ -108,6 +108,13 @@ def _escape(text: str) -> str:
 
 def table(headers: list[str], rows: list[list[str]]) -> None:
     """A table on a terminal; tab-free aligned columns otherwise."""
+    if not sys.stdout.isatty():
+        widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
+        for row in (headers, *rows):
+            line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            sys.stdout.write(line.rstrip() + "\n")
+        sys.stdout.flush()
+        return
     from rich.table import Table
 
     grid = Table(*headers, box=None, pad_edge=False, header_style="bold")
