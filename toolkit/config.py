@@ -93,11 +93,17 @@ class ExperimentConfig:
         return found
 
     def not_code(self) -> tuple[str, ...]:
-        """Data and outputs, relative to the project root: fingerprinted apart from the code."""
-        return tuple(
-            os.path.normpath(os.path.join(self.workdir, rel))
-            for rel in (*self.data, *self.declared_outputs())
-        )
+        """Data and outputs, relative to the project root: fingerprinted apart from the code.
+
+        A path that holds the workdir itself (`data: [.]`) is left out: it holds code too.
+        """
+        workdir = os.path.normpath(self.workdir)
+        found = []
+        for rel in (*self.data, *self.declared_outputs()):
+            path = os.path.normpath(os.path.join(self.workdir, rel))
+            if path != "." and path != workdir and not workdir.startswith(path + os.sep):
+                found.append(path)
+        return tuple(found)
 
 
 @dataclass(frozen=True)

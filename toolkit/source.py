@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,16 +33,20 @@ def source_state(root: Path, not_code: Iterable[str] = ()) -> SourceState:
         return SourceState(None, False, None)
     commit, top = found.splitlines()
     # Pathspecs, read relative to `root`: the whole tree (`:/`) but the paths left out (git
-    # refuses a pathspec outside the repository; such a path holds no code anyway).
+    # refuses a pathspec outside the repository; such a path holds no code anyway). A symlink
+    # to data elsewhere is itself in the repository: it is checked as written, not followed.
     inside = Path(top).resolve()
     skipped = {
         p.strip("/")
         for p in (RUNS_DIR, STATE_DIR, *not_code)
-        if (root / p).resolve().is_relative_to(inside) and p.strip("/") not in ("", ".")
+        if Path(os.path.normpath(root.resolve() / p)).is_relative_to(inside)
+        and p.strip("/") not in ("", ".")
     }
     pathspecs = ["--", ":/", *(f":(exclude,literal){p}" for p in sorted(skipped))]
     git = ["git", "-C", str(root)]
-    diff = proc.output([*git, "diff", "HEAD", "--binary", *pathspecs]) or ""
+    # diff.relative (a user's setting) would limit the diff to `root`, whatever `:/` says.
+    diff = proc.output([*git, "-c", "diff.relative=false", "diff", "HEAD", "--binary", *pathspecs])
+    diff = diff or ""
     untracked = (
         proc.output(
             [*git, "ls-files", "--others", "--exclude-standard", "--full-name", "-z", *pathspecs]

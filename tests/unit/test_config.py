@@ -219,3 +219,17 @@ def test_a_document_json_cannot_hold_is_not_cached(tmp_path: Path) -> None:
     assert not (tmp_path / ".toolkit" / "config.json").exists()
     with pytest.raises(ConfigError):  # the same error on the next load: not a cached "1"
         load_config(path)
+
+
+def test_data_and_outputs_are_not_code_but_the_workdir_always_is() -> None:
+    from toolkit.config import ExperimentConfig, MetricsConfig
+
+    exp = ExperimentConfig(
+        command="python train.py",
+        workdir="exp",
+        data=("data/", ".", "..", "../shared"),
+        outputs=("ckpt/",),
+        metrics=MetricsConfig(file="metrics.jsonl"),
+    )
+    # `.` is the workdir itself and `..` holds it: leaving either out would hide train.py
+    assert exp.not_code() == ("exp/data", "shared", "exp/ckpt", "exp/metrics.jsonl")

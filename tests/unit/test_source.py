@@ -60,3 +60,29 @@ def test_what_toolkit_and_the_experiment_write_is_not_code(tmp_path: Path) -> No
     (project / "helper.py").write_text("x = 1\n")  # new code, not yet committed
     assert source_state(project, not_code).dirty
     assert source_state(project).dirty  # without not_code, the data and outputs count too
+
+
+def test_code_outside_the_project_folder_counts_whatever_the_users_git_settings(
+    tmp_path: Path,
+) -> None:
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "config", "diff.relative", "true")  # would limit `git diff` to the project
+    for folder in ("project", "lib"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "code.py").write_text("x = 1\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    (tmp_path / "lib" / "code.py").write_text("x = 2\n")
+    assert source_state(tmp_path / "project").dirty
+
+
+def test_data_linked_from_elsewhere_is_not_code(tmp_path: Path) -> None:
+    repo, disk = tmp_path / "repo", tmp_path / "bigdisk"
+    (disk / "dataset").mkdir(parents=True)
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "train.py").write_text("print(1)\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "one")
+    (repo / "data").symlink_to(disk / "dataset")
+    assert not source_state(repo, ["data"]).dirty
