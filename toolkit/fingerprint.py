@@ -12,8 +12,8 @@ from pathlib import Path
 
 from toolkit.wheelhouse import sha256_of
 
-# A file changed again within this long after it was hashed could keep its size and mtime on a
-# coarse clock; such a fresh file is hashed again next time rather than trusted.
+# A file written again this soon after the last change could keep its size, mtime and ctime on a
+# coarse clock (some kernels step ctime by milliseconds); such a fresh file is hashed every time.
 _SETTLED_NS = 2_000_000_000
 
 
@@ -65,16 +65,23 @@ def _sha256(
     path: Path, earlier: dict[str, list[int | str]], seen: dict[str, list[int | str]]
 ) -> str:
     key = str(path.absolute())
-    before = path.stat()
-    stamp: list[int | str] = [before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino]
+    stamp = _stamp(path)
     entry = earlier.get(key)
     if isinstance(entry, list) and len(entry) == 5 and entry[:4] == stamp:
         seen[key] = entry
         return str(entry[4])
     digest = sha256_of(path)
-    if time.time_ns() - before.st_mtime_ns > _SETTLED_NS:
+    # Kept for next time only if the file stood still while it was read, and had settled
+    # before: a write since then is sure to show in its size, mtime or ctime.
+    settled = time.time_ns() - max(int(stamp[1]), int(stamp[2])) > _SETTLED_NS
+    if settled and _stamp(path) == stamp:
         seen[key] = [*stamp, digest]
     return digest
+
+
+def _stamp(path: Path) -> list[int | str]:
+    found = path.stat()
+    return [found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino]
 
 
 def _load(known: Path) -> dict[str, list[int | str]]:
@@ -91,4 +98,5 @@ def _save(known: Path, entries: dict[str, list[int | str]]) -> None:
         known.parent.mkdir(parents=True, exist_ok=True)
         temp.write_text(json.dumps(entries), encoding="utf-8")
         temp.replace(known)
-    temp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        temp.unlink(missing_ok=True)

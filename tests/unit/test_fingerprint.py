@@ -8,9 +8,18 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
+from toolkit import fingerprint as module
 from toolkit.fingerprint import fingerprint
 
 AN_HOUR_AGO = time.time() - 3600
+
+
+@pytest.fixture()
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files count as settled at once (the tests cannot age a file's ctime by 2 s)."""
+    monkeypatch.setattr(module, "_SETTLED_NS", 0)
 
 
 def dataset(root: Path) -> None:
@@ -18,7 +27,7 @@ def dataset(root: Path) -> None:
     (root / "data" / "train.csv").write_text("1,2\n")
     (root / "data" / "images" / "a.bin").write_bytes(b"\x00" * 10)
     for path in (root / "data").rglob("*"):
-        os.utime(path, (AN_HOUR_AGO, AN_HOUR_AGO))  # settled: older than the clock's resolution
+        os.utime(path, (AN_HOUR_AGO, AN_HOUR_AGO))
 
 
 def test_every_file_hashed_relative_to_the_root_and_missing_paths_named(tmp_path: Path) -> None:
@@ -33,6 +42,7 @@ def test_every_file_hashed_relative_to_the_root_and_missing_paths_named(tmp_path
     assert fingerprint(tmp_path, ["data"]).digest != found.digest
 
 
+@pytest.mark.usefixtures("settled")
 def test_a_known_hash_is_reused_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
     dataset(tmp_path)
     known = tmp_path / ".toolkit" / "data-hashes.json"
@@ -51,13 +61,17 @@ def test_a_known_hash_is_reused_only_while_the_file_is_unchanged(tmp_path: Path)
     assert again.files["data/images/a.bin"] == first.files["data/images/a.bin"]
 
 
-def test_a_file_written_just_now_is_hashed_again_next_time(tmp_path: Path) -> None:
-    (tmp_path / "fresh.csv").write_text("1\n")  # its mtime is within the clock's resolution
+def test_a_file_changed_just_now_is_hashed_again_next_time(tmp_path: Path) -> None:
+    (tmp_path / "fresh.csv").write_text("1\n")
+    # An old mtime (as `cp -p` or `rsync -t` leave) does not make the file settled: its ctime
+    # is new, and a rewrite within the clock's step could keep every stamp the same.
+    os.utime(tmp_path / "fresh.csv", (AN_HOUR_AGO, AN_HOUR_AGO))
     known = tmp_path / "known.json"
     fingerprint(tmp_path, ["fresh.csv"], known=known)
     assert not known.exists() or json.loads(known.read_text()) == {}
 
 
+@pytest.mark.usefixtures("settled")
 def test_a_broken_cache_costs_time_not_results(tmp_path: Path) -> None:
     dataset(tmp_path)
     known = tmp_path / "known.json"
@@ -65,3 +79,13 @@ def test_a_broken_cache_costs_time_not_results(tmp_path: Path) -> None:
     for broken in ("{not json", "[1, 2]", json.dumps({str(tmp_path / "data" / "train.csv"): [1]})):
         known.write_text(broken)
         assert fingerprint(tmp_path, ["data"], known=known).files == expected
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_cache_that_cannot_be_written_costs_time_not_results(tmp_path: Path) -> None:
+    dataset(tmp_path)
+    (tmp_path / "not-a-folder").write_text("")
+    known = tmp_path / "not-a-folder" / "known.json"
+    assert (
+        fingerprint(tmp_path, ["data"], known=known).files == fingerprint(tmp_path, ["data"]).files
+    )
