@@ -27,14 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import ENV, TARGET, TRIVIAL, copy_project, toolkit_command
 
 from toolkit import engine, image
-from toolkit.engine.wire import DEFAULT_SOCKET
+from toolkit.engine import wire
 
 
 class Proxy:
     """Forwards each connection to the engine's socket; notes when a create request passes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, engine_socket: str) -> None:
         self.path = path
+        self.engine_socket = engine_socket
         self.creates: list[float] = []
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(str(path))
@@ -48,7 +49,7 @@ class Proxy:
 
     def _connection(self, client: socket.socket) -> None:
         with client, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as engine_side:
-            engine_side.connect(DEFAULT_SOCKET)
+            engine_side.connect(self.engine_socket)
             answers = threading.Thread(target=self._pipe, args=(engine_side, client, False))
             answers.start()
             self._pipe(client, engine_side, True)
@@ -60,7 +61,7 @@ class Proxy:
         try:
             while chunk := source.recv(65536):
                 if requests and chunk.startswith(b"POST ") and b"/containers/create" in chunk[:80]:
-                    self.creates.append(time.time())
+                    self.creates.append(time.perf_counter())
                 dest.sendall(chunk)
         except OSError:
             pass
@@ -78,7 +79,12 @@ def main() -> None:
         ref = image.plan(cfg, cfg.target(TARGET)).ref
         if engine.image(ref) is None:
             sys.exit(f"{ref} is not built: run `.venv/bin/toolkit build --target {TARGET}` first")
-        proxy = Proxy(Path(tmp) / "engine.sock")
+        engine_socket = wire.endpoint().unix_path
+        if engine_socket is None:
+            sys.exit(
+                "benchmarks/launch.py needs an engine on a unix socket (DOCKER_HOST=unix://...)"
+            )
+        proxy = Proxy(Path(tmp) / "engine.sock", engine_socket)
         env = {**ENV, "DOCKER_HOST": f"unix://{proxy.path}"}
         commands = {
             "docker run --rm": ["docker", "run", "--rm", ref, *TRIVIAL],
@@ -92,9 +98,9 @@ def main() -> None:
         ):  # the first round (dropped) warms up and reads the image's packages once
             for name, argv in commands.items():
                 proxy.creates.clear()
-                spawned = time.time()
+                spawned = time.perf_counter()
                 done = subprocess.run(argv, cwd=cfg.root, env=env, capture_output=True, check=False)
-                ended = time.time()
+                ended = time.perf_counter()
                 if done.returncode != 0 or not proxy.creates:
                     sys.exit(f"{name} failed:\n{done.stdout.decode()}\n{done.stderr.decode()}")
                 if round_ > 0:
