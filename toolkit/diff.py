@@ -19,6 +19,7 @@ from toolkit.compare import (
 )
 from toolkit.config import CompareConfig
 from toolkit.errors import UserError
+from toolkit.record import FACTS
 
 Category = Literal["code", "data", "environment", "hardware", "seed", "settings"]
 CATEGORIES: tuple[Category, ...] = ("code", "data", "environment", "hardware", "seed", "settings")
@@ -111,6 +112,9 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
     for run in (a, b):
         if run.record.get("status") != "succeeded":
             warnings.append(f"{run.id} did not succeed (status {run.record.get('status')!r})")
+        if run.record.get("incomplete"):
+            lacking = ", ".join(run.record["incomplete"])
+            warnings.append(f"{run.id}'s record has no {lacking} (skipped): not compared")
     metrics = compare_all_series(_series(ra), _series(rb), policy)
     outputs = _compare_outputs(a, b, policy, worst(m.verdict for m in metrics))
     primary = ra.get("metrics", {}).get("primary") or rb.get("metrics", {}).get("primary")
@@ -143,13 +147,16 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
         if va != vb:
             changes.append(InputChange(category, field, _show(va), _show(vb)))
 
-    code_a, code_b = ra.get("code", {}), rb.get("code", {})
-    check("code", "git commit", code_a.get("commit"), code_b.get("commit"))
-    check("code", "uncommitted changes", code_a.get("diff_sha256"), code_b.get("diff_sha256"))
+    # Facts a record lacks (their gathering was skipped with Ctrl-C) are not compared.
+    known = set(FACTS) - set(ra.get("incomplete") or ()) - set(rb.get("incomplete") or ())
+    code_a, code_b = ra.get("code") or {}, rb.get("code") or {}
+    if "code" in known:
+        check("code", "git commit", code_a.get("commit"), code_b.get("commit"))
+        check("code", "uncommitted changes", code_a.get("diff_sha256"), code_b.get("diff_sha256"))
     check("code", "command", ra.get("command"), rb.get("command"))
 
-    data_a, data_b = ra.get("data", {}), rb.get("data", {})
-    if data_a.get("digest") != data_b.get("digest"):
+    data_a, data_b = ra.get("data") or {}, rb.get("data") or {}
+    if "data" in known and data_a.get("digest") != data_b.get("digest"):
         files_a, files_b = data_a.get("files", {}), data_b.get("files", {})
         changed = sorted(
             name
@@ -158,23 +165,25 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
         )
         check("data", "data files", ", ".join(changed[:5]) or data_a.get("digest"), "changed")
 
-    check("environment", "lockfile", _get(ra, "lockfile.sha256"), _get(rb, "lockfile.sha256"))
+    if "lockfile" in known:
+        check("environment", "lockfile", _get(ra, "lockfile.sha256"), _get(rb, "lockfile.sha256"))
     check("environment", "image", _get(ra, "image.id"), _get(rb, "image.id"))
     check("environment", "container", not ra.get("native"), not rb.get("native"))
-    packages_a, packages_b = ra.get("packages", {}), rb.get("packages", {})
-    for name in sorted(packages_a.keys() | packages_b.keys()):
+    packages_a, packages_b = ra.get("packages") or {}, rb.get("packages") or {}
+    for name in sorted(packages_a.keys() | packages_b.keys() if "packages" in known else ()):
         check("environment", f"package {name}", packages_a.get(name), packages_b.get(name))
 
-    for field in ("cpu_model", "cpu_isa", "machine", "gpu_driver", "cuda_driver"):
-        check(
-            "hardware",
-            field.replace("_", " "),
-            _get(ra, f"host.{field}"),
-            _get(rb, f"host.{field}"),
-        )
-    gpus_a = [g.get("name") for g in _get(ra, "host.gpus") or []]
-    gpus_b = [g.get("name") for g in _get(rb, "host.gpus") or []]
-    check("hardware", "gpus", gpus_a, gpus_b)
+    if "host" in known:
+        for field in ("cpu_model", "cpu_isa", "machine", "gpu_driver", "cuda_driver"):
+            check(
+                "hardware",
+                field.replace("_", " "),
+                _get(ra, f"host.{field}"),
+                _get(rb, f"host.{field}"),
+            )
+        gpus_a = [g.get("name") for g in _get(ra, "host.gpus") or []]
+        gpus_b = [g.get("name") for g in _get(rb, "host.gpus") or []]
+        check("hardware", "gpus", gpus_a, gpus_b)
     check("hardware", "torch device", _device(ra), _device(rb))
 
     check("seed", "seed", _get(ra, "determinism.policy.seed"), _get(rb, "determinism.policy.seed"))

@@ -14,6 +14,9 @@ from toolkit.errors import UserError
 from toolkit.paths import RUNS_DIR
 
 SCHEMA = "toolkit.run/1"
+# What a record says about a run's inputs, gathered while the run goes on; a record that had to
+# be written without some of them (Ctrl-C while waiting) lists those under `incomplete`.
+FACTS = ("lockfile", "code", "host", "packages", "package_drift", "data")
 RECORD_FILE = "record.json"
 
 

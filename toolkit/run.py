@@ -53,6 +53,7 @@ class RunResult:
     primary: str | None
     primary_value: float | None
     nondeterministic_ops: tuple[str, ...]
+    incomplete: tuple[str, ...] = ()  # facts the record lacks (their gathering was skipped)
 
 
 def request(
@@ -98,6 +99,7 @@ def execute(
     *,
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
+    on_note: Callable[[str], None] = lambda message: None,
 ) -> RunResult:
     """Run the experiment and write its record; the record is written whatever the outcome."""
     experiment = cfg.experiment
@@ -108,7 +110,7 @@ def execute(
     image_ref, image_info = (None, None) if req.native else image.current_image(cfg, req.target)
     # What the record says about code, data, host and packages is gathered while the
     # experiment starts (the engine takes ~150 ms to start a container): off the critical path.
-    facts = _Background(lambda: _facts(cfg, req, image_info))
+    facts = _Background(lambda found: _facts(cfg, req, image_info, found))
     run_id, run_dir = record.new_run_dir(cfg.root, req.target.name)
     runtime_dir = runtime_bundle(cfg.root)
     env = policy_environment(req.policy, os.environ if req.native else None)
@@ -158,6 +160,7 @@ def execute(
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     ended = time.time()
+    gathered = _gathered(facts, on_note)
 
     doc = _record(
         cfg,
@@ -171,7 +174,7 @@ def execute(
         ended,
         env,
         declared,
-        facts.result(),
+        gathered,
     )
     record.write_record(run_dir, doc)
     ops = tuple(o["op"] for o in doc["determinism"]["nondeterministic_ops"])
@@ -183,6 +186,7 @@ def execute(
         doc["metrics"]["primary"],
         doc["metrics"]["primary_final"],
         ops,
+        tuple(doc["incomplete"]),
     )
 
 
@@ -455,9 +459,9 @@ def _record(
             "lock_hash": image_info.labels.get(f"{image.LABEL}.lock-hash"),
             "base_digest": image_info.labels.get(f"{image.LABEL}.base-digest"),
         },
-        "lockfile": facts["lockfile"],
-        "code": facts["code"],
-        "data": facts["data"],
+        "lockfile": facts.get("lockfile"),
+        "code": facts.get("code"),
+        "data": facts.get("data"),
         "determinism": {
             "policy": dataclasses.asdict(req.policy) if req.policy else None,
             "environment": env,
@@ -466,11 +470,12 @@ def _record(
             "nondeterministic_ops": _merged_ops(reports),
         },
         "processes": [{k: r.get(k) for k in ("pid", "ppid", "argv")} for r in reports],
-        "host": facts["host"],
+        "host": facts.get("host"),
         "accelerator": next((r["torch"] for r in reports if r.get("torch")), None),
         "libraries": next((r["libraries"] for r in reports if r.get("libraries")), {}),
-        "packages": facts["packages"],
-        "package_drift": facts["package_drift"],
+        "packages": facts.get("packages", {}),
+        "package_drift": facts.get("package_drift", []),
+        "incomplete": [name for name in record.FACTS if name not in facts],
         "metrics": {
             "primary": primary,
             "file": exp.metrics.file if exp else None,
@@ -482,17 +487,32 @@ def _record(
     }
 
 
+def _gathered(facts: _Background, on_note: Callable[[str], None]) -> dict[str, Any]:
+    """The facts for the record, waited for; Ctrl-C while waiting keeps those already known."""
+    try:
+        if not facts.wait(1.0):
+            on_note("finishing the record: reading the code, packages and data (Ctrl-C skips)")
+        return facts.result()
+    except KeyboardInterrupt:
+        return dict(facts.found)  # the record names what is missing under `incomplete`
+    except Exception as exc:  # a fact that cannot be read must not cost the run its record
+        on_note(f"the record is incomplete: {type(exc).__name__}: {exc}")
+        return dict(facts.found)
+
+
 class _Background:
-    """A function run on a thread once `start`ed; `result` waits for it (or re-raises).
+    """Gathers the record's facts on a thread once `start`ed, into `found` as each is known;
+    `result` waits for all of them (or re-raises what stopped the thread).
 
     `typing` is imported before the thread starts: a dataclass defined while another thread is
     half-way through importing `typing` fails ("partially initialized module 'typing' has no
     attribute 'ClassVar'"), as two native runs at once showed.
     """
 
-    def __init__(self, work: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, work: Callable[[dict[str, Any]], None]) -> None:
         self._work = work
-        self._outcome: dict[str, Any] | BaseException | None = None
+        self.found: dict[str, Any] = {}
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="toolkit-facts", daemon=True)
 
     def start(self) -> None:
@@ -503,48 +523,53 @@ class _Background:
 
     def _run(self) -> None:
         try:
-            self._outcome = self._work()
+            self._work(self.found)
         except BaseException as exc:  # handed to the caller in result()
-            self._outcome = exc
+            self._error = exc
+
+    def wait(self, seconds: float | None) -> bool:
+        """Whether every fact is in after waiting at most `seconds`."""
+        self.start()  # not started when the experiment never was
+        self._thread.join(seconds)
+        return not self._thread.is_alive()
 
     def result(self) -> dict[str, Any]:
-        self.start()  # not started when the experiment never was
-        self._thread.join()
-        if isinstance(self._outcome, BaseException):
-            raise self._outcome
-        assert self._outcome is not None
-        return self._outcome
+        self.wait(None)
+        if self._error is not None:
+            raise self._error
+        return self.found
 
 
-def _facts(cfg: Config, req: RunRequest, image_info: engine.ImageInfo | None) -> dict[str, Any]:
-    """What the record says about the run's inputs: code, data, lockfile, host and packages."""
+def _facts(
+    cfg: Config, req: RunRequest, image_info: engine.ImageInfo | None, found: dict[str, Any]
+) -> None:
+    """What the record says about the run's inputs, each put in `found` once known (in the
+    order of `record.FACTS`: reading every data file, a full read the first time, comes last)."""
     from toolkit import fingerprint, hardware
     from toolkit.source import source_state
 
     exp = cfg.experiment
     lockfile = req.target.lockfile
     lock_bytes = lockfile.read_bytes() if lockfile.is_file() else b""
+    found["lockfile"] = {
+        "path": str(lockfile.relative_to(cfg.root))
+        if lockfile.is_relative_to(cfg.root)
+        else str(lockfile),
+        "sha256": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
+    }
+    found["code"] = dataclasses.asdict(source_state(cfg.root, exp.not_code() if exp else ()))
+    found["host"] = hardware.host_facts()
+    packages = _packages(cfg.root, req, image_info)
+    found["packages"] = packages
+    found["package_drift"] = (
+        _drift(lock_bytes.decode(errors="replace"), packages) if req.native else []
+    )
     data = fingerprint.fingerprint(
         cfg.root / (exp.workdir if exp else "."),
         exp.data if exp else (),
         known=cfg.root / STATE_DIR / "data-hashes.json",
     )
-    packages = _packages(cfg.root, req, image_info)
-    return {
-        "lockfile": {
-            "path": str(lockfile.relative_to(cfg.root))
-            if lockfile.is_relative_to(cfg.root)
-            else str(lockfile),
-            "sha256": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
-        },
-        "code": dataclasses.asdict(source_state(cfg.root, exp.not_code() if exp else ())),
-        "data": {"digest": data.digest, "files": data.files, "missing": list(data.missing)},
-        "host": hardware.host_facts(),
-        "packages": packages,
-        "package_drift": _drift(lock_bytes.decode(errors="replace"), packages)
-        if req.native
-        else [],
-    }
+    found["data"] = {"digest": data.digest, "files": data.files, "missing": list(data.missing)}
 
 
 def _status(ended: engine.ContainerExit) -> str:

@@ -222,7 +222,47 @@ def test_no_policy_run_is_a_recorded_baseline(project: Path) -> None:
     assert doc["processes"]  # the runtime still reported each process
     assert (project / "runs" / doc["id"] / "outputs" / "result.txt").read_text() != "7"
     assert len(doc["metrics"]["series"]["score"]) == 5  # log() works without a policy
+    shown = toolkit("show", doc["id"], cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    assert "none (--no-policy" in shown.stdout
     governed = record_of(project, toolkit("run", "--native", cwd=project).stdout)
     diff = toolkit("diff", doc["id"], governed["id"], "--json", cwd=project)
     causes = json.loads(diff.stdout)["causes"]
     assert "seed" in causes and "settings" in causes
+
+
+def test_ctrl_c_while_the_record_waits_for_the_data_keeps_the_record(project: Path) -> None:
+    import signal
+    import time
+
+    with (project / "exp" / "data" / "huge.bin").open("wb") as huge:
+        huge.truncate(256 * 2**30)  # sparse: minutes to hash, no disk used
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "run", "--native"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the experiment is over; the record waits for the data's hashes
+        if "finishing the record" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    asked = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - asked < 10, "Ctrl-C did not skip the wait"
+    assert proc.returncode == 0, err  # the experiment itself succeeded
+    assert "the record is incomplete, without: data" in err and "Traceback" not in err
+    doc = record_of(project, out)
+    assert doc["status"] == "succeeded" and doc["incomplete"] == ["data"]
+    assert doc["data"] is None and doc["code"] is not None and len(doc["metrics"]["series"]) == 2
+
+    (project / "exp" / "data" / "huge.bin").unlink()
+    complete = record_of(project, toolkit("run", "--native", cwd=project).stdout)
+    assert complete["incomplete"] == []
+    compared = toolkit("diff", doc["id"], complete["id"], cwd=project)
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert "has no data (skipped): not compared" in compared.stdout
+    shown = toolkit("show", doc["id"], cwd=project)
+    assert shown.returncode == 0 and "not recorded (skipped)" in shown.stdout

@@ -145,9 +145,15 @@ def run(args: RunArgs) -> int:
     )
     output.info(f"run {shlex.join(req.command)} {where} ({settings})")
     result = runner.execute(
-        cfg, req, on_stdout=output.passthrough(sys.stdout), on_stderr=output.passthrough(sys.stderr)
+        cfg,
+        req,
+        on_stdout=output.passthrough(sys.stdout),
+        on_stderr=output.passthrough(sys.stderr),
+        on_note=output.note,
     )
     rel = result.path.relative_to(cfg.root) if result.path.is_relative_to(cfg.root) else result.path
+    if result.incomplete:
+        output.warn(f"the record is incomplete, without: {', '.join(result.incomplete)}")
     summary = f"{result.id}: {result.status}"
     if result.primary and result.primary_value is not None:
         summary += f", {result.primary}={result.primary_value:.6g}"

@@ -159,6 +159,9 @@ def show_command(
         return
     det = doc["determinism"]
     applied = [a for a in det.get("applied", []) if a.get("status") == "applied"]
+    code, data, policy = doc.get("code"), doc.get("data"), det.get("policy")
+    skipped = "not recorded (skipped)"
+    metrics = doc["metrics"]
     output.table(
         ["field", "value"],
         [
@@ -171,16 +174,26 @@ def show_command(
             ["image", (doc.get("image") or {}).get("ref") or "-"],
             [
                 "code",
-                f"{doc['code']['commit'] or 'no git'}{' (dirty)' if doc['code']['dirty'] else ''}",
+                f"{code['commit'] or 'no git'}{' (dirty)' if code['dirty'] else ''}"
+                if code
+                else skipped,
             ],
-            ["data", doc["data"]["digest"][:16]],
-            ["policy", ", ".join(f"{k}={v}" for k, v in det["policy"].items())],
+            ["data", data["digest"][:16] if data else skipped],
+            [
+                "policy",
+                ", ".join(f"{k}={v}" for k, v in policy.items())
+                if policy
+                else "none (--no-policy: the libraries' defaults)",
+            ],
             ["applied", f"{len(applied)} settings"],
             [
                 "nondeterministic ops",
                 ", ".join(o["op"] for o in det["nondeterministic_ops"]) or "none",
             ],
-            ["primary", f"{doc['metrics']['primary']}={doc['metrics']['primary_final']}"],
+            [
+                "primary",
+                f"{metrics['primary']}={metrics['primary_final']}" if metrics["primary"] else "-",
+            ],
             ["outputs", f"{len(doc['outputs']['files'])} files, {doc['outputs']['digest'][:16]}"],
         ],
     )
