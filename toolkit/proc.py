@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -100,7 +102,6 @@ def _parent_death_signal(parent: int) -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
-    import signal
 
     libc = ctypes.CDLL(None, use_errno=True)
 
@@ -158,16 +159,26 @@ def stream(
     try:
         code = proc.wait()
     except KeyboardInterrupt:
-        for sig in (2, 15, 9):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=10)
-                break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
+        _stop_group(proc)
         for thread in pumps:
-            thread.join(timeout=5)
+            with contextlib.suppress(KeyboardInterrupt):  # the program is gone: just its output
+                thread.join(timeout=5)
         return None, True
     for thread in pumps:
         thread.join()
     return code, False
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL to the program's process group, 10 s apart; Ctrl-C
+    again moves on to the next signal at once (it never leaves the program running)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+            return
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            continue

@@ -112,15 +112,14 @@ def execute(
     # experiment starts (the engine takes ~150 ms to start a container): off the critical path.
     facts = _Background(lambda found: _facts(cfg, req, image_info, found))
     run_id, run_dir = record.new_run_dir(cfg.root, req.target.name)
-    runtime_dir = runtime_bundle(cfg.root)
-    env = policy_environment(req.policy, os.environ if req.native else None)
-    outputs_dir = run_dir / OUTPUTS
-    outputs_dir.mkdir()
-    declared = cfg.experiment.declared_outputs() if cfg.experiment else []
-
-    started = time.time()
-    stdout_log, stderr_log = run_dir / "stdout.log", run_dir / "stderr.log"
     try:
+        runtime_dir = runtime_bundle(cfg.root)
+        env = policy_environment(req.policy, os.environ if req.native else None)
+        outputs_dir = run_dir / OUTPUTS
+        outputs_dir.mkdir()
+        declared = cfg.experiment.declared_outputs() if cfg.experiment else []
+        started = time.time()
+        stdout_log, stderr_log = run_dir / "stdout.log", run_dir / "stderr.log"
         with stdout_log.open("wb") as out_file, stderr_log.open("wb") as err_file:
 
             def tee_out(chunk: bytes) -> None:
@@ -153,11 +152,14 @@ def execute(
                     tee_err,
                     facts.start,
                 )
-    except UserError:
-        # The experiment never started (command not found, container refused): no run to keep.
-        import shutil
+    except (UserError, KeyboardInterrupt) as exc:
+        # A UserError means the experiment never started (command not found, container
+        # refused); so does Ctrl-C that got this far (once started, Ctrl-C stops the experiment
+        # and ends up recorded as interrupted). No run to keep.
+        if isinstance(exc, UserError) or not facts.started:
+            import shutil
 
-        shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise
     ended = time.time()
     gathered = _gathered(facts, on_note)
@@ -515,8 +517,12 @@ class _Background:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="toolkit-facts", daemon=True)
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def start(self) -> None:
-        if self._thread.ident is None:
+        if not self.started:
             import typing  # noqa: F401  # see above; free when already imported
 
             self._thread.start()

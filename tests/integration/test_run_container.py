@@ -200,9 +200,19 @@ def test_ctrl_c_stops_the_container_and_records_it(example: Path, tmp_path: Path
     from tests.integration.test_run_native import interrupt_run
 
     shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
-    code, record = interrupt_run(tmp_path / "copy")
-    assert code == 130
-    assert record["status"] == "interrupted"
-    assert (
-        engine.client().containers.list(filters={"label": f"io.toolkit.run={record['id']}"}) == []
-    )
+    ended = interrupt_run(tmp_path / "copy")
+    assert ended.code == 130
+    assert ended.record["status"] == "interrupted"
+    run_label = f"io.toolkit.run={ended.record['id']}"
+    assert engine.client().containers.list(filters={"label": run_label}) == []
+
+
+def test_ctrl_c_again_kills_a_container_that_will_not_stop(example: Path, tmp_path: Path) -> None:
+    from tests.integration.test_run_native import interrupt_run
+
+    shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
+    ended = interrupt_run(tmp_path / "copy", stubborn=True, presses=2)
+    assert ended.code == 130 and ended.record["status"] == "interrupted"
+    assert ended.seconds < 8  # not the 10 s the engine gives a stop before its SIGKILL
+    run_label = f"io.toolkit.run={ended.record['id']}"
+    assert engine.client().containers.list(filters={"label": run_label}) == []

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -172,11 +173,27 @@ def test_runs_from_another_machine_join_repro_check(project: Path, tmp_path: Pat
     assert "cpu native on" in check.stdout and "matches cpu bitwise" in check.stdout
 
 
-def interrupt_run(cwd: Path, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    """Start `toolkit run ARGS` on a command that sleeps, Ctrl-C it once it runs."""
+STUBBORN = (  # a program that ignores SIGINT and SIGTERM: only SIGKILL stops it
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+)
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    code: int  # toolkit's exit code
+    record: dict  # type: ignore[type-arg]
+    seconds: float  # from the first Ctrl-C to toolkit's end
+    pid: int  # the program's process id, as it saw it
+
+
+def interrupt_run(cwd: Path, *args: str, stubborn: bool = False, presses: int = 1) -> Interrupted:
+    """Start `toolkit run ARGS` on a command that sleeps; press Ctrl-C once it runs (`presses`
+    times, 0.3 s apart)."""
     import signal
     import time
 
+    program = "import os, time; print('READY', 6 * 7, os.getpid(), flush=True); time.sleep(120)"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -187,7 +204,7 @@ def interrupt_run(cwd: Path, *args: str) -> tuple[int, dict]:  # type: ignore[ty
             "--",
             "python",
             "-c",
-            "print('READY', 6 * 7, flush=True); import time; time.sleep(120)",
+            (STUBBORN if stubborn else "") + program,
         ],
         cwd=cwd,
         stdout=subprocess.PIPE,
@@ -195,20 +212,34 @@ def interrupt_run(cwd: Path, *args: str) -> tuple[int, dict]:  # type: ignore[ty
         text=True,
     )
     assert proc.stdout is not None
-    deadline = time.monotonic() + 120
     for line in proc.stdout:  # wait until the experiment itself is running
-        if "READY 42" in line or time.monotonic() > deadline:
+        if line.startswith("READY 42"):
             break
-    proc.send_signal(signal.SIGINT)
+    pressed = time.monotonic()
+    for press in range(presses):
+        if press:
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
     code = proc.wait(timeout=60)
     (folder,) = (cwd / "runs").iterdir()
-    return code, json.loads((folder / "record.json").read_text())
+    record = json.loads((folder / "record.json").read_text())
+    return Interrupted(code, record, time.monotonic() - pressed, int(line.split()[2]))
 
 
 def test_ctrl_c_stops_a_native_run_and_records_it(project: Path) -> None:
-    code, record = interrupt_run(project, "--native")
-    assert code == 130
-    assert record["status"] == "interrupted" and record["exit_code"] is None
+    ended = interrupt_run(project, "--native")
+    assert ended.code == 130
+    assert ended.record["status"] == "interrupted" and ended.record["exit_code"] is None
+
+
+def test_ctrl_c_again_kills_a_program_that_will_not_stop_and_keeps_its_record(
+    project: Path,
+) -> None:
+    # Ctrl-C: SIGINT; again: SIGTERM; again: SIGKILL (each without waiting the 10 s between)
+    ended = interrupt_run(project, "--native", stubborn=True, presses=3)
+    assert ended.code == 130 and ended.record["status"] == "interrupted"
+    assert ended.seconds < 8
+    assert not Path(f"/proc/{ended.pid}").exists(), "the program outlived toolkit"
 
 
 def test_no_policy_run_is_a_recorded_baseline(project: Path) -> None:

@@ -301,9 +301,7 @@ def run_container(
             sinks.get(kind, on_stdout)(chunk)
         ended = waiting.json() or {}
     except KeyboardInterrupt:
-        with contextlib.suppress(OSError, UserError, wire.ApiError):
-            wire.call(where, "POST", f"{container}/stop", {"t": "10"}, timeout=30)
-            waiting.read()  # the container is gone once its wait answers
+        _stop(where, container, waiting)
         return ContainerExit(None, interrupted=True)
     except (OSError, ValueError) as exc:
         return ContainerExit(None, engine_error=_reason(exc))
@@ -312,6 +310,18 @@ def run_container(
     if (ended.get("Error") or {}).get("Message"):
         return ContainerExit(None, engine_error=str(ended["Error"]["Message"])[:300])
     return ContainerExit(int(ended.get("StatusCode", -1)))
+
+
+def _stop(where: wire.Endpoint, container: str, waiting: wire.Response) -> None:
+    """Stop the container (SIGTERM, SIGKILL 10 s later); Ctrl-C again kills it at once."""
+    for action, query in (("stop", {"t": "10"}), ("kill", {})):
+        try:
+            with contextlib.suppress(OSError, UserError, wire.ApiError):
+                wire.call(where, "POST", f"{container}/{action}", query, timeout=30)
+                waiting.read()  # the container is gone once its wait answers
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def _refused(what: str, exc: wire.ApiError) -> UserError:
