@@ -297,3 +297,34 @@ def test_ctrl_c_while_the_record_waits_for_the_data_keeps_the_record(project: Pa
     assert "has no data (skipped): not compared" in compared.stdout
     shown = toolkit("show", doc["id"], cwd=project)
     assert shown.returncode == 0 and "not recorded (skipped)" in shown.stdout
+
+
+def test_ctrl_c_stops_a_repro_check_not_just_its_current_run(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    (tmp_path / "toolkit.yaml").write_text(
+        "name: tk-slow\ntargets: {cpu: {}}\nexperiment:\n"
+        f"  command: {sys.executable} -c 'print(1, flush=True); import time; time.sleep(120)'\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "repro-check", "--native", "--runs", "3"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not any(log.read_text() for log in tmp_path.glob("runs/*/stdout.log")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the first run never started"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # the check went on to its next run: stop it before failing
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    (only,) = (tmp_path / "runs").iterdir()
+    assert json.loads((only / "record.json").read_text())["status"] == "interrupted"

@@ -109,8 +109,12 @@ def repro_check_command(
         )
         label = f"{name} {variation.label}" if variation else f"{name} #{index + 1}"
         with output.progress(f"run {label}"):
-            result = run.execute(cfg, req, on_stdout=lambda _: None, on_stderr=lambda _: None)
+            result = run.execute(
+                cfg, req, on_stdout=lambda _: None, on_stderr=lambda _: None, on_note=output.note
+            )
         output.note(f"  {label}: {result.id} {result.status}")
+        if result.status == "interrupted":  # Ctrl-C stops the whole check, not one run of it
+            raise KeyboardInterrupt
         return Run(read_record(result.path), result.path)
 
     with tempfile.TemporaryDirectory(prefix="toolkit-repro-") as scratch:
