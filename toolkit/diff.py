@@ -114,7 +114,7 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
             warnings.append(f"{run.id} did not succeed (status {run.record.get('status')!r})")
         if run.record.get("incomplete"):
             lacking = ", ".join(run.record["incomplete"])
-            warnings.append(f"{run.id}'s record has no {lacking} (skipped): not compared")
+            warnings.append(f"{run.id}'s record has no {lacking}: not compared")
     metrics = compare_all_series(_series(ra), _series(rb), policy)
     outputs = _compare_outputs(a, b, policy, worst(m.verdict for m in metrics))
     primary = ra.get("metrics", {}).get("primary") or rb.get("metrics", {}).get("primary")
@@ -203,8 +203,10 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
 def _compare_outputs(
     a: Run, b: Run, policy: TolerancePolicy, metrics_verdict: Verdict
 ) -> tuple[OutputDiff, ...]:
-    files_a = a.record.get("outputs", {}).get("files", {})
-    files_b = b.record.get("outputs", {}).get("files", {})
+    if "outputs" in {*(a.record.get("incomplete") or ()), *(b.record.get("incomplete") or ())}:
+        return ()  # not hashed (skipped with Ctrl-C): diff_runs warns
+    files_a = (a.record.get("outputs") or {}).get("files", {})
+    files_b = (b.record.get("outputs") or {}).get("files", {})
     metrics_files = {_get(r.record, "metrics.file") for r in (a, b)} - {None}
     found = []
     for path in sorted(files_a.keys() | files_b.keys()):

@@ -6,7 +6,9 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,13 +35,18 @@ class Fingerprint:
 
 
 def fingerprint(
-    root: Path, paths: tuple[str, ...] | list[str], *, known: Path | None = None
+    root: Path,
+    paths: tuple[str, ...] | list[str],
+    *,
+    known: Path | None = None,
+    check: Callable[[], None] = lambda: None,
 ) -> Fingerprint:
     """Hash every regular file under each of `paths` (files or folders), relative to `root`.
 
     With `known` (a JSON file of earlier hashes), a file whose size, mtime, ctime and inode
     are those it had when it was hashed is not read again: a dataset of many gigabytes costs
     its full read once, not on every run. `known` is then rewritten with what was seen.
+    `check` is called between blocks of work: an exception from it stops the fingerprint.
     """
     earlier = _load(known) if known else {}
     seen: dict[str, list[int | str]] = {}
@@ -55,14 +62,17 @@ def fingerprint(
             missing.append(declared)
             continue
         for path in found:
-            files[path.relative_to(root).as_posix()] = _sha256(path, earlier, seen)
+            files[path.relative_to(root).as_posix()] = _sha256(path, earlier, seen, check)
     if known and seen != earlier:
         _save(known, seen)
     return Fingerprint(files, tuple(missing))
 
 
 def _sha256(
-    path: Path, earlier: dict[str, list[int | str]], seen: dict[str, list[int | str]]
+    path: Path,
+    earlier: dict[str, list[int | str]],
+    seen: dict[str, list[int | str]],
+    check: Callable[[], None],
 ) -> str:
     key = str(path.absolute())
     stamp = _stamp(path)
@@ -70,7 +80,7 @@ def _sha256(
     if isinstance(entry, list) and len(entry) == 5 and entry[:4] == stamp:
         seen[key] = entry
         return str(entry[4])
-    digest = sha256_of(path)
+    digest = sha256_of(path, check)
     # Kept for next time only if the file stood still while it was read, and had settled
     # before: a write since then is sure to show in its size, mtime or ctime.
     settled = time.time_ns() - max(int(stamp[1]), int(stamp[2])) > _SETTLED_NS
@@ -93,7 +103,7 @@ def _load(known: Path) -> dict[str, list[int | str]]:
 
 
 def _save(known: Path, entries: dict[str, list[int | str]]) -> None:
-    temp = known.with_name(f".{known.name}.{os.getpid()}.tmp")
+    temp = known.with_name(f".{known.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with contextlib.suppress(OSError):  # a cache that cannot be written costs time, not results
         known.parent.mkdir(parents=True, exist_ok=True)
         temp.write_text(json.dumps(entries), encoding="utf-8")

@@ -154,31 +154,48 @@ def stream(
         threading.Thread(target=pump, args=(proc.stdout, on_stdout), daemon=True),
         threading.Thread(target=pump, args=(proc.stderr, on_stderr), daemon=True),
     ]
-    for thread in pumps:
-        thread.start()
+    code: int | None = None
     try:
+        for thread in pumps:
+            thread.start()
         code = proc.wait()
+        for thread in pumps:  # until the output ends: a child left behind may still hold it
+            thread.join()
     except KeyboardInterrupt:
         _stop_group(proc)
         for thread in pumps:
-            with contextlib.suppress(KeyboardInterrupt):  # the program is gone: just its output
+            with contextlib.suppress(KeyboardInterrupt, RuntimeError):  # RuntimeError: unstarted
                 thread.join(timeout=5)
-        return None, True
-    for thread in pumps:
-        thread.join()
+        return code, True
     return code, False
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGINT, then SIGTERM, then SIGKILL to the program's process group, 10 s apart; Ctrl-C
-    again moves on to the next signal at once (it never leaves the program running)."""
+    """SIGINT, then SIGTERM, then SIGKILL to the program's process group, until no process of
+    it is left (the program's own children included), each 10 s after the last; Ctrl-C again
+    moves on to the next signal at once."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
-        try:
-            proc.wait(timeout=10)
+        if _group_ends(proc, seconds=10):
             return
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            continue
+
+
+def _group_ends(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Whether every process of the program's group is gone within `seconds` (Ctrl-C: no)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            proc.poll()  # reaps the program itself; its orphans are reaped by init
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        pass
+    return False

@@ -12,7 +12,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,8 @@ class RunResult:
     primary: str | None
     primary_value: float | None
     nondeterministic_ops: tuple[str, ...]
-    incomplete: tuple[str, ...] = ()  # facts the record lacks (their gathering was skipped)
+    incomplete: tuple[str, ...] = ()  # what the record lacks (see record.FACTS, "outputs")
+    stopped: bool = False  # Ctrl-C while the record was written skipped what was left
 
 
 def request(
@@ -136,7 +137,6 @@ def execute(
                 earlier = _output_files(workdir, declared)
                 facts.start()
                 ended_as = _run_native(req, workdir, run_dir, runtime_dir, env, tee_out, tee_err)
-                _copy_outputs(workdir, outputs_dir, declared, earlier)
             else:
                 assert image_ref is not None
                 ended_as = _run_in_container(
@@ -154,31 +154,45 @@ def execute(
                 )
     except (UserError, KeyboardInterrupt) as exc:
         # A UserError means the experiment never started (command not found, container
-        # refused); so does Ctrl-C that got this far (once started, Ctrl-C stops the experiment
-        # and ends up recorded as interrupted). No run to keep.
+        # refused); so does Ctrl-C before its start began: no run to keep. Ctrl-C while it
+        # was starting is recorded as an interrupted run.
         if isinstance(exc, UserError) or not facts.started:
             import shutil
 
             shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+            raise
+        ended_as = engine.ContainerExit(None, interrupted=True)
     ended = time.time()
-    gathered = _gathered(facts, on_note)
 
-    doc = _record(
-        cfg,
-        req,
-        run_id,
-        run_dir,
-        image_ref,
-        image_info,
-        ended_as,
-        started,
-        ended,
-        env,
-        declared,
-        gathered,
-    )
-    record.write_record(run_dir, doc)
+    # From here on the run is over and its record must be written: Ctrl-C only skips what
+    # is slow (facts still being gathered, copying and hashing big outputs).
+    from toolkit import fingerprint
+
+    with _ctrl_c_skips(on_note) as finishing:
+        outputs: dict[str, Any] | None = None
+        try:  # the run's own products first: they matter most to a diff
+            if req.native:
+                _copy_outputs(workdir, outputs_dir, declared, earlier, finishing.check)
+            found = fingerprint.fingerprint(outputs_dir, tuple(declared), check=finishing.check)
+            outputs = {"digest": found.digest, "files": found.files}
+        except _Skipped:
+            pass
+        gathered = _gathered(facts, on_note, finishing)
+        doc = _record(
+            cfg,
+            req,
+            run_id,
+            run_dir,
+            image_ref,
+            image_info,
+            ended_as,
+            started,
+            ended,
+            env,
+            outputs,
+            gathered,
+        )
+        record.write_record(run_dir, doc)
     ops = tuple(o["op"] for o in doc["determinism"]["nondeterministic_ops"])
     return RunResult(
         run_id,
@@ -189,6 +203,7 @@ def execute(
         doc["metrics"]["primary_final"],
         ops,
         tuple(doc["incomplete"]),
+        finishing.pressed,
     )
 
 
@@ -392,6 +407,7 @@ def _copy_outputs(
     outputs_dir: Path,
     declared: list[str],
     earlier: dict[str, tuple[int, int, int]],
+    check: Callable[[], None],
 ) -> None:
     """Copy what the run wrote at the declared paths: files new or changed since it started.
 
@@ -401,6 +417,7 @@ def _copy_outputs(
     import shutil
 
     for rel, stat in _output_files(workdir, declared).items():
+        check()
         if earlier.get(rel) != stat:
             dest = outputs_dir / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -421,10 +438,10 @@ def _record(
     started: float,
     ended: float,
     env: dict[str, str],
-    declared: list[str],
+    outputs: dict[str, Any] | None,
     facts: dict[str, Any],
 ) -> dict[str, Any]:
-    from toolkit import fingerprint, metrics
+    from toolkit import metrics
 
     exp = cfg.experiment
     reports = _runtime_reports(run_dir)
@@ -437,7 +454,6 @@ def _record(
         ),
     )
     primary = exp.metrics.primary if exp else None
-    outputs = fingerprint.fingerprint(run_dir / OUTPUTS, tuple(declared))
     return {
         "schema": record.SCHEMA,
         "id": run_id,
@@ -477,34 +493,68 @@ def _record(
         "libraries": next((r["libraries"] for r in reports if r.get("libraries")), {}),
         "packages": facts.get("packages", {}),
         "package_drift": facts.get("package_drift", []),
-        "incomplete": [name for name in record.FACTS if name not in facts],
+        "incomplete": [name for name in record.FACTS if name not in facts]
+        + ([] if outputs is not None else ["outputs"]),
         "metrics": {
             "primary": primary,
             "file": exp.metrics.file if exp else None,
             "primary_final": metrics.final(series, primary),
             "series": {name: [[s, v] for s, v in points] for name, points in series.items()},
         },
-        "outputs": {"digest": outputs.digest, "files": outputs.files},
+        "outputs": outputs,
         "logs": {"stdout": "stdout.log", "stderr": "stderr.log"},
     }
 
 
-def _gathered(facts: _Background, on_note: Callable[[str], None]) -> dict[str, Any]:
-    """The facts for the record, waited for; Ctrl-C while waiting keeps those already known."""
-    try:
-        if not facts.wait(1.0):
-            on_note("finishing the record: reading the code, packages and data (Ctrl-C skips)")
-        return facts.result()
-    except KeyboardInterrupt:
-        return dict(facts.found)  # the record names what is missing under `incomplete`
-    except Exception as exc:  # a fact that cannot be read must not cost the run its record
-        on_note(f"the record is incomplete: {type(exc).__name__}: {exc}")
-        return dict(facts.found)
+class _Skipped(Exception):
+    """Ctrl-C while the record is written: the rest of a slow step is skipped."""
+
+
+class _Finishing:
+    """While a run's record is written, Ctrl-C sets `pressed` instead of raising; the slow
+    steps call `check` between blocks of work, which then raises _Skipped."""
+
+    def __init__(self, pressed: threading.Event) -> None:
+        self._pressed = pressed
+
+    @property
+    def pressed(self) -> bool:
+        return self._pressed.is_set()
+
+    def check(self) -> None:
+        if self.pressed:
+            raise _Skipped
+
+
+@contextlib.contextmanager
+def _ctrl_c_skips(on_note: Callable[[str], None]) -> Iterator[_Finishing]:
+    """The record being written; after a second, the user hears why it takes a while."""
+    from toolkit import interrupt
+
+    note = "finishing the record: hashing outputs, reading code, packages and data"
+    timer = threading.Timer(1.0, on_note, [f"{note} (Ctrl-C skips the rest)"])
+    timer.daemon = True
+    with interrupt.held() as pressed:
+        timer.start()
+        try:
+            yield _Finishing(pressed)
+        finally:
+            timer.cancel()
+
+
+def _gathered(
+    facts: _Background, on_note: Callable[[str], None], finishing: _Finishing
+) -> dict[str, Any]:
+    """The facts for the record, waited for until Ctrl-C; the record lists those it lacks."""
+    while not facts.wait(0.1) and not finishing.pressed:
+        pass
+    if facts.error is not None:  # a fact that cannot be read must not cost the run its record
+        on_note(f"the record is incomplete: {type(facts.error).__name__}: {facts.error}")
+    return dict(facts.found)
 
 
 class _Background:
-    """Gathers the record's facts on a thread once `start`ed, into `found` as each is known;
-    `result` waits for all of them (or re-raises what stopped the thread).
+    """Gathers the record's facts on a thread once `start`ed, into `found` as each is known.
 
     `typing` is imported before the thread starts: a dataclass defined while another thread is
     half-way through importing `typing` fails ("partially initialized module 'typing' has no
@@ -514,7 +564,7 @@ class _Background:
     def __init__(self, work: Callable[[dict[str, Any]], None]) -> None:
         self._work = work
         self.found: dict[str, Any] = {}
-        self._error: BaseException | None = None
+        self.error: BaseException | None = None  # what stopped the thread early
         self._thread = threading.Thread(target=self._run, name="toolkit-facts", daemon=True)
 
     @property
@@ -530,20 +580,14 @@ class _Background:
     def _run(self) -> None:
         try:
             self._work(self.found)
-        except BaseException as exc:  # handed to the caller in result()
-            self._error = exc
+        except BaseException as exc:  # reported by whoever writes the record
+            self.error = exc
 
-    def wait(self, seconds: float | None) -> bool:
-        """Whether every fact is in after waiting at most `seconds`."""
+    def wait(self, seconds: float) -> bool:
+        """Whether every fact is in (or the thread stopped) after waiting at most `seconds`."""
         self.start()  # not started when the experiment never was
         self._thread.join(seconds)
         return not self._thread.is_alive()
-
-    def result(self) -> dict[str, Any]:
-        self.wait(None)
-        if self._error is not None:
-            raise self._error
-        return self.found
 
 
 def _facts(

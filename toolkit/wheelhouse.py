@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +58,13 @@ def wheel_key(filename: str) -> tuple[str, str] | None:
     return normalise(parts[0]), parts[1]
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in 4 MiB blocks."""
+def sha256_of(path: Path, check: Callable[[], None] = lambda: None) -> str:
+    """Hex sha256 of a file, read in 4 MiB blocks (`check` is called before each: an exception
+    from it stops the read)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(4 * 1024 * 1024):
+            check()
             digest.update(block)
     return digest.hexdigest()
 

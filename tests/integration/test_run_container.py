@@ -12,6 +12,7 @@ import pytest
 
 from tests.support import toolkit
 from toolkit import engine
+from toolkit.config import load_config
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]
@@ -216,3 +217,46 @@ def test_ctrl_c_again_kills_a_container_that_will_not_stop(example: Path, tmp_pa
     assert ended.seconds < 8  # not the 10 s the engine gives a stop before its SIGKILL
     run_label = f"io.toolkit.run={ended.record['id']}"
     assert engine.client().containers.list(filters={"label": run_label}) == []
+
+
+@pytest.mark.parametrize("delay", [0, 0.03, 0.1, 0.2])
+def test_ctrl_c_while_the_container_starts_leaves_a_record_or_nothing(
+    example: Path, tmp_path: Path, delay: float
+) -> None:
+    from tests.integration.test_run_native import ctrl_c_during_start
+
+    shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
+    folder = ctrl_c_during_start(tmp_path / "copy", "toolkit-start-probe", delay)
+    if folder is not None:
+        assert json.loads((folder / "record.json").read_text())["status"] == "interrupted"
+    project = f"io.toolkit.project={load_config(tmp_path / 'copy' / 'toolkit.yaml').name}"
+    assert engine.client().containers.list(all=True, filters={"label": project}) == []
+
+
+def test_ctrl_c_while_huge_outputs_are_hashed_keeps_the_record(
+    example: Path, tmp_path: Path
+) -> None:
+    import signal
+
+    copy = tmp_path / "copy"
+    shutil.copytree(example, copy, ignore=shutil.ignore_patterns("runs"))
+    write = "open('checkpoints/huge.pt', 'wb').truncate(256 * 2**30)"  # sparse: no disk used
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "run", "--", "python", "-c", write],
+        cwd=copy,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "finishing the record" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err  # the experiment itself succeeded
+    assert "the record is incomplete, without: outputs" in err
+    (folder,) = (copy / "runs").iterdir()
+    doc = json.loads((folder / "record.json").read_text())
+    assert doc["incomplete"] == ["outputs"] and doc["outputs"] is None
+    assert doc["code"] is not None and doc["data"]["files"]  # the facts were in by then

@@ -294,9 +294,9 @@ def test_ctrl_c_while_the_record_waits_for_the_data_keeps_the_record(project: Pa
     assert complete["incomplete"] == []
     compared = toolkit("diff", doc["id"], complete["id"], cwd=project)
     assert compared.returncode == 0, compared.stdout + compared.stderr
-    assert "has no data (skipped): not compared" in compared.stdout
+    assert "has no data: not compared" in compared.stdout
     shown = toolkit("show", doc["id"], cwd=project)
-    assert shown.returncode == 0 and "not recorded (skipped)" in shown.stdout
+    assert shown.returncode == 0 and "not recorded" in shown.stdout
 
 
 def test_ctrl_c_stops_a_repro_check_not_just_its_current_run(tmp_path: Path) -> None:
@@ -328,3 +328,89 @@ def test_ctrl_c_stops_a_repro_check_not_just_its_current_run(tmp_path: Path) -> 
     assert "interrupted" in err and "Traceback" not in err
     (only,) = (tmp_path / "runs").iterdir()
     assert json.loads((only / "record.json").read_text())["status"] == "interrupted"
+
+
+def ctrl_c_during_start(cwd: Path, marker: str, delay: float, *args: str) -> Path | None:
+    """Start `toolkit run ARGS -- sleeper`, press Ctrl-C `delay` s after its run folder
+    appears (while the experiment starts); the run folder, if one is left."""
+    import signal
+    import time
+
+    sleeper = f"import time; time.sleep(120)  # {marker}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "run", *args, "--", "python", "-c", sleeper],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(cwd.glob("runs/*")) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "internal error" not in err, err
+    folders = list((cwd / "runs").iterdir())
+    assert len(folders) <= 1
+    return folders[0] if folders else None
+
+
+@pytest.mark.parametrize("delay", [0, 0.005, 0.02, 0.05])
+def test_ctrl_c_while_the_experiment_starts_leaves_a_record_or_nothing(
+    project: Path, delay: float
+) -> None:
+    marker = f"toolkit-start-probe-{delay}"
+    folder = ctrl_c_during_start(project, marker, delay, "--native")
+    if folder is not None:
+        assert json.loads((folder / "record.json").read_text())["status"] == "interrupted"
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    assert left.stdout == "", "the program outlived toolkit"
+
+
+def test_ctrl_c_stops_what_the_program_started_too(project: Path) -> None:
+    # The program starts a helper that ignores SIGINT, then ends on Ctrl-C itself.
+    helper = "import subprocess; subprocess.Popen(['sh', '-c', \"trap '' INT; sleep 77\"]); "
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "run", "--native", "--", "python", "-c",
+         helper + "import os, time; print('READY', os.getpid(), flush=True); time.sleep(120)"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = next(line for line in proc.stdout if line.startswith("READY"))
+    proc.send_signal(__import__("signal").SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    (folder,) = (project / "runs").iterdir()
+    assert json.loads((folder / "record.json").read_text())["status"] == "interrupted"
+    with pytest.raises(ProcessLookupError):  # its whole process group is gone
+        os.killpg(int(line.split()[1]), 0)
+
+
+def test_ctrl_c_while_a_repro_check_finishes_a_record_stops_the_check(project: Path) -> None:
+    import signal
+
+    with (project / "exp" / "data" / "huge.bin").open("wb") as huge:
+        huge.truncate(256 * 2**30)  # sparse: minutes to hash, no disk used
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "repro-check", "--native", "--runs", "3"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "finishing the record" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    (only,) = (project / "runs").iterdir()  # no second run, and no verdict from a partial record
+    assert json.loads((only / "record.json").read_text())["incomplete"] == ["data"]

@@ -113,7 +113,7 @@ def repro_check_command(
                 cfg, req, on_stdout=lambda _: None, on_stderr=lambda _: None, on_note=output.note
             )
         output.note(f"  {label}: {result.id} {result.status}")
-        if result.status == "interrupted":  # Ctrl-C stops the whole check, not one run of it
+        if result.status == "interrupted" or result.stopped:  # Ctrl-C stops the whole check
             raise KeyboardInterrupt
         return Run(read_record(result.path), result.path)
 

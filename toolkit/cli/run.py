@@ -159,8 +159,9 @@ def show_command(
         return
     det = doc["determinism"]
     applied = [a for a in det.get("applied", []) if a.get("status") == "applied"]
-    code, data, policy = doc.get("code"), doc.get("data"), det.get("policy")
-    skipped = "not recorded (skipped)"
+    code, data, outputs = doc.get("code"), doc.get("data"), doc.get("outputs")
+    policy = det.get("policy")
+    skipped = "not recorded"
     metrics = doc["metrics"]
     output.table(
         ["field", "value"],
@@ -194,7 +195,10 @@ def show_command(
                 "primary",
                 f"{metrics['primary']}={metrics['primary_final']}" if metrics["primary"] else "-",
             ],
-            ["outputs", f"{len(doc['outputs']['files'])} files, {doc['outputs']['digest'][:16]}"],
+            [
+                "outputs",
+                f"{len(outputs['files'])} files, {outputs['digest'][:16]}" if outputs else skipped,
+            ],
         ],
     )
 

@@ -103,18 +103,21 @@ def import_rootfs(tarball: Path, repository: str, tag: str, changes: list[str]) 
     return found
 
 
-def run_once(ref: str, command: list[str], **options: Any) -> str:
-    """Run a throwaway container and return its output (raises UserError on failure)."""
-    from docker.errors import ContainerError
-
-    try:
-        out = client().containers.run(ref, command, remove=True, **options)
-    except ContainerError as exc:
-        stderr = exc.stderr.decode(errors="replace") if exc.stderr else ""
-        raise UserError(
-            f"command {command} failed in {ref} (exit {exc.exit_status}): {stderr[-500:]}"
-        ) from None
-    return out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+def run_once(ref: str, command: list[str], *, user: str = "") -> str:
+    """Run a throwaway container and return its stdout (raises UserError on failure)."""
+    out: list[bytes] = []
+    err: list[bytes] = []
+    spec = ContainerSpec(ref, tuple(command), (), {}, "", user, None)
+    ended = run_container(
+        spec, {"io.toolkit.probe": "1"}, on_stdout=out.append, on_stderr=err.append
+    )
+    if ended.interrupted:
+        raise KeyboardInterrupt
+    if ended.exit_code != 0:
+        stderr = b"".join(err).decode(errors="replace")
+        reason = ended.engine_error or f"exit {ended.exit_code}"
+        raise UserError(f"command {command} failed in {ref} ({reason}): {stderr[-500:]}")
+    return b"".join(out).decode(errors="replace")
 
 
 def remove_image(ref: str) -> None:
@@ -265,12 +268,21 @@ def run_container(
     for removal, start; then the output is read until the container ends. `starting` is called
     just before the start, which takes the engine a while: work beside it costs no time.
     """
+    from toolkit import interrupt
+
     where = wire.endpoint()
-    try:
-        created = wire.call(where, "POST", "/containers/create", body=_create_body(spec, labels))
-    except wire.ApiError as exc:
-        raise _refused("the engine refused the container", exc) from None
+    # Ctrl-C waits for the create's answer: cut short, it would leave a container nobody knows.
+    with interrupt.held() as pressed:
+        try:
+            created = wire.call(
+                where, "POST", "/containers/create", body=_create_body(spec, labels)
+            )
+        except wire.ApiError as exc:
+            raise _refused("the engine refused the container", exc) from None
     container = f"/containers/{created['Id']}"
+    if pressed.is_set():
+        _remove(where, container)
+        raise KeyboardInterrupt
     attached = waiting = None
     try:
         attached = wire.send(
