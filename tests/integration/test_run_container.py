@@ -236,26 +236,14 @@ def test_ctrl_c_while_the_container_starts_leaves_a_record_or_nothing(
 def test_ctrl_c_while_huge_outputs_are_hashed_keeps_the_record(
     example: Path, tmp_path: Path
 ) -> None:
-    import signal
+    from tests.integration.test_run_native import ctrl_c_when_finishing
 
     copy = tmp_path / "copy"
     shutil.copytree(example, copy, ignore=shutil.ignore_patterns("runs"))
     write = "open('checkpoints/huge.pt', 'wb').truncate(256 * 2**30)"  # sparse: no disk used
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "run", "--", "python", "-c", write],
-        cwd=copy,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "finishing the record" in line:
-            break
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err  # the experiment itself succeeded
-    assert "the record is incomplete, without: outputs" in err
+    finished = ctrl_c_when_finishing(copy, "run", "--", "python", "-c", write)
+    assert finished.returncode == 0, finished.stderr  # the experiment itself succeeded
+    assert "the record is incomplete, without: outputs" in finished.stderr
     (folder,) = (copy / "runs").iterdir()
     doc = json.loads((folder / "record.json").read_text())
     assert doc["incomplete"] == ["outputs"] and doc["outputs"] is None
