@@ -166,17 +166,10 @@ def execute(
 
     # From here on the run is over and its record must be written: Ctrl-C only skips what
     # is slow (facts still being gathered, copying and hashing big outputs).
-    from toolkit import fingerprint
-
     with _ctrl_c_skips(on_note) as finishing:
-        outputs: dict[str, Any] | None = None
-        try:  # the run's own products first: they matter most to a diff
-            if req.native:
-                _copy_outputs(workdir, outputs_dir, declared, earlier, finishing.check)
-            found = fingerprint.fingerprint(outputs_dir, tuple(declared), check=finishing.check)
-            outputs = {"digest": found.digest, "files": found.files}
-        except _Skipped:
-            pass
+        # the run's own products first: they matter most to a diff
+        copied_from = (workdir, earlier) if req.native else None
+        outputs = _outputs(outputs_dir, declared, copied_from, finishing.check)
         gathered = _gathered(facts, on_note, finishing)
         doc = _record(
             cfg,
@@ -400,6 +393,25 @@ def _output_files(workdir: Path, declared: list[str]) -> dict[str, tuple[int, in
                         stat.st_ino,
                     )
     return found
+
+
+def _outputs(
+    outputs_dir: Path,
+    declared: list[str],
+    copied_from: tuple[Path, dict[str, tuple[int, int, int]]] | None,
+    check: Callable[[], None],
+) -> dict[str, Any] | None:
+    """The run's outputs hashed (a native run's first copied from its workdir, as
+    `_copy_outputs` does); None when Ctrl-C skipped them."""
+    from toolkit import fingerprint
+
+    try:
+        if copied_from is not None:
+            _copy_outputs(copied_from[0], outputs_dir, declared, copied_from[1], check)
+        found = fingerprint.fingerprint(outputs_dir, tuple(declared), check=check)
+    except _Skipped:
+        return None
+    return {"digest": found.digest, "files": found.files}
 
 
 def _copy_outputs(
