@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from toolkit.errors import UserError
 
@@ -78,7 +78,7 @@ def run(
                     on_line(line.rstrip("\n"))
             returncode = proc.wait()
         except BaseException:
-            _stop(proc)
+            _stop_group(proc, (signal.SIGTERM, signal.SIGKILL))
             raise
     finally:
         if log_file:
@@ -111,14 +111,6 @@ def _parent_death_signal(parent: int) -> Callable[[], None] | None:
             os._exit(1)
 
     return arm
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    try:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, 9)
 
 
 def stream(
@@ -170,11 +162,14 @@ def stream(
     return code, False
 
 
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGINT, then SIGTERM, then SIGKILL to the program's process group, until no process of
-    it is left (the program's own children included), each 10 s after the last; Ctrl-C again
-    moves on to the next signal at once."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+def _stop_group(
+    proc: subprocess.Popen[Any],
+    signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL),
+) -> None:
+    """`signals` to the program's process group, until no process of it is left (the
+    program's own children included), each 10 s after the last; Ctrl-C again moves on to the
+    next signal at once."""
+    for sig in signals:
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -183,7 +178,7 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
             return
 
 
-def _group_ends(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+def _group_ends(proc: subprocess.Popen[Any], seconds: float) -> bool:
     """Whether every process of the program's group is gone within `seconds` (Ctrl-C: no)."""
     import time
 
