@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from toolkit.runtime.jsonlite import loads_flat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,15 +69,21 @@ class Policy:
 
     def to_json(self) -> str:
         """The TOOLKIT_POLICY value for this policy."""
+        import json  # the launcher's side
+
         return json.dumps(self.as_dict(), sort_keys=True)
 
 
 def parse(text: str) -> Policy:
     """Policy from its TOOLKIT_POLICY JSON; unknown keys are an error, missing ones default."""
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise PolicyError(f"{POLICY_VAR} is not JSON: {exc}") from exc
+    raw: object = loads_flat(text)  # the launcher's form, read without importing json
+    if raw is None:
+        import json
+
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise PolicyError(f"{POLICY_VAR} is not JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise PolicyError(f"{POLICY_VAR} must be a JSON object, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(Policy.FIELDS))

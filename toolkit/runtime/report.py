@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from toolkit.runtime import jsonlite
 from toolkit.runtime.policy import UNSET, Policy, environment
 
 TYPE_CHECKING = False
@@ -145,9 +146,7 @@ class Report:
                 path = self.path()
                 if path is None:
                     return
-                import json  # here, not at the top: most processes write only at exit
-
-                data = json.dumps(self.to_dict(final), indent=1, default=repr)
+                data = jsonlite.dumps(self.to_dict(final))
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 tmp = f"{path}.tmp"
                 with open(tmp, "w", encoding="utf-8") as handle:

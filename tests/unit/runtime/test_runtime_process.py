@@ -9,7 +9,7 @@ import pytest
 
 from toolkit.runtime.policy import Policy
 
-from .conftest import RunPython
+from .conftest import DEFAULT_POLICY, RunPython
 
 PRINT_RANDOM = """
     import json, random, sys
@@ -31,6 +31,20 @@ def test_stdlib_is_seeded_and_heavy_libraries_stay_unimported(run_python: RunPyt
     assert report["env"]["OMP_NUM_THREADS"] == "2"
     assert report["policy"] == Policy(seed=7, threads=2).as_dict()
     assert report["errors"] == [] and first.stderr == ""
+
+
+def test_the_runtime_costs_a_process_no_json_re_or_importlib_util(
+    run_python: RunPython, bundle: Path, tmp_path: Path
+) -> None:
+    """Each is milliseconds at the start of every process of a run (jsonlite, sitecustomize)."""
+    user = _user_site(tmp_path, "import builtins\nbuiltins.USER_SITE = 1\n")  # chained
+    env = {"PYTHONPATH": f"{bundle}:{user}", "PYTHONPROFILEIMPORTTIME": "1"}
+    run = run_python("print(USER_SITE)", env=env)  # the report is written at exit
+    assert (run.returncode, run.stdout) == (0, "1\n"), run.stderr
+    imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines()}
+    assert "toolkit.runtime.apply" in imported  # what the check reads is the import log
+    assert not {"json", "re", "enum", "importlib.util"} & imported
+    assert run.main_report()["policy"] == DEFAULT_POLICY.as_dict()
 
 
 def test_report_fields(run_python: RunPython) -> None:
