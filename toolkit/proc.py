@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +30,8 @@ class Result:
 
 def require(program: str, install_hint: str) -> str:
     """The full path of `program`, or a UserError saying how to install it."""
+    import shutil  # not at the top: with bz2 and lzma, ~3 ms of every run's record
+
     found = shutil.which(program)
     if not found:
         raise UserError(f"{program} is not installed", hint=install_hint)
