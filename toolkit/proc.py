@@ -14,6 +14,10 @@ from typing import IO, Any
 
 from toolkit.errors import UserError
 
+# Seconds a program's leftover processes (its group, once the program itself has ended) get
+# before they are stopped: to finish their output, not to go on working.
+LEFTOVER_GRACE = 2.0
+
 
 @dataclass(frozen=True)
 class Result:
@@ -152,8 +156,14 @@ def stream(
         for thread in pumps:
             thread.start()
         code = proc.wait()
-        for thread in pumps:  # until the output ends: a child left behind may still hold it
-            thread.join()
+        # The program has ended, and the run with it, as a container ends with its command:
+        # what it left running in its process group (a server started with `&`, a worker that
+        # outlives it) gets LEFTOVER_GRACE to finish, then is stopped. Such a process held the
+        # output open, and the run went on until it ended, if ever.
+        if not _group_ends(proc, seconds=LEFTOVER_GRACE):
+            _stop_group(proc, (signal.SIGTERM, signal.SIGKILL))
+        for thread in pumps:  # the output of a process outside the group is not waited for
+            thread.join(timeout=LEFTOVER_GRACE)
     except KeyboardInterrupt:
         _stop_group(proc)
         for thread in pumps:
@@ -168,8 +178,8 @@ def _stop_group(
     signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL),
 ) -> None:
     """`signals` to the program's process group, until no process of it is left (the
-    program's own children included), each 10 s after the last; Ctrl-C again moves on to the
-    next signal at once."""
+    program's own children included), each 10 s after the last (LEFTOVER_GRACE after the
+    program itself ended); Ctrl-C again moves on to the next signal at once."""
     for sig in signals:
         try:
             os.killpg(proc.pid, sig)
@@ -180,18 +190,47 @@ def _stop_group(
 
 
 def _group_ends(proc: subprocess.Popen[Any], seconds: float) -> bool:
-    """Whether every process of the program's group is gone within `seconds` (Ctrl-C: no)."""
+    """Whether every process of the program's group is gone within `seconds`, and within
+    LEFTOVER_GRACE of the program's own end (Ctrl-C: no)."""
     import time
 
     deadline = time.monotonic() + seconds
+    program_ended = False
     try:
         while time.monotonic() < deadline:
-            proc.poll()  # reaps the program itself; its orphans are reaped by init
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
+            if not program_ended and proc.poll() is not None:  # reaped; init reaps orphans
+                program_ended = True
+                deadline = min(deadline, time.monotonic() + LEFTOVER_GRACE)
+            if not _group_runs(proc.pid):
                 return True
             time.sleep(0.05)
     except KeyboardInterrupt:
         pass
+    return False
+
+
+def _group_runs(group: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: an init that is slow
+    to reap orphans (as in some containers) kept them for seconds, each "still running"."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member that changed its user: it exists
+        pass
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc (macOS): every member counts
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
+                state, _, pgrp = stat.read().rpartition(b")")[2].split()[:3]
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+        if int(pgrp) == group and state not in (b"Z", b"X"):
+            return True
     return False

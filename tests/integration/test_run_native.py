@@ -7,12 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support import toolkit
+from tests.support import running_processes, toolkit
 
 SCRIPT = """
 import os, random, sys
@@ -397,8 +398,19 @@ def test_ctrl_c_stops_what_the_program_started_too(project: Path) -> None:
     assert proc.returncode == 130
     (folder,) = (project / "runs").iterdir()
     assert json.loads((folder / "record.json").read_text())["status"] == "interrupted"
-    with pytest.raises(ProcessLookupError):  # its whole process group is gone
-        os.killpg(int(line.split()[1]), 0)
+    assert running_processes(group=int(line.split()[1])) == []  # its whole process group
+
+
+def test_a_native_run_ends_with_its_program_as_a_container_does(project: Path) -> None:
+    # the helper holds the output open: the run lasted as long as it did
+    started = time.monotonic()
+    script = "sleep 60 & echo HELPER $!"
+    done = toolkit("run", "--native", "--", "bash", "-c", script, cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30
+    assert record_of(project, done.stdout)["status"] == "succeeded"
+    (helper,) = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("HELPER")]
+    assert running_processes(pid=int(helper)) == []
 
 
 def test_ctrl_c_while_a_repro_check_finishes_a_record_stops_the_check(project: Path) -> None:
