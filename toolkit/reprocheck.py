@@ -97,7 +97,8 @@ def imported_groups(runs: list[Run]) -> list[Group]:
     """Runs from other machines, grouped by machine and target."""
     by_key: dict[str, list[Run]] = {}
     for run in runs:
-        host = (run.record.get("host") or {}).get("hostname") or "another machine"
+        # a record without its host (Ctrl-C skipped the facts) may come from any machine
+        host = (run.record.get("host") or {}).get("hostname") or "an unnamed host"
         native = " native" if run.record.get("native") else ""
         key = f"{run.record.get('target', '?')}{native} on {host}"
         by_key.setdefault(key, []).append(run)

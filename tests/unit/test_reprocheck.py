@@ -78,3 +78,18 @@ def test_parse_variations() -> None:
     for bad in ("threads", "cores=1", "threads=0", "threads=a"):
         with pytest.raises(ConfigError):
             reprocheck.parse_variations([bad])
+
+
+def test_imported_runs_are_grouped_by_machine_and_target(tmp_path: Path) -> None:
+    records = [
+        {"target": "cpu", "host": {"hostname": "box1"}},
+        {"target": "cpu", "host": {"hostname": "box1"}},
+        {"target": "cpu", "native": True, "host": {"hostname": "box1"}},
+        {"target": "cpu", "host": None},  # incomplete: its facts were skipped
+    ]
+    groups = reprocheck.imported_groups([Run(r, tmp_path / str(i)) for i, r in enumerate(records)])
+    assert [(g.label, len(g.runs)) for g in groups] == [
+        ("cpu on box1", 2),
+        ("cpu native on box1", 1),
+        ("cpu on an unnamed host", 1),
+    ]
