@@ -124,15 +124,18 @@ def reference_run(name: str, dest: Path) -> Path:
 
 
 def running_processes(group: int | None = None, pid: int | None = None) -> list[int]:
-    """Pids of the processes still running (zombies are dead: an init slow to reap them, as
-    here, keeps them listed) in process `group`, or the one `pid`."""
+    """Pids of the processes still running in process `group`, or the one `pid`. Zombies are
+    dead (an init slow to reap them, as here, keeps them listed), unless only their main thread
+    ended: the others run on."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             state, _, pgrp = stat.read_bytes().rpartition(b")")[2].split()[:3]
+            threads = len(list((stat.parent / "task").iterdir()))
         except (OSError, ValueError):
             continue
         this = int(stat.parent.name)
-        if state != b"Z" and (int(pgrp) == group if pid is None else this == pid):
+        alive = state != b"Z" or threads > 1
+        if alive and (int(pgrp) == group if pid is None else this == pid):
             found.append(this)
     return found

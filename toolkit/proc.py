@@ -142,9 +142,14 @@ def stream(
         start_new_session=True,
     )
 
+    # Output that comes after stream() has returned (from a process outside the group, which
+    # nothing stops) is read and dropped: the sinks may be closed by then.
+    returned = threading.Event()
+
     def pump(pipe: IO[bytes], sink: Callable[[bytes], None]) -> None:
         for chunk in iter(lambda: pipe.read1(65536), b""):  # type: ignore[attr-defined]
-            sink(chunk)
+            if not returned.is_set():
+                sink(chunk)
 
     assert proc.stdout is not None and proc.stderr is not None
     pumps = [
@@ -170,6 +175,8 @@ def stream(
             with contextlib.suppress(KeyboardInterrupt, RuntimeError):  # RuntimeError: unstarted
                 thread.join(timeout=5)
         return code, True
+    finally:
+        returned.set()
     return code, False
 
 
@@ -183,7 +190,7 @@ def _stop_group(
     for sig in signals:
         try:
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):  # none left; none toolkit may signal
             return
         if _group_ends(proc, seconds=10):
             return
@@ -231,6 +238,12 @@ def _group_runs(group: int) -> bool:
                 state, _, pgrp = stat.read().rpartition(b")")[2].split()[:3]
         except (OSError, ValueError):  # gone meanwhile
             continue
-        if int(pgrp) == group and state not in (b"Z", b"X"):
+        if int(pgrp) != group:
+            continue
+        if state not in (b"Z", b"X"):
             return True
+        # A process whose main thread ended shows as a zombie while its other threads run.
+        with contextlib.suppress(OSError):
+            if len(os.listdir(f"/proc/{entry}/task")) > 1:
+                return True
     return False

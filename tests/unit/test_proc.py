@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.support import running_processes
 from toolkit import proc
@@ -44,3 +49,55 @@ def test_a_leftover_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
     assert code == 0
     assert seconds < 2 * proc.LEFTOVER_GRACE + 5
     assert running_processes(pid=int(out.split()[0])) == []
+
+
+MAIN_THREAD_EXITS = """
+import ctypes, os, signal, threading, time
+def beat():
+    for _ in range(600):
+        print("beat", flush=True)
+        time.sleep(0.1)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+print("PID", os.getpid(), flush=True)
+threading.Thread(target=beat).start()
+ctypes.CDLL(None).pthread_exit(None)  # /proc says zombie; its other thread runs on
+"""
+
+
+def test_a_leftover_whose_main_thread_ended_is_still_stopped(tmp_path: Path) -> None:
+    (tmp_path / "leftover.py").write_text(MAIN_THREAD_EXITS)
+    code, out, seconds = stream(tmp_path, f"{sys.executable} leftover.py & sleep 0.5")
+    (pid,) = [line.split()[1] for line in out.splitlines() if line.startswith("PID")]
+    assert code == 0 and "beat" in out
+    assert seconds < 2 * proc.LEFTOVER_GRACE + 5
+    assert running_processes(pid=int(pid)) == [], "the leftover outlived the run"
+
+
+def test_output_after_stream_returned_is_dropped_not_sent_to_a_closed_sink(tmp_path: Path) -> None:
+    # setsid: out of the group, so nothing stops it; it writes on after the run has ended
+    late = "setsid bash -c 'echo PID $$; for i in $(seq 40); do echo late; sleep 0.2; done' &"
+    out: list[bytes] = []
+    proc.stream(
+        ["bash", "-c", f"{late} sleep 0.3"],
+        env=os.environ,
+        cwd=tmp_path,
+        on_stdout=out.append,
+        on_stderr=out.append,
+    )
+    heard = len(out)
+    time.sleep(1)
+    assert len(out) == heard
+    pid = next(line.split()[1] for line in b"".join(out).decode().splitlines() if "PID" in line)
+    os.kill(int(pid), signal.SIGKILL)
+
+
+def test_stopping_a_group_toolkit_may_not_signal_gives_up_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(group: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    program = subprocess.Popen(["sleep", "0"], start_new_session=True)
+    program.wait()
+    monkeypatch.setattr(proc.os, "killpg", refused)  # a member of another user: as sudo
+    proc._stop_group(program, (signal.SIGTERM, signal.SIGKILL))

@@ -42,7 +42,10 @@ def _scalar(text: str) -> object:
     if text in _CONSTANTS:
         return _CONSTANTS[text]
     if text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0")):
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts: json says why
+            return _NOT_A_VALUE
     string = _plain_string(text)
     return _NOT_A_VALUE if string is None else string
 
@@ -115,7 +118,8 @@ def _float(value: float) -> str:
     return float.__repr__(value)
 
 
-def _string(text: str) -> str:
+def _string(value: str) -> str:
+    text = str.__str__(value)  # the characters, as json takes them, whatever a subclass says
     if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
         return f'"{text}"'
     return '"' + "".join(_escape(char) for char in text) + '"'

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from toolkit.runtime import jsonlite
+from toolkit.runtime.policy import PolicyError, parse
 
 SCALARS = (
     st.none()
@@ -108,3 +111,30 @@ def test_loads_flat_declines_what_is_not_flat_or_not_json(text: str) -> None:
 
 def test_nan_is_written_as_json_writes_it() -> None:
     assert jsonlite.dumps([math.nan, -math.inf]) == "[\n NaN,\n -Infinity\n]"
+
+
+class Colour(str, enum.Enum):  # noqa: UP042  # str() gives "Colour.RED", not StrEnum's value
+    RED = "red"
+
+
+class Shouting(str):
+    def __str__(self) -> str:
+        return "OTHER"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter("OTHER")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Colour.RED, {Colour.RED: 1}, Shouting("x"), {Shouting("k\n"): Shouting("v\x01")}],
+)
+def test_str_subclasses_are_written_by_their_characters_as_json_does(value: Any) -> None:
+    assert jsonlite.dumps(value) == json.dumps(value, indent=1, default=repr)
+
+
+def test_a_number_too_long_for_python_is_left_to_json() -> None:
+    text = '{"seed": ' + "1" * 5000 + "}"
+    assert jsonlite.loads_flat(text) is None
+    with pytest.raises(PolicyError, match="not JSON"):
+        parse(text)
