@@ -13,8 +13,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 _CONSTANTS = {"true": True, "false": False, "null": None}
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b"}
-_ESCAPES["\f"] = "\\f"
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+}
 _NOT_A_VALUE = object()
 _SPACE = " \t\n\r"  # JSON's whitespace (str.strip's default takes more)
 
