@@ -208,11 +208,25 @@ def test_ctrl_c_stops_the_container_and_records_it(example: Path, tmp_path: Path
     assert engine.client().containers.list(filters={"label": run_label}) == []
 
 
-def test_ctrl_c_again_kills_a_container_that_will_not_stop(example: Path, tmp_path: Path) -> None:
-    from tests.integration.test_run_native import interrupt_run
+def test_what_a_stopped_container_prints_on_its_way_out_is_shown_and_logged(
+    example: Path, tmp_path: Path
+) -> None:
+    from tests.integration.test_run_native import SAVING, interrupt_run
 
     shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
-    ended = interrupt_run(tmp_path / "copy", stubborn=True, presses=2)
+    ended = interrupt_run(tmp_path / "copy", handler=SAVING)
+    assert ended.code == 130 and ended.record["status"] == "interrupted"
+    assert "SAVING 15" in ended.stdout and "SAVED" in ended.stderr  # docker stop: SIGTERM
+    folder = tmp_path / "copy" / "runs" / ended.record["id"]
+    assert "SAVING 15" in (folder / "stdout.log").read_text()
+    assert "SAVED" in (folder / "stderr.log").read_text()
+
+
+def test_ctrl_c_again_kills_a_container_that_will_not_stop(example: Path, tmp_path: Path) -> None:
+    from tests.integration.test_run_native import STUBBORN, interrupt_run
+
+    shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
+    ended = interrupt_run(tmp_path / "copy", handler=STUBBORN, presses=2)
     assert ended.code == 130 and ended.record["status"] == "interrupted"
     assert ended.seconds < 8  # not the 10 s the engine gives a stop before its SIGKILL
     run_label = f"io.toolkit.run={ended.record['id']}"

@@ -178,6 +178,13 @@ STUBBORN = (  # a program that ignores SIGINT and SIGTERM: only SIGKILL stops it
     "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
 )
+SAVING = (  # a program that says what it does on its way out, on stdout and on stderr
+    "import signal, sys, time\n"
+    "def leave(signum, frame):\n"
+    "    print('SAVING', signum, flush=True); time.sleep(0.5)\n"
+    "    print('SAVED', file=sys.stderr, flush=True); sys.exit(0)\n"
+    "signal.signal(signal.SIGINT, leave); signal.signal(signal.SIGTERM, leave)\n"
+)
 
 
 @dataclass(frozen=True)
@@ -186,11 +193,13 @@ class Interrupted:
     record: dict  # type: ignore[type-arg]
     seconds: float  # from the first Ctrl-C to toolkit's end
     pid: int  # the program's process id, as it saw it
+    stdout: str  # toolkit's, after the program said it was ready
+    stderr: str
 
 
-def interrupt_run(cwd: Path, *args: str, stubborn: bool = False, presses: int = 1) -> Interrupted:
-    """Start `toolkit run ARGS` on a command that sleeps; press Ctrl-C once it runs (`presses`
-    times, 0.3 s apart)."""
+def interrupt_run(cwd: Path, *args: str, handler: str = "", presses: int = 1) -> Interrupted:
+    """Start `toolkit run ARGS` on a command that sleeps (after `handler`, code that sets its
+    signal handlers); press Ctrl-C once it runs (`presses` times, 0.3 s apart)."""
     import signal
     import time
 
@@ -205,7 +214,7 @@ def interrupt_run(cwd: Path, *args: str, stubborn: bool = False, presses: int = 
             "--",
             "python",
             "-c",
-            (STUBBORN if stubborn else "") + program,
+            handler + program,
         ],
         cwd=cwd,
         stdout=subprocess.PIPE,
@@ -221,10 +230,11 @@ def interrupt_run(cwd: Path, *args: str, stubborn: bool = False, presses: int = 
         if press:
             time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-    code = proc.wait(timeout=60)
+    stdout, stderr = proc.communicate(timeout=60)
+    seconds = time.monotonic() - pressed
     (folder,) = (cwd / "runs").iterdir()
     record = json.loads((folder / "record.json").read_text())
-    return Interrupted(code, record, time.monotonic() - pressed, int(line.split()[2]))
+    return Interrupted(proc.returncode, record, seconds, int(line.split()[2]), stdout, stderr)
 
 
 def test_ctrl_c_stops_a_native_run_and_records_it(project: Path) -> None:
@@ -233,11 +243,20 @@ def test_ctrl_c_stops_a_native_run_and_records_it(project: Path) -> None:
     assert ended.record["status"] == "interrupted" and ended.record["exit_code"] is None
 
 
+def test_what_a_native_run_prints_on_its_way_out_is_shown_and_logged(project: Path) -> None:
+    ended = interrupt_run(project, "--native", handler=SAVING)
+    assert ended.code == 130 and ended.record["status"] == "interrupted"
+    assert "SAVING 2" in ended.stdout and "SAVED" in ended.stderr  # Ctrl-C: SIGINT
+    folder = project / "runs" / ended.record["id"]
+    assert "SAVING 2" in (folder / "stdout.log").read_text()
+    assert "SAVED" in (folder / "stderr.log").read_text()
+
+
 def test_ctrl_c_again_kills_a_program_that_will_not_stop_and_keeps_its_record(
     project: Path,
 ) -> None:
     # Ctrl-C: SIGINT; again: SIGTERM; again: SIGKILL (each without waiting the 10 s between)
-    ended = interrupt_run(project, "--native", stubborn=True, presses=3)
+    ended = interrupt_run(project, "--native", handler=STUBBORN, presses=3)
     assert ended.code == 130 and ended.record["status"] == "interrupted"
     assert ended.seconds < 8
     assert not Path(f"/proc/{ended.pid}").exists(), "the program outlived toolkit"
