@@ -112,3 +112,24 @@ def test_the_typer_app_starts_without_pydantic() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stderr.split() == ["True", "False"]
+
+
+def test_ctrl_c_while_toolkit_loads_its_modules_is_a_message_not_a_traceback() -> None:
+    # Ctrl-C lands wherever the process is: here, in the import of the fast path's modules.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Press:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'toolkit.cli.launch':\n"
+        "            raise KeyboardInterrupt\n"
+        "from toolkit.cli import main\n"
+        "sys.meta_path.insert(0, Press())\n"
+        "sys.argv = ['toolkit', 'run']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "error: interrupted\n"

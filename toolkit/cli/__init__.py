@@ -55,9 +55,9 @@ def main() -> None:
 
 
 def _main() -> None:
-    from toolkit.cli import launch, output
-
     try:
+        from toolkit.cli import launch, output  # in the try: Ctrl-C may come this early
+
         fast = launch.parse(sys.argv[1:])
         if fast is None:
             from toolkit.cli.app import app
@@ -72,6 +72,8 @@ def _main() -> None:
             _options.config, _options.debug = fast.config, fast.debug
             sys.exit(launch.run(fast))
     except ToolkitError as exc:
+        from toolkit.cli import output
+
         _traceback_if_debug()
         output.error(exc.message, exc.hint)
         log = getattr(exc, "log", None)
@@ -79,9 +81,13 @@ def _main() -> None:
             output.error(f"full log: {log}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
+        from toolkit.cli import output
+
         output.error("interrupted")
         sys.exit(130)
     except Exception as exc:
+        from toolkit.cli import output
+
         _traceback_if_debug()
         output.error(
             f"internal error: {type(exc).__name__}: {exc}",
