@@ -116,6 +116,7 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
             lacking = ", ".join(run.record["incomplete"])
             warnings.append(f"{run.id}'s record has no {lacking}: not compared")
     metrics = compare_all_series(_series(ra), _series(rb), policy)
+    warnings += [_nonfinite_warning(m) for m in metrics if m.first_nonfinite]
     outputs = _compare_outputs(a, b, policy, worst(m.verdict for m in metrics))
     primary = ra.get("metrics", {}).get("primary") or rb.get("metrics", {}).get("primary")
     primary_diff = next((m for m in metrics if m.name == primary), None)
@@ -196,7 +197,8 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
     applied_a = _applied(ra)
     applied_b = _applied(rb)
     for key in sorted(applied_a.keys() | applied_b.keys()):
-        check("settings", key, applied_a.get(key), applied_b.get(key))
+        missing = "not recorded"  # a run of another toolkit version, or one that never started
+        check("settings", key, applied_a.get(key, missing), applied_b.get(key, missing))
     return changes
 
 
@@ -251,13 +253,37 @@ def _series(record: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
     return {name: [(int(s), float(v)) for s, v in points] for name, points in raw.items()}
 
 
+def _nonfinite_warning(m: SeriesDiff) -> str:
+    assert m.first_nonfinite is not None
+    step, a, b = m.first_nonfinite
+    counts = [
+        f"{what} at {n} step{'s' if n > 1 else ''}"
+        for what, n in (
+            ("NaN in one run only", m.nan_mismatches),
+            ("unmatched infinities", m.inf_mismatches),
+        )
+        if n
+    ]
+    return (
+        f"{m.name} is {a} in A but {b} in B at step {step} ({', '.join(counts)}); "
+        "max abs/rel count only steps where both values are finite"
+    )
+
+
 def _applied(record: dict[str, Any]) -> dict[str, str]:
+    """Each setting the runtime applied, in words: "2 (applied)", "not applicable"."""
     applied = _get(record, "determinism.applied") or []
     return {
-        str(entry.get("name")): f"{entry.get('value')} ({entry.get('status')})"
+        str(entry.get("name")): _setting(entry.get("value"), entry.get("status"))
         for entry in applied
         if isinstance(entry, dict)
     }
+
+
+def _setting(value: Any, status: Any) -> str:
+    if status == "not_applicable":
+        return "not applicable"
+    return f"{_show(value)} ({str(status).replace('_', ' ')})"
 
 
 def _device(record: dict[str, Any]) -> Any:
@@ -276,7 +302,7 @@ def _get(record: dict[str, Any], dotted: str) -> Any:
 
 def _show(value: Any) -> str:
     if value is None:
-        return "-"
+        return "none"
     if isinstance(value, str):
         return value
     return json.dumps(value, sort_keys=True)

@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+from toolkit.compare import SeriesDiff, TensorDiff, TensorSummary
 from toolkit.diff import Run, RunDiff
 from toolkit.reprocheck import ReproReport
 
@@ -16,7 +17,11 @@ _VERDICT_TEXT = {
     "identical": "identical",
     "within_tolerance": "within tolerance",
     "diverged": "diverged",
+    "failed": "could not check: a run failed",
+    "not_compared": "not compared",
 }
+_ICONS = {"identical": "✅", "within_tolerance": "🟡", "diverged": "❌", "failed": "⚠️"}
+_STATUS_TEXT = {"only_in_a": "only in A", "only_in_b": "only in B"}
 
 
 def verdict_text(verdict: str) -> str:
@@ -71,32 +76,25 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
         first = "-" if m.first_differing_step is None else str(m.first_differing_step)
         lines.append(
             f"  {m.name:<16} {verdict_text(m.verdict)}: first differs at step {first}, "
-            f"max abs {m.max_abs:.3g}, max rel {percent(m.max_rel)}"
-            + (
-                f", steps only in A/B: {m.only_in_a}/{m.only_in_b}"
-                if m.only_in_a or m.only_in_b
-                else ""
-            )
+            f"max abs {m.max_abs:.3g}, max rel {percent(m.max_rel)}{_series_extra(m)}"
         )
     lines.append("")
     lines.append("outputs:")
     for o in d.outputs:
         if o.tensors is None:
-            lines.append(
-                f"  {o.path:<24} {o.status.replace('_', ' ')}" + (f" ({o.note})" if o.note else "")
-            )
+            lines.append(f"  {o.path:<24} {_status(o.status)}" + (f" ({o.note})" if o.note else ""))
             continue
         s = o.tensors.summary
         lines.append(
             f"  {o.path:<24} {verdict_text(o.verdict)}: {s.tensors_differing}/{s.tensors_compared} "
             f"tensors differ, max abs {_num(s.max_abs)}, max rel {_num(s.max_rel)}, "
-            f"max ulp {s.max_ulp if s.max_ulp is not None else '-'}"
+            f"max ulp {s.max_ulp if s.max_ulp is not None else '-'}{_tensor_nonfinite(s)}"
         )
         for t in o.tensors.tensors:
             if t.verdict != "identical" or show_all:
                 lines.append(
                     f"    {t.name:<22} {t.fraction_differing:.1%} differ, max abs {_num(t.max_abs)}"
-                    f", ulp {t.max_ulp if t.max_ulp is not None else '-'}"
+                    f", ulp {t.max_ulp if t.max_ulp is not None else '-'}{_tensor_nonfinite(t)}"
                     + (f" ({t.note})" if t.note else "")
                 )
     return lines
@@ -104,8 +102,7 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
 
 def diff_markdown(d: RunDiff) -> str:
     """Markdown that fits a CI job summary."""
-    icon = {"identical": "✅", "within_tolerance": "🟡", "diverged": "❌"}[d.verdict]
-    out = [f"### {icon} {html.escape(headline(d))}", ""]
+    out = [f"### {_ICONS[d.verdict]} {html.escape(headline(d))}", ""]
     out += [f"> warning: {w}" for w in d.warnings]
     out += ["", "| input | field | A | B |", "|---|---|---|---|"]
     out += [f"| {c.category} | {c.field} | `{c.a}` | `{c.b}` |" for c in d.inputs[:40]]
@@ -119,8 +116,8 @@ def diff_markdown(d: RunDiff) -> str:
     for m in d.metrics:
         first = "-" if m.first_differing_step is None else str(m.first_differing_step)
         out.append(
-            f"| {m.name} | {verdict_text(m.verdict)} | {first} | {m.max_abs:.3g} | "
-            f"{percent(m.max_rel)} |"
+            f"| {m.name} | {verdict_text(m.verdict)}{_series_extra(m)} | {first} | "
+            f"{m.max_abs:.3g} | {percent(m.max_rel)} |"
         )
     out += [
         "",
@@ -129,7 +126,7 @@ def diff_markdown(d: RunDiff) -> str:
     ]
     for o in d.outputs:
         if o.tensors is None:
-            out.append(f"| {o.path} | {o.status.replace('_', ' ')} | {o.note or ''} | | |")
+            out.append(f"| {o.path} | {_status(o.status)} | {o.note or ''} | | |")
         else:
             s = o.tensors.summary
             out.append(
@@ -184,7 +181,7 @@ def diff_html(d: RunDiff, a: Run, b: Run) -> str:
                 ]
             )
         if o.tensors is None:
-            rows.append([o.path, "", "", "", "", "", "", o.note or o.status])
+            rows.append([o.path, "", "", "", "", "", "", o.note or _status(o.status)])
     sections.append("<h2>outputs</h2>")
     sections.append(
         _table(
@@ -282,6 +279,30 @@ def _series(run: Run, name: str) -> list[tuple[int, float]]:
     return [(int(s), float(v)) for s, v in raw]
 
 
+def _series_extra(m: SeriesDiff) -> str:
+    """Steps logged by one run only, and the first NaN/inf that the other run does not share."""
+    text = "".join(
+        f", {n} step{'s' if n > 1 else ''} only in {side}"
+        for side, n in (("A", m.only_in_a), ("B", m.only_in_b))
+        if n
+    )
+    if m.first_nonfinite:
+        step, a, b = m.first_nonfinite
+        text += f"; {a} in A vs {b} in B at step {step} (max abs/rel over finite values only)"
+    return text
+
+
+def _tensor_nonfinite(t: TensorDiff | TensorSummary) -> str:
+    counts = [
+        f"{n} {what}" for what, n in (("NaN", t.nan_mismatches), ("inf", t.inf_mismatches)) if n
+    ]
+    return f", unmatched {' and '.join(counts)}" if counts else ""
+
+
+def _status(status: str) -> str:
+    return _STATUS_TEXT.get(status, status.replace("_", " "))
+
+
 def _finite_pair(a: float, b: float) -> bool:
     return math.isfinite(a) and math.isfinite(b)
 
@@ -325,11 +346,12 @@ REPRO_HEADERS = ["compare", "group", "runs", "verdict", "primary Δ", "first ste
 
 def repro_markdown(r: ReproReport) -> str:
     """Markdown for a CI job summary."""
-    icon = {"identical": "✅", "within_tolerance": "🟡", "diverged": "❌"}[r.verdict]
+    icon = _ICONS.get(r.verdict, "⚠️")
     out = [f"### {icon} repro-check: {html.escape(r.summary)}", "", f"control: `{r.control}`", ""]
-    out.append("| " + " | ".join(REPRO_HEADERS) + " |")
-    out.append("|" + "---|" * len(REPRO_HEADERS))
-    out += ["| " + " | ".join(row) + " |" for row in repro_rows(r)]
+    if r.pairs:  # every run failed: no table of no comparisons
+        out.append("| " + " | ".join(REPRO_HEADERS) + " |")
+        out.append("|" + "---|" * len(REPRO_HEADERS))
+        out += ["| " + " | ".join(row) + " |" for row in repro_rows(r)]
     return "\n".join(out) + "\n"
 
 

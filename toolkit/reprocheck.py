@@ -7,11 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from toolkit.compare import TolerancePolicy, Verdict, worst
+from toolkit.compare import TolerancePolicy, worst
 from toolkit.diff import Run, RunDiff, diff_runs
 from toolkit.errors import ConfigError
 
 VARIABLES = {"threads": "thread count", "workers": "data-loader workers", "seed": "seed"}
+
+# "failed": a run did not succeed, so the check could not be made; "not_compared": one run, and
+# nothing to compare it with. Neither is "identical": no comparison is not a match.
+ReproVerdict = Literal["identical", "within_tolerance", "diverged", "failed", "not_compared"]
+
+_ENDED = {"failed": "failed", "engine_lost": "lost the Docker Engine", "interrupted": "stopped"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class Group:
 
 @dataclass(frozen=True)
 class Pair:
-    """One comparison: a run against its group's first run (noise) or a group against control."""
+    """One comparison: a run against its group's first good run (noise), or the control (gap)."""
 
     role: Literal["noise", "gap"]
     group: str
@@ -47,14 +53,39 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class FailedRun:
+    """A run that did not succeed: it is compared with nothing."""
+
+    group: str
+    label: str  # "cpu #2", "cpu threads=1", "cpu on vm"
+    run: Run
+
+    @property
+    def status(self) -> str:
+        return str(self.run.record.get("status", "?"))
+
+    @property
+    def exit_code(self) -> int | None:
+        code = self.run.record.get("exit_code")
+        return code if isinstance(code, int) else None
+
+    def describe(self) -> str:
+        """The run by its label and id, and how it ended: "cpu #2 <id> failed with exit code 3"."""
+        ended = _ENDED.get(self.status, f"ended {self.status!r}")
+        code = f" with exit code {self.exit_code}" if self.exit_code is not None else ""
+        return f"{self.label} {self.run.id} {ended}{code}"
+
+
+@dataclass(frozen=True)
 class ReproReport:
-    """All groups, all comparisons, and the one-line answer."""
+    """All groups, all comparisons, the runs that failed, and the one-line answer."""
 
     control: str
     groups: tuple[Group, ...]
-    pairs: tuple[Pair, ...]
+    pairs: tuple[Pair, ...]  # between runs that succeeded
+    failed: tuple[FailedRun, ...]
     summary: str
-    verdict: Verdict
+    verdict: ReproVerdict
 
 
 def parse_variations(values: list[str]) -> list[Variation]:
@@ -109,33 +140,60 @@ def imported_groups(runs: list[Run]) -> list[Group]:
 
 
 def compare(groups: list[Group], policy: TolerancePolicy | None = None) -> ReproReport:
-    """Noise within each group, the gap from each group to the control, and the summary line."""
-    if not groups or not groups[0].runs:
+    """Noise within each group, the gap from each group to the control, and the summary line.
+
+    Runs that did not succeed are left out of every comparison and make the verdict "failed".
+    """
+    if not any(group.runs for group in groups):
         raise ConfigError("repro-check needs at least one run")
-    control = groups[0].runs[0]
+    failed = tuple(
+        FailedRun(group.label, _run_label(group, i), run)
+        for group in groups
+        for i, run in enumerate(group.runs)
+        if not _succeeded(run)
+    )
+    control = next((run for run in groups[0].runs if _succeeded(run)), None)
     pairs = []
     for group in groups:
-        first = group.runs[0]
-        for other in group.runs[1:]:
-            pairs.append(Pair("noise", group.label, diff_runs(first, other, policy)))
-        if first is not control:
-            pairs.append(Pair("gap", group.label, diff_runs(control, first, policy)))
-    verdict = worst(p.diff.verdict for p in pairs)
+        ok = [run for run in group.runs if _succeeded(run)]
+        if not ok:
+            continue
+        for other in ok[1:]:
+            pairs.append(Pair("noise", group.label, diff_runs(ok[0], other, policy)))
+        if control is not None and ok[0] is not control:
+            pairs.append(Pair("gap", group.label, diff_runs(control, ok[0], policy)))
+    verdict: ReproVerdict
+    if failed:
+        verdict = "failed"
+    elif not pairs:
+        verdict = "not_compared"
+    else:
+        verdict = worst(p.diff.verdict for p in pairs)
     return ReproReport(
-        control=f"{groups[0].label} ({control.id})",
+        control=f"{groups[0].label} ({control.id if control else 'none: no run succeeded'})",
         groups=tuple(groups),
         pairs=tuple(pairs),
-        summary=summarise(groups, pairs),
+        failed=failed,
+        summary=summarise(groups, pairs, failed),
         verdict=verdict,
     )
 
 
-def summarise(groups: list[Group], pairs: list[Pair]) -> str:
+def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, ...] = ()) -> str:
     """One line: reproducible per target, how far apart targets are, what variations change."""
     parts = []
+    run_count = sum(len(g.runs) for g in groups)
+    if failed:
+        parts.append(
+            f"could not check reproducibility: {len(failed)} of {run_count} runs did not succeed: "
+            + ", ".join(f.describe() for f in failed)
+        )
+    elif not pairs:
+        parts.append("nothing compared: only one run, and no other run to compare it with")
+    failing = {f.group for f in failed}
     for group in groups:
-        if group.kind == "variation":
-            continue
+        if group.kind == "variation" or group.label in failing:
+            continue  # a group with a failed run is named above, and not called reproducible
         noise = [p for p in pairs if p.role == "noise" and p.group == group.label]
         total = len(group.runs)
         same = 1 + sum(p.diff.verdict == "identical" for p in noise)
@@ -146,7 +204,7 @@ def summarise(groups: list[Group], pairs: list[Pair]) -> str:
         else:
             worst_noise = max(noise, key=lambda p: abs(p.diff.headline or 0.0))
             parts.append(
-                f"NOT reproducible on {group.label} ({same}/{total} identical; runs differ by "
+                f"NOT reproducible on {group.label} ({same}/{total} identical; runs differ "
                 f"{_gap_text(worst_noise.diff)})"
             )
     control_label = groups[0].label
@@ -157,7 +215,7 @@ def summarise(groups: list[Group], pairs: list[Pair]) -> str:
         if pair.diff.verdict == "identical":
             parts.append(f"{group.label} matches {control_label} bitwise")
         else:
-            parts.append(f"{group.label} differs from {control_label} by {_gap_text(pair.diff)}")
+            parts.append(f"{group.label} differs from {control_label} {_gap_text(pair.diff)}")
     changed: dict[str, list[str]] = {}
     for pair in pairs:
         group = next(g for g in groups if g.label == pair.group)
@@ -166,18 +224,35 @@ def summarise(groups: list[Group], pairs: list[Pair]) -> str:
     for name, values in changed.items():
         parts.append(f"{VARIABLES[name]} changes results ({name}={','.join(values)})")
     varied = {g.variation.name for g in groups if g.variation}
-    for name in sorted(varied - changed.keys()):
+    unchecked = {g.variation.name for g in groups if g.variation and g.label in failing}
+    for name in sorted(varied - changed.keys() - unchecked):
         parts.append(f"{VARIABLES[name]} does not change results")
     return "; ".join(parts)
 
 
+def _succeeded(run: Run) -> bool:
+    return run.record.get("status") == "succeeded"
+
+
+def _run_label(group: Group, index: int) -> str:
+    return f"{group.label} #{index + 1}" if len(group.runs) > 1 else group.label
+
+
 def _gap_text(d: RunDiff) -> str:
+    """How far apart two runs are: "by 0.05% in loss, first at step 4"."""
     metric = d.primary or (d.first_divergence[0] if d.first_divergence else "outputs")
-    size = f"{abs(d.headline) * 100:.3g}%" if d.headline is not None else "?"
     where = f", first at step {d.first_divergence[1]}" if d.first_divergence else ""
+    series = next((m for m in d.metrics if m.name == metric), None)
+    if series and series.first_nonfinite:  # NaN or inf in one run only: no percentage
+        step, a, b = series.first_nonfinite
+        if d.first_divergence == (metric, step):
+            where = ""
+        return f"in {metric}: {a} vs {b} at step {step}{where}"
+    if d.headline is None:
+        return f"in {metric}{where}"
     if d.headline == 0 and d.verdict != "identical":
-        return f"0% in final {metric} but differs elsewhere{where}"
-    return f"{size} in {metric}{where}"
+        return f"by 0% in final {metric} but differs elsewhere{where}"
+    return f"by {abs(d.headline) * 100:.3g}% in {metric}{where}"
 
 
 def as_json(report: ReproReport) -> dict[str, Any]:
@@ -189,6 +264,16 @@ def as_json(report: ReproReport) -> dict[str, Any]:
         "verdict": report.verdict,
         "summary": report.summary,
         "control": report.control,
+        "failed": [
+            {
+                "group": f.group,
+                "label": f.label,
+                "run": f.run.id,
+                "status": f.status,
+                "exit_code": f.exit_code,
+            }
+            for f in report.failed
+        ],
         "groups": [
             {
                 "label": g.label,

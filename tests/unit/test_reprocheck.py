@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REFERENCE, reference_run
+from tests.support import REFERENCE, reference_run, toolkit
 from toolkit import reprocheck
 from toolkit.diff import Run
 from toolkit.errors import ConfigError
@@ -93,3 +93,171 @@ def test_imported_runs_are_grouped_by_machine_and_target(tmp_path: Path) -> None
         ("cpu native on box1", 1),
         ("cpu on an unnamed host", 1),
     ]
+
+
+def made(tmp_path: Path, run_id: str, *, status: str = "succeeded", **extra: object) -> Run:
+    """A hand-made run record: loss 1.0, 0.5 unless `series` says otherwise."""
+    exit_code = {"succeeded": 0, "failed": 3}.get(status)
+    series = extra.pop("series", [[0, 1.0], [1, 0.5]])
+    record = {
+        "id": run_id,
+        "project": "p",
+        "target": "cpu",
+        "status": status,
+        "exit_code": exit_code,
+        "metrics": {"primary": "loss", "series": {"loss": series}},
+        "outputs": {"files": {}},
+        **extra,
+    }
+    return Run(record, tmp_path / run_id)
+
+
+def target(label: str, *found: Run) -> Group:
+    return Group(label, "target", label, None, found)
+
+
+def test_runs_that_all_failed_are_not_reproducible_but_named(tmp_path: Path) -> None:
+    report = reprocheck.compare(
+        [
+            target(
+                "cpu", made(tmp_path, "r1", status="failed"), made(tmp_path, "r2", status="failed")
+            )
+        ]
+    )
+    assert report.verdict == "failed"
+    assert report.pairs == ()  # a failed run is compared with nothing
+    assert report.summary == (
+        "could not check reproducibility: 2 of 2 runs did not succeed: "
+        "cpu #1 r1 failed with exit code 3, cpu #2 r2 failed with exit code 3"
+    )
+    assert [(f.label, f.status, f.exit_code) for f in report.failed] == [
+        ("cpu #1", "failed", 3),
+        ("cpu #2", "failed", 3),
+    ]
+
+
+def test_one_failed_run_is_named_and_not_counted_as_a_difference(tmp_path: Path) -> None:
+    report = reprocheck.compare(
+        [target("cpu", made(tmp_path, "r1"), made(tmp_path, "r2", status="failed"))]
+    )
+    assert report.verdict == "failed"
+    assert report.summary == (
+        "could not check reproducibility: 1 of 2 runs did not succeed: "
+        "cpu #2 r2 failed with exit code 3"
+    )
+
+
+def test_a_failed_target_does_not_match_the_control(tmp_path: Path) -> None:
+    lost = made(tmp_path, "g1", status="engine_lost", exit_code=None)
+    report = reprocheck.compare(
+        [
+            target("cpu", made(tmp_path, "c1"), made(tmp_path, "c2")),
+            target("gpu", lost, made(tmp_path, "g2", status="failed")),
+        ]
+    )
+    assert report.verdict == "failed"
+    assert "gpu matches cpu" not in report.summary
+    assert report.summary == (
+        "could not check reproducibility: 2 of 4 runs did not succeed: "
+        "gpu #1 g1 lost the Docker Engine, gpu #2 g2 failed with exit code 3; "
+        "reproducible on cpu (2/2 identical)"
+    )
+
+
+def test_the_control_is_the_first_run_that_succeeded(tmp_path: Path) -> None:
+    report = reprocheck.compare(
+        [
+            target("cpu", made(tmp_path, "c1", status="failed"), made(tmp_path, "c2")),
+            target("gpu", made(tmp_path, "g1")),
+        ]
+    )
+    assert report.control == "cpu (c2)"
+    assert [(p.role, p.group, p.diff.verdict) for p in report.pairs] == [
+        ("gap", "gpu", "identical")
+    ]
+    assert report.verdict == "failed"
+
+
+def test_failed_imported_runs_and_variations_are_named(tmp_path: Path) -> None:
+    imported = reprocheck.imported_groups(
+        [made(tmp_path, "far", status="failed", host={"hostname": "vm"})]
+    )
+    varied = Group(
+        "cpu threads=1",
+        "variation",
+        "cpu",
+        Variation("threads", 1),
+        (made(tmp_path, "v1", status="failed"),),
+    )
+    report = reprocheck.compare([target("cpu", made(tmp_path, "c1")), varied, *imported])
+    assert report.verdict == "failed"
+    assert "cpu threads=1 v1 failed with exit code 3" in report.summary
+    assert "cpu on vm far failed with exit code 3" in report.summary
+    assert "does not change results" not in report.summary  # threads=1 was never compared
+    doc = reprocheck.as_json(report)
+    assert doc["verdict"] == "failed"
+    assert doc["failed"] == [
+        {
+            "group": "cpu threads=1",
+            "label": "cpu threads=1",
+            "run": "v1",
+            "status": "failed",
+            "exit_code": 3,
+        },
+        {
+            "group": "cpu on vm",
+            "label": "cpu on vm",
+            "run": "far",
+            "status": "failed",
+            "exit_code": 3,
+        },
+    ]
+
+
+def test_a_single_run_is_not_compared_rather_than_identical(tmp_path: Path) -> None:
+    report = reprocheck.compare([target("cpu", made(tmp_path, "c1"))])
+    assert report.verdict == "not_compared"
+    assert report.pairs == ()
+    assert report.summary == (
+        "nothing compared: only one run, and no other run to compare it with; cpu: 1 run"
+    )
+    assert reprocheck.as_json(report)["verdict"] == "not_compared"
+
+
+def test_a_nan_against_a_number_is_named_in_the_summary(tmp_path: Path) -> None:
+    nan = made(tmp_path, "c2", series=[[0, 1.0], [1, float("nan")]])
+    report = reprocheck.compare([target("cpu", made(tmp_path, "c1"), nan)])
+    assert report.verdict == "diverged"
+    assert report.summary == (
+        "NOT reproducible on cpu (1/2 identical; runs differ in loss: 0.5 vs nan at step 1)"
+    )
+
+
+def test_runs_that_both_reach_nan_at_the_same_step_are_identical(tmp_path: Path) -> None:
+    series = [[0, 1.0], [1, float("nan")]]
+    report = reprocheck.compare(
+        [target("cpu", made(tmp_path, "c1", series=series), made(tmp_path, "c2", series=series))]
+    )
+    assert report.verdict == "identical"
+    assert report.summary == "reproducible on cpu (2/2 identical)"
+
+
+def test_one_run_with_nothing_to_compare_is_refused_before_it_runs(tmp_path: Path) -> None:
+    (tmp_path / "toolkit.yaml").write_text(
+        "name: x\ntargets: {cpu: {}}\nexperiment: {command: python -V}\n"
+    )
+    result = toolkit("repro-check", "--runs", "1", "--json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "nothing to compare: --runs 1 on one target makes a single run" in result.stderr
+    assert "--runs 2" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_markdown_of_failed_runs_warns_and_claims_nothing(tmp_path: Path) -> None:
+    from toolkit.report import repro_markdown
+
+    report = reprocheck.compare([target("cpu", made(tmp_path, "r1", status="failed"))])
+    text = repro_markdown(report)
+    assert text.startswith("### ⚠️ repro-check: could not check reproducibility: 1 of 1 runs")
+    assert "| compare |" not in text  # no comparison was made

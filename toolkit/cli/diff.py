@@ -56,7 +56,7 @@ def diff_command(
         for line in report.diff_text(result, show_all=show_all):
             output.info(line)
     if html:
-        output.info(f"HTML report: {html}")
+        output.note(f"HTML report: {html}")
     if result.verdict == "diverged":
         raise typer.Exit(1)
 
@@ -83,16 +83,23 @@ def repro_check_command(
 ) -> None:
     """Run the experiment N times per target (and per variation), compare every run to a control.
 
-    Exit 0 when every comparison is identical or within tolerance, 1 when any diverged.
+    Exit 0 when every comparison is identical or within tolerance, 1 when any diverged, 2 when a
+    run failed (nothing can be said about it) or on an error.
     """
     from toolkit import reprocheck, run
     from toolkit.diff import Run, tolerance_policy
+    from toolkit.errors import ConfigError
     from toolkit.record import read_record
     from toolkit.runref import load_runs
 
     cfg = options().load()
     targets = [cfg.target(t).name for t in target] if target else [cfg.default_target().name]
     variations = reprocheck.parse_variations(vary or [])
+    if runs * len(targets) < 2 and not variations and not against:
+        raise ConfigError(
+            "nothing to compare: --runs 1 on one target makes a single run",
+            hint="use --runs 2 or more, --vary (e.g. threads=1), or --against a run from elsewhere",
+        )
 
     def run_one(name: str, variation: reprocheck.Variation | None, index: int) -> Run:
         def knob(key: str) -> int | None:
@@ -112,7 +119,8 @@ def repro_check_command(
             result = run.execute(
                 cfg, req, on_stdout=lambda _: None, on_stderr=lambda _: None, on_note=output.note
             )
-        output.note(f"  {label}: {result.id} {result.status}")
+        ended = f" (exit code {result.exit_code})" if result.exit_code not in (0, None) else ""
+        output.note(f"  {label}: {result.id} {result.status}{ended}")
         if result.status == "interrupted" or result.stopped:  # Ctrl-C stops the whole check
             raise KeyboardInterrupt
         return Run(read_record(result.path), result.path)
@@ -139,9 +147,17 @@ def repro_check_command(
     else:
         from toolkit.report import REPRO_HEADERS, repro_rows
 
-        output.table(REPRO_HEADERS, repro_rows(result))
+        if result.pairs:
+            output.table(REPRO_HEADERS, repro_rows(result))
         output.info(result.summary)
+    for failed in result.failed:
+        log = failed.run.folder / "stderr.log"
+        if log.is_file():  # imported runs were unpacked in a folder that is gone by now
+            shown = log.relative_to(Path.cwd()) if log.is_relative_to(Path.cwd()) else log
+            output.note(f"{failed.label} {failed.status}: its output is in {shown}")
     if html:
-        output.info(f"HTML report: {html}")
+        output.note(f"HTML report: {html}")
+    if result.verdict in ("failed", "not_compared"):
+        raise typer.Exit(2)  # the check could not be made: neither "same" (0) nor "differ" (1)
     if result.verdict == "diverged":
         raise typer.Exit(1)

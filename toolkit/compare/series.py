@@ -8,7 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from toolkit.compare.tolerance import METRIC_DEFAULT, Tolerance, TolerancePolicy, deviations
+from toolkit.compare.tolerance import (
+    METRIC_DEFAULT,
+    Floats,
+    Tolerance,
+    TolerancePolicy,
+    deviations,
+)
 from toolkit.compare.verdict import Verdict
 
 Series = Iterable[tuple[int, float]]
@@ -25,13 +31,14 @@ class SeriesDiff:
     first_differing_step: int | None  # first common step whose values differ bitwise
     first_beyond_tolerance_step: int | None
     max_abs: float  # over common steps where both values are finite; 0.0 if none
-    max_rel: float  # |a - b| / max(|a|, |b|)
+    max_rel: float  # |a - b| / max(|a|, |b|), over the same steps
     final_step: int | None  # last common step
     final_a: float | None
     final_b: float | None
     final_rel: float | None  # None without a common step, or when a NaN/inf there does not match
     nan_mismatches: int  # common steps where exactly one value is NaN
     inf_mismatches: int  # neither NaN, at least one infinite, and different
+    first_nonfinite: tuple[int, float, float] | None  # (step, a, b): first NaN/inf mismatch
     tolerance: Tolerance
     verdict: Verdict
 
@@ -46,9 +53,12 @@ def compare_series(
     va = np.array([by_step_a[s] for s in common], dtype=np.float64)
     vb = np.array([by_step_b[s] for s in common], dtype=np.float64)
 
-    differs = va.view(np.uint64) != vb.view(np.uint64)
-    dev = deviations(va, vb, tolerance)
     nan_a, nan_b = np.isnan(va), np.isnan(vb)
+    # NaN at the same step in both runs is the same value, whatever its bits (two runs that
+    # both blow up at step 5 reproduce each other); a NaN against a number always differs.
+    differs = (va.view(np.uint64) != vb.view(np.uint64)) & ~(nan_a & nan_b)
+    dev = deviations(va, vb, tolerance)
+    nonfinite = ~dev.finite & differs
     only_in_a = len(by_step_a.keys() - by_step_b.keys())
     only_in_b = len(by_step_b.keys() - by_step_a.keys())
     beyond = ~dev.within
@@ -72,7 +82,8 @@ def compare_series(
         final_b=float(vb[-1]) if has_final else None,
         final_rel=float(dev.rel[-1]) if has_final and dev.within[-1] | dev.finite[-1] else None,
         nan_mismatches=int(np.count_nonzero(nan_a != nan_b)),
-        inf_mismatches=int(np.count_nonzero(~nan_a & ~nan_b & ~dev.finite & differs)),
+        inf_mismatches=int(np.count_nonzero(~nan_a & ~nan_b & nonfinite)),
+        first_nonfinite=_first_pair(steps, nonfinite, va, vb),
         tolerance=tolerance,
         verdict=verdict,
     )
@@ -88,6 +99,15 @@ def compare_all_series(
         compare_series(name, a.get(name, ()), b.get(name, ()), policy.for_metric(name))
         for name in names
     )
+
+
+def _first_pair(
+    steps: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_], va: Floats, vb: Floats
+) -> tuple[int, float, float] | None:
+    if not mask.any():
+        return None
+    at = int(np.argmax(mask))
+    return int(steps[at]), float(va[at]), float(vb[at])
 
 
 def _first(steps: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_]) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 
 import pytest
 from hypothesis import given, settings
@@ -98,6 +99,23 @@ def test_final_rel_is_none_when_the_final_values_cannot_be_compared() -> None:
     assert diff.first_beyond_tolerance_step == 1
 
 
+def test_nan_at_the_same_step_is_the_same_value_whatever_its_bits() -> None:
+    negative_nan = -math.nan  # the sign bit set: other bits than math.nan
+    assert struct.pack("<d", negative_nan) != struct.pack("<d", math.nan)
+    diff = compare_series("loss", steps(1.0, math.nan), steps(1.0, negative_nan))
+    assert diff.verdict == "identical"
+    assert diff.first_differing_step is None and diff.first_nonfinite is None
+
+
+def test_the_first_nan_against_a_number_is_kept_with_both_values() -> None:
+    diff = compare_series("loss", steps(1.0, math.nan, math.inf), steps(1.0, 0.5, 2.0))
+    assert diff.first_nonfinite is not None
+    step, a, b = diff.first_nonfinite
+    assert (step, math.isnan(a), b) == (1, True, 0.5)
+    assert (diff.nan_mismatches, diff.inf_mismatches) == (1, 1)
+    assert (diff.max_abs, diff.max_rel) == (0.0, 0.0)  # no finite pair differs
+
+
 def test_infinity_against_a_number_is_an_inf_mismatch() -> None:
     diff = compare_series("loss", steps(math.inf, math.inf, 1.0), steps(math.inf, -math.inf, 1.0))
     assert diff.inf_mismatches == 1
@@ -186,3 +204,14 @@ def test_a_pair_within_a_tolerance_stays_within_any_looser_one(
         assert loose.first_beyond_tolerance_step is None
     elif loose.first_beyond_tolerance_step is not None:
         assert loose.first_beyond_tolerance_step >= tight.first_beyond_tolerance_step
+
+
+@given(series, series)
+def test_the_first_non_finite_mismatch_is_symmetric(
+    a: list[tuple[int, float]], b: list[tuple[int, float]]
+) -> None:
+    ab, ba = compare_series("m", a, b).first_nonfinite, compare_series("m", b, a).first_nonfinite
+    assert (ab is None) == (ba is None)
+    if ab is not None and ba is not None:
+        assert ab[0] == ba[0]
+        assert struct.pack("<dd", ab[1], ab[2]) == struct.pack("<dd", ba[2], ba[1])

@@ -1,0 +1,114 @@
+"""`toolkit diff` on hand-made records: NaN metrics, settings in words, clean --json/--markdown."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from tests.support import toolkit
+from toolkit.diff import InputChange, Run, attribute, diff_runs
+
+
+def record(run_id: str, losses: list[float], **extra: Any) -> dict[str, Any]:
+    return {
+        "schema": "toolkit.run/1",
+        "id": run_id,
+        "project": "p",
+        "target": "cpu",
+        "status": "succeeded",
+        "exit_code": 0,
+        "command": ["python", "train.py"],
+        "native": True,
+        "determinism": {"policy": {"seed": 0}, "applied": []},
+        "metrics": {
+            "primary": "loss",
+            "series": {"loss": [[step, value] for step, value in enumerate(losses)]},
+        },
+        "outputs": {"files": {}},
+        **extra,
+    }
+
+
+def folder(tmp_path: Path, doc: dict[str, Any]) -> Path:
+    run = tmp_path / doc["id"]
+    run.mkdir()
+    (run / "record.json").write_text(json.dumps(doc))  # NaN as bare NaN, as older records hold
+    return run
+
+
+def test_nan_against_a_number_is_a_difference_named_with_its_values(tmp_path: Path) -> None:
+    a = Run(record("a", [1.0, math.nan, math.nan]), tmp_path / "a")
+    b = Run(record("b", [1.0, 0.5, math.nan]), tmp_path / "b")
+    d = diff_runs(a, b)
+    assert d.verdict == "diverged"
+    assert d.first_divergence == ("loss", 1)
+    assert d.warnings == (
+        "loss is nan in A but 0.5 in B at step 1 (NaN in one run only at 1 step); "
+        "max abs/rel count only steps where both values are finite",
+    )
+
+
+def test_runs_that_both_reach_the_same_nan_are_identical(tmp_path: Path) -> None:
+    a = Run(record("a", [1.0, math.nan]), tmp_path / "a")
+    b = Run(record("b", [1.0, -math.nan]), tmp_path / "b")  # other bits, same NaN
+    d = diff_runs(a, b)
+    assert d.verdict == "identical"
+    assert d.warnings == ()
+
+
+def test_settings_are_shown_in_words_not_internal_values() -> None:
+    applied = [
+        {"name": "random", "value": None, "status": "not_applicable"},
+        {"name": "torch.set_num_threads", "value": 2, "status": "applied"},
+    ]
+    a = record("a", [], determinism={"policy": {}, "applied": applied})
+    b = record("b", [], determinism={"policy": {}, "applied": applied[1:]}, command=None)
+    assert attribute(a, b) == [
+        InputChange("code", "command", '["python", "train.py"]', "none"),
+        InputChange("settings", "random", "not applicable", "not recorded"),
+    ]
+
+
+def test_json_and_html_together_keep_stdout_json(tmp_path: Path) -> None:
+    a = folder(tmp_path, record("a", [1.0, 0.5]))
+    b = folder(tmp_path, record("b", [1.0, 0.25]))
+    page = tmp_path / "report.html"
+    result = toolkit("diff", str(a), str(b), "--json", "--html", str(page), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["verdict"] == "diverged"
+    assert f"HTML report: {page}" in result.stderr
+    assert page.is_file()
+    markdown = toolkit("diff", str(a), str(b), "--markdown", "--html", str(page), cwd=tmp_path)
+    assert "HTML report" not in markdown.stdout and "HTML report" in markdown.stderr
+
+
+def test_diff_text_names_the_nan(tmp_path: Path) -> None:
+    a = folder(tmp_path, record("a", [1.0, math.nan]))
+    b = folder(tmp_path, record("b", [1.0, 0.5]))
+    result = toolkit("diff", str(a), str(b), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "warning: loss is nan in A but 0.5 in B at step 1" in result.stdout
+
+
+def test_a_run_that_cannot_be_found_is_an_error_exit_2(tmp_path: Path) -> None:
+    a = folder(tmp_path, record("a", [1.0]))
+    result = toolkit("diff", str(a), "nope", cwd=tmp_path)
+    assert result.returncode == 2  # 1 would read as "the runs differ"
+    assert result.stderr.startswith("error: no run 'nope'")
+    assert "Traceback" not in result.stderr
+
+
+def test_diff_text_says_a_and_b_as_the_headline_does(tmp_path: Path) -> None:
+    a = folder(tmp_path, record("a", [1.0, math.nan, 2.0, 3.0]))
+    b = folder(tmp_path, record("b", [1.0, 0.5], outputs={"files": {"model.txt": "1"}}))
+    result = toolkit("diff", str(a), str(b), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("diverged: a (cpu native) vs b (cpu native)")
+    metrics = next(line for line in result.stdout.splitlines() if line.startswith("  loss"))
+    assert metrics.endswith(
+        "max abs 0, max rel 0%, 2 steps only in A; "
+        "nan in A vs 0.5 in B at step 1 (max abs/rel over finite values only)"
+    )
+    assert "  model.txt                only in B" in result.stdout.splitlines()
