@@ -222,6 +222,17 @@ def test_what_a_stopped_container_prints_on_its_way_out_is_shown_and_logged(
     assert "SAVED" in (folder / "stderr.log").read_text()
 
 
+def test_a_container_run_whose_reader_left_goes_on_to_its_end(
+    example: Path, tmp_path: Path
+) -> None:
+    from tests.integration.test_run_native import run_into_a_closed_pipe
+
+    shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
+    code, stderr, record = run_into_a_closed_pipe(tmp_path / "copy")
+    assert (code, record["status"]) == (0, "succeeded"), stderr
+    assert "Traceback" not in stderr and "error" not in stderr
+
+
 def test_ctrl_c_again_kills_a_container_that_will_not_stop(example: Path, tmp_path: Path) -> None:
     from tests.integration.test_run_native import STUBBORN, interrupt_run
 

@@ -156,6 +156,36 @@ def test_runs_path_that_is_a_file_is_a_clear_error(project: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def run_into_a_closed_pipe(cwd: Path, *args: str) -> tuple[int, str, dict]:  # type: ignore[type-arg]
+    """`toolkit run ARGS -- (a program printing 100,000 lines) | head -1`: (toolkit's exit
+    code, its stderr, the record)."""
+    program = "for i in range(100_000): print('line', i)"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "run", *args, "--", "python", "-c", program],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    for line in proc.stdout:  # as `head -1` does: the first line of the program's, then leave
+        if line.startswith("line 0"):
+            break
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    code = proc.wait(timeout=120)
+    (folder,) = (cwd / "runs").iterdir()
+    record = json.loads((folder / "record.json").read_text())
+    assert (folder / "stdout.log").read_text().count("\n") == 100_000  # all of it, logged
+    return code, stderr, record
+
+
+def test_a_native_run_whose_reader_left_goes_on_to_its_end(project: Path) -> None:
+    code, stderr, record = run_into_a_closed_pipe(project, "--native")
+    assert (code, record["status"]) == (0, "succeeded"), stderr
+    assert "Traceback" not in stderr and "error" not in stderr
+
+
 def test_runs_from_another_machine_join_repro_check(project: Path, tmp_path: Path) -> None:
     first = toolkit("run", "--native", cwd=project)
     run_id = record_of(project, first.stdout)["id"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,11 +33,24 @@ def _console(stderr: bool) -> Console:
 def _print(stderr: bool, plain: str, markup: Callable[[], str] | None = None) -> None:
     """On a terminal, through rich (styled by `markup`, else the text escaped); off it, one line."""
     stream = sys.stderr if stderr else sys.stdout
-    if stream.isatty():
-        _console(stderr).print(markup() if markup else _escape(plain))
-    else:
-        stream.write(plain + "\n")
-        stream.flush()
+    with _unless_gone(stream):
+        if stream.isatty():
+            _console(stderr).print(markup() if markup else _escape(plain))
+        else:
+            stream.write(plain + "\n")
+            stream.flush()
+
+
+@contextmanager
+def _unless_gone(stream: TextIO) -> Iterator[None]:
+    """Writes to a stream whose reader has left (`toolkit run | head`) go nowhere from then on,
+    as the reader asked: the command itself goes on (a run to its end, with its logs and record)."""
+    try:
+        yield
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())  # what is still buffered is flushed there, at exit too
+        os.close(devnull)
 
 
 def info(message: str) -> None:
@@ -78,14 +92,17 @@ def passthrough(stream: TextIO) -> Callable[[bytes], None]:
     """A sink that writes an experiment's raw output bytes to our stdout or stderr, live."""
 
     def sink(chunk: bytes) -> None:
-        stream.buffer.write(chunk)
-        stream.flush()
+        with _unless_gone(stream):
+            stream.buffer.write(chunk)
+            stream.flush()
 
     return sink
 
 
 def as_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    with _unless_gone(sys.stdout):
+        sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
+        sys.stdout.flush()
 
 
 @contextmanager
@@ -110,10 +127,13 @@ def table(headers: list[str], rows: list[list[str]]) -> None:
     """A table on a terminal; tab-free aligned columns otherwise."""
     if not sys.stdout.isatty():
         widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
-        for row in (headers, *rows):
-            line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-            sys.stdout.write(line.rstrip() + "\n")
-        sys.stdout.flush()
+        with _unless_gone(sys.stdout):
+            for row in (headers, *rows):
+                cells = zip(row, widths, strict=True)
+                sys.stdout.write(
+                    "  ".join(cell.ljust(width) for cell, width in cells).rstrip() + "\n"
+                )
+            sys.stdout.flush()
         return
     from rich.table import Table
 
