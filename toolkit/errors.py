@@ -42,5 +42,13 @@ class BuildError(ToolkitError):
         self.log = log
 
 
+class RecordNotWritten(UserError):
+    """A run ended, but its record could not be written (disk full, folder made read-only)."""
+
+    def __init__(self, message: str, *, hint: str, exit_code: int) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code  # the experiment's, where it failed: scripts still see it
+
+
 class RunFailed(ToolkitError):
     """The experiment could not be run or did not finish."""

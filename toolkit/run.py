@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from toolkit import __version__, engine, image, record
 from toolkit.config import Config, DeterminismConfig, TargetConfig
-from toolkit.errors import ConfigError, UserError
+from toolkit.errors import ConfigError, RecordNotWritten, UserError
 from toolkit.paths import STATE_DIR
 
 CONTAINER_PROJECT = "/project"
@@ -121,17 +121,14 @@ def execute(
         declared = cfg.experiment.declared_outputs() if cfg.experiment else []
         started = time.time()
         stdout_log, stderr_log = run_dir / "stdout.log", run_dir / "stderr.log"
-        with stdout_log.open("wb") as out_file, stderr_log.open("wb") as err_file:
-
-            def tee_out(chunk: bytes) -> None:
-                out_file.write(chunk)
-                out_file.flush()
-                on_stdout(chunk)
-
-            def tee_err(chunk: bytes) -> None:
-                err_file.write(chunk)
-                err_file.flush()
-                on_stderr(chunk)
+        # Unbuffered: each chunk is in the log as soon as it is shown, and a log that cannot be
+        # written any more (disk full) holds nothing back to fail again when it is closed.
+        with (
+            stdout_log.open("wb", buffering=0) as out_file,
+            stderr_log.open("wb", buffering=0) as err_file,
+        ):
+            tee_out = _tee(out_file, on_stdout, on_note)
+            tee_err = _tee(err_file, on_stderr, on_note)
 
             if req.native:
                 earlier = _output_files(workdir, declared)
@@ -185,7 +182,17 @@ def execute(
             outputs,
             gathered,
         )
-        record.write_record(run_dir, doc)
+        try:
+            record.write_record(run_dir, doc)
+        except OSError as exc:
+            code = doc["exit_code"] or (130 if doc["status"] == "interrupted" else 1)
+            raise RecordNotWritten(
+                f"{run_id} {doc['status']}, but its record could not be written: "
+                f"{exc.strerror or exc}",
+                hint=f"its logs and outputs are in {run_dir}, as far as they could be written: "
+                "free disk space or make the folder writable, and run again",
+                exit_code=code,
+            ) from None
     ops = tuple(o["op"] for o in doc["determinism"]["nondeterministic_ops"])
     return RunResult(
         run_id,
@@ -198,6 +205,26 @@ def execute(
         tuple(doc["incomplete"]),
         finishing.pressed,
     )
+
+
+def _tee(
+    log: BinaryIO, show: Callable[[bytes], None], on_note: Callable[[str], None]
+) -> Callable[[bytes], None]:
+    """A sink that logs each chunk and shows it; a log that cannot be written any more (disk
+    full) is said once, and the output goes on to the terminal."""
+    broken = False
+
+    def sink(chunk: bytes) -> None:
+        nonlocal broken
+        if not broken:
+            try:
+                log.write(chunk)
+            except OSError as exc:
+                broken = True
+                on_note(f"cannot write {log.name}: {exc.strerror or exc}; the rest is not logged")
+        show(chunk)
+
+    return sink
 
 
 # --- running -----------------------------------------------------------------------------------

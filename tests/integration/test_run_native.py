@@ -186,6 +186,35 @@ def test_a_native_run_whose_reader_left_goes_on_to_its_end(project: Path) -> Non
     assert "Traceback" not in stderr and "error" not in stderr
 
 
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("chattr") is None, reason="needs root and chattr"
+)
+@pytest.mark.parametrize(("exit_code", "toolkit_exit"), [(0, 1), (3, 3)])
+def test_a_run_folder_that_turns_read_only_mid_run_is_a_clear_error(
+    project: Path, exit_code: int, toolkit_exit: int
+) -> None:
+    # What a disk that fills up mid-run does to the logs and the record, as root can make it
+    # happen: the run folder and its stdout.log become immutable while the program runs.
+    program = (
+        "import os, subprocess, sys; run = os.environ['TOOLKIT_RUN_DIR']; print('before', flush=True); "
+        "subprocess.run(['chattr', '+i', os.path.join(run, 'stdout.log'), run], check=True); "
+        f"print('after', flush=True); sys.exit({exit_code})"
+    )
+    try:
+        result = toolkit("run", "--native", "--", "python", "-c", program, cwd=project)
+    finally:
+        for folder in (project / "runs").iterdir():
+            subprocess.run(["chattr", "-i", folder, folder / "stdout.log"], check=False)
+    assert result.returncode == toolkit_exit, result.stderr
+    assert "after" in result.stdout  # shown, though no longer logged
+    assert "stdout.log: Operation not permitted; the rest is not logged" in result.stderr
+    assert "but its record could not be written: Operation not permitted" in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    (folder,) = (project / "runs").iterdir()
+    assert (folder / "stdout.log").read_text() == "before\n"
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".record")] == []
+
+
 def test_runs_from_another_machine_join_repro_check(project: Path, tmp_path: Path) -> None:
     first = toolkit("run", "--native", cwd=project)
     run_id = record_of(project, first.stdout)["id"]
