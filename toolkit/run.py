@@ -55,6 +55,7 @@ class RunResult:
     nondeterministic_ops: tuple[str, ...]
     incomplete: tuple[str, ...] = ()  # what the record lacks (see record.FACTS, "outputs")
     stopped: bool = False  # Ctrl-C while the record was written skipped what was left
+    engine_error: str | None = None  # why the engine stopped answering (status engine_lost)
 
 
 def request(
@@ -204,6 +205,7 @@ def execute(
         ops,
         tuple(doc["incomplete"]),
         finishing.pressed,
+        doc["engine_error"],
     )
 
 

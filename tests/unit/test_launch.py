@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -133,3 +134,28 @@ def test_ctrl_c_while_toolkit_loads_its_modules_is_a_message_not_a_traceback() -
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 130, done.stderr
     assert done.stderr == "error: interrupted\n"
+
+
+def test_a_lost_engine_is_said_with_its_cause_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from toolkit import engine, image, run
+
+    (tmp_path / "toolkit.yaml").write_text(
+        "name: t\ntargets: {cpu: {}}\nexperiment: {command: x}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(image, "current_image", lambda cfg, target: ("t-cpu:0", None))
+
+    def engine_dies(*args: Any) -> engine.ContainerExit:
+        args[-1]()  # the container starts (the facts are gathered beside it), then:
+        return engine.ContainerExit(None, engine_error="the engine closed the connection")
+
+    monkeypatch.setattr(run, "_run_in_container", engine_dies)
+    assert launch.run(launch.RunArgs()) == 1
+    err = capsys.readouterr().err
+    assert (
+        "the Docker Engine stopped answering during the run: the engine closed the connection"
+        in err
+    )
+    assert "the experiment may still be running (`docker ps`)" in err

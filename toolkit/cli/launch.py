@@ -168,6 +168,12 @@ def run(args: RunArgs) -> int:
             hint="rerun with --no-strict to record every such op and finish the run "
             "(results may then vary between runs), or replace the op",
         )
+    if result.status == "engine_lost":
+        output.error(
+            f"the Docker Engine stopped answering during the run: {result.engine_error}",
+            hint=f"the experiment may still be running (`docker ps`), and what is in {rel} may "
+            "not be its final output; start the engine again (`toolkit doctor` says how) and rerun",
+        )
     if result.status == "interrupted":
         return 130
     return result.exit_code if result.exit_code else 1
