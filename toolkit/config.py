@@ -19,6 +19,7 @@ from toolkit.errors import ConfigError
 from toolkit.paths import STATE_DIR
 
 CONFIG_FILE = "toolkit.yaml"
+MAX_SEED = 2**32 - 1  # PYTHONHASHSEED takes no more
 DEBIAN_BASE = "debian"  # a target's `base` that means "bootstrapped by `toolkit base`"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -371,7 +372,7 @@ def _determinism(s: _Section) -> DeterminismConfig:
     d = DeterminismConfig()
     return s.done_with(
         DeterminismConfig(
-            seed=s.take("seed", _int_range(0, 2**32 - 1), d.seed),
+            seed=s.take("seed", _int_range(0, MAX_SEED), d.seed),
             threads=s.take("threads", _int_range(1, 1024), d.threads),
             dataloader_workers=s.take("dataloader_workers", _int_range(0, 256), 0),
             strict=s.take("strict", _bool, d.strict),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from toolkit import __version__, engine, image, record
-from toolkit.config import Config, DeterminismConfig, TargetConfig
+from toolkit.config import MAX_SEED, Config, DeterminismConfig, TargetConfig
 from toolkit.errors import ConfigError, RecordNotWritten, UserError
 from toolkit.paths import STATE_DIR
 
@@ -84,6 +84,16 @@ def request(
         )
     if cpu not in (None, "fixed", "portable"):
         raise ConfigError(f"--cpu must be 'fixed' or 'portable', got {cpu!r}")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be an integer from 0 to {MAX_SEED}, got {seed}")
+    overrides = {"--seed": seed, "--threads": threads, "--workers": workers, "--cpu": cpu}
+    ignored = [name for name, value in overrides.items() if value is not None]
+    if not apply_policy and (ignored or strict is not None):
+        raise ConfigError(
+            f"--no-policy runs with the libraries' defaults: {', '.join(ignored) or '--no-strict'}"
+            " would have no effect",
+            hint="drop --no-policy to run under the policy, or drop the other options",
+        )
     base = cfg.determinism
     policy = DeterminismConfig(
         seed=base.seed if seed is None else seed,

@@ -9,6 +9,7 @@ import pytest
 
 from toolkit import run
 from toolkit.config import load_config
+from toolkit.errors import ConfigError
 
 
 def test_ctrl_c_before_the_experiment_starts_leaves_no_run_folder(
@@ -27,3 +28,27 @@ def test_ctrl_c_before_the_experiment_starts_leaves_no_run_folder(
     with pytest.raises(KeyboardInterrupt):
         run.execute(cfg, req, on_stdout=lambda chunk: None, on_stderr=lambda chunk: None)
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+@pytest.mark.parametrize("seed", [-5, 2**32])
+def test_a_seed_toolkit_yaml_would_refuse_is_refused_on_the_command_line_too(
+    tmp_path: Path, seed: int
+) -> None:
+    (tmp_path / "toolkit.yaml").write_text("name: t\ntargets: {cpu: {}}\n")
+    cfg = load_config(tmp_path / "toolkit.yaml")
+    with pytest.raises(ConfigError, match="--seed must be an integer from 0 to 4294967295"):
+        run.request(cfg, "cpu", ["python"], seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [({"seed": 5}, "--seed"), ({"threads": 1, "cpu": "portable"}, "--threads, --cpu"),
+     ({"strict": False}, "--no-strict")],
+)  # fmt: skip
+def test_no_policy_with_a_policy_option_says_the_option_would_do_nothing(
+    tmp_path: Path, overrides: dict[str, object], named: str
+) -> None:
+    (tmp_path / "toolkit.yaml").write_text("name: t\ntargets: {cpu: {}}\n")
+    cfg = load_config(tmp_path / "toolkit.yaml")
+    with pytest.raises(ConfigError, match=f"libraries' defaults: {named} would have no effect"):
+        run.request(cfg, "cpu", ["python"], apply_policy=False, **overrides)  # type: ignore[arg-type]
