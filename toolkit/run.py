@@ -56,6 +56,7 @@ class RunResult:
     incomplete: tuple[str, ...] = ()  # what the record lacks (see record.FACTS, "outputs")
     stopped: bool = False  # Ctrl-C while the record was written skipped what was left
     engine_error: str | None = None  # why the engine stopped answering (status engine_lost)
+    warnings: tuple[str, ...] = ()  # where the record says less than it seems to
 
 
 def request(
@@ -216,6 +217,7 @@ def execute(
         tuple(doc["incomplete"]),
         finishing.pressed,
         doc["engine_error"],
+        tuple(_warnings(cfg, doc)),
     )
 
 
@@ -538,7 +540,8 @@ def _record(
             "forced": _merged(reports, "forced"),
             "nondeterministic_ops": _merged_ops(reports),
         },
-        "processes": [{k: r.get(k) for k in ("pid", "ppid", "argv")} for r in reports],
+        "python": next((r["python"] for r in reports if r.get("python")), None),
+        "processes": [{k: r.get(k) for k in ("pid", "ppid", "argv", "python")} for r in reports],
         "host": facts.get("host"),
         "accelerator": next((r["torch"] for r in reports if r.get("torch")), None),
         "libraries": next((r["libraries"] for r in reports if r.get("libraries")), {}),
@@ -671,6 +674,37 @@ def _facts(
         known=cfg.root / STATE_DIR / "data-hashes.json",
     )
     found["data"] = {"digest": data.digest, "files": data.files, "missing": list(data.missing)}
+
+
+def _warnings(cfg: Config, doc: dict[str, Any]) -> list[str]:
+    """Where the record says less than it seems to: inputs it cannot see, an environment that
+    is not the one declared."""
+    found = [
+        f"experiment.data {path!r} does not exist, so it is not in the record's data "
+        "fingerprint and a change to it goes unseen: is the path in toolkit.yaml right?"
+        for path in (doc.get("data") or {}).get("missing", [])
+    ]
+    code = doc.get("code")
+    if code is not None and code.get("commit") is None:
+        found.append(
+            "the project is not in a git repository with a commit, so the record cannot tell "
+            "one version of the code from another: `git init` and commit it"
+        )
+    python = doc.get("python")
+    if python and not python.startswith(f"{cfg.python}."):
+        found.append(f"the experiment ran on Python {python}; toolkit.yaml says {cfg.python}")
+    drift = doc.get("package_drift") or []
+    if drift:
+        shown = ", ".join(
+            f"{d['package']} {d['installed'] or 'not installed'} (locked {d['locked']})"
+            for d in drift[:5]
+        )
+        more = f" and {len(drift) - 5} more" if len(drift) > 5 else ""
+        found.append(
+            f"{len(drift)} packages differ from the lockfile: {shown}{more} "
+            "(all of them in the record's package_drift)"
+        )
+    return found
 
 
 def _status(ended: engine.ContainerExit) -> str:

@@ -73,6 +73,36 @@ def test_native_run_applies_the_policy_and_records_everything(project: Path) -> 
     assert record_of(project, again.stdout)["metrics"]["series"] == series  # seeded: same values
 
 
+def test_what_the_record_cannot_see_is_said_when_the_run_ends(project: Path) -> None:
+    import platform
+
+    config = project / "toolkit.yaml"
+    good = config.read_text()
+    config.write_text(
+        good.replace("data: [data/]", "data: [data/, dat/]").replace(
+            "name: tk-native\n", 'name: tk-native\npython: "3.10"\n'
+        )
+    )
+    result = toolkit("run", "--native", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "warning: experiment.data 'dat/' does not exist" in result.stderr
+    assert "warning: the project is not in a git repository with a commit" in result.stderr
+    python = platform.python_version()
+    assert (
+        f"warning: the experiment ran on Python {python}; toolkit.yaml says 3.10" in result.stderr
+    )
+    assert record_of(project, result.stdout)["python"] == python
+
+    config.write_text(
+        good.replace("name: tk-native\n", f'name: tk-native\npython: "{python[:4]}"\n')
+    )
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *argv], check=True)
+    clean = toolkit("run", "--native", cwd=project)
+    assert clean.returncode == 0 and "warning" not in clean.stderr, clean.stderr
+
+
 def test_a_runs_outputs_do_not_change_the_next_runs_code(project: Path) -> None:
     git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@localhost"]
     for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "exp"]):  # no .gitignore
@@ -196,8 +226,10 @@ def test_a_run_folder_that_turns_read_only_mid_run_is_a_clear_error(
     # What a disk that fills up mid-run does to the logs and the record, as root can make it
     # happen: the run folder and its stdout.log become immutable while the program runs.
     program = (
-        "import os, subprocess, sys; run = os.environ['TOOLKIT_RUN_DIR']; print('before', flush=True); "
-        "subprocess.run(['chattr', '+i', os.path.join(run, 'stdout.log'), run], check=True); "
+        "import os, subprocess, sys, time; run = os.environ['TOOLKIT_RUN_DIR']; "
+        "print('before', flush=True); log = os.path.join(run, 'stdout.log')\n"
+        "while not os.path.getsize(log): time.sleep(0.01)  # logged by toolkit's reader\n"
+        "subprocess.run(['chattr', '+i', log, run], check=True); "
         f"print('after', flush=True); sys.exit({exit_code})"
     )
     try:

@@ -112,3 +112,12 @@ def test_diff_text_says_a_and_b_as_the_headline_does(tmp_path: Path) -> None:
         "nan in A vs 0.5 in B at step 1 (max abs/rel over finite values only)"
     )
     assert "  model.txt                only in B" in result.stdout.splitlines()
+
+
+def test_the_python_a_run_ran_on_is_part_of_its_environment() -> None:
+    changes = attribute(record("a", [1.0], python="3.11.2"), record("b", [1.0], python="3.12.1"))
+    assert InputChange("environment", "python", "3.11.2", "3.12.1") in changes
+    older = record("c", [1.0])  # a record from before toolkit recorded it
+    assert not [
+        c for c in attribute(older, record("b", [1.0], python="3.12.1")) if c.field == "python"
+    ]

@@ -152,6 +152,8 @@ def run(args: RunArgs) -> int:
         on_note=output.note,
     )
     rel = result.path.relative_to(cfg.root) if result.path.is_relative_to(cfg.root) else result.path
+    for warning in result.warnings:
+        output.warn(warning)
     if result.incomplete:
         output.warn(f"the record is incomplete, without: {', '.join(result.incomplete)}")
     summary = f"{result.id}: {result.status}"
