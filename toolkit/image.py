@@ -124,16 +124,13 @@ def build(
     import shutil
     import tempfile
 
-    from toolkit import lock, piptools, wheelhouse
+    from toolkit import piptools, wheelhouse
 
     started = time.monotonic()
     p = plan(cfg, target)
-    found = lock.status(cfg, target.name)
-    if found.state != "current":
-        raise UserError(
-            f"lockfile {p.lockfile.name} of target {target.name} {found.reason}",
-            hint=f"run `toolkit lock --target {target.name}`, then build",
-        )
+    stale = _lock_not_current(cfg, target)
+    if stale is not None:
+        raise stale
     existing = engine.image(p.ref)
     if existing is not None and not no_cache:
         return BuiltImage(p.ref, existing.id, False, time.monotonic() - started, None)
@@ -267,12 +264,26 @@ def current_image(cfg: Config, target: TargetConfig) -> tuple[str, engine.ImageI
     """The tag today's inputs hash to and its image; UserError pointing to `toolkit build`."""
     ref = plan(cfg, target).ref
     found = engine.image(ref)
-    if found is None:
-        raise UserError(
+    if found is None:  # a lockfile that needs `toolkit lock` first would fail the build too
+        raise _lock_not_current(cfg, target) or UserError(
             f"no image for target {target.name} ({ref})",
             hint=f"run `toolkit build --target {target.name}`",
         )
     return ref, found
+
+
+def _lock_not_current(cfg: Config, target: TargetConfig) -> UserError | None:
+    """The error to give when the target's lockfile does not match its inputs; else None."""
+    from toolkit import lock
+
+    found = lock.status(cfg, target.name)
+    if found.state == "current":
+        return None
+    return UserError(
+        f"lockfile {found.lockfile.name} of target {target.name}: {found.reason}",
+        hint=f"run `toolkit lock --target {target.name}`, then `toolkit build --target "
+        f"{target.name}`",
+    )
 
 
 def export_image(cfg: Config, target: TargetConfig, dest: Path) -> str:

@@ -660,6 +660,7 @@ def _facts(
         if lockfile.is_relative_to(cfg.root)
         else str(lockfile),
         "sha256": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
+        **_lock_state(cfg, req.target.name),
     }
     found["code"] = dataclasses.asdict(source_state(cfg.root, exp.not_code() if exp else ()))
     found["host"] = hardware.host_facts()
@@ -676,6 +677,17 @@ def _facts(
     found["data"] = {"digest": data.digest, "files": data.files, "missing": list(data.missing)}
 
 
+def _lock_state(cfg: Config, target: str) -> dict[str, str]:
+    """Whether the lockfile still matches requirements.in and toolkit.yaml (`toolkit lock`)."""
+    from toolkit import lock
+
+    try:
+        found = lock.status(cfg, target)
+    except UserError as exc:  # requirements.in unreadable: what the lock came from is unknown
+        return {"state": "unknown", "reason": exc.message}
+    return {"state": found.state, "reason": found.reason}
+
+
 def _warnings(cfg: Config, doc: dict[str, Any]) -> list[str]:
     """Where the record says less than it seems to: inputs it cannot see, an environment that
     is not the one declared."""
@@ -684,6 +696,12 @@ def _warnings(cfg: Config, doc: dict[str, Any]) -> list[str]:
         "fingerprint and a change to it goes unseen: is the path in toolkit.yaml right?"
         for path in (doc.get("data") or {}).get("missing", [])
     ]
+    lockfile = doc.get("lockfile") or {}
+    if lockfile.get("state") == "stale":
+        found.append(
+            f"lockfile {lockfile['path']}: {lockfile['reason']}, so this run used the packages "
+            f"of the old lock: run `toolkit lock --target {doc['target']}` (and build)"
+        )
     code = doc.get("code")
     if code is not None and code.get("commit") is None:
         found.append(

@@ -197,6 +197,30 @@ def test_shell_runs_a_command_with_the_run_settings(example: Path) -> None:
     assert failed.returncode == 3
 
 
+def test_a_stale_lockfile_is_said_by_the_run_and_by_a_missing_image(
+    example: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(example, copy, ignore=shutil.ignore_patterns("runs"))
+    with (copy / "requirements.in").open("a") as requirements:
+        requirements.write("six\n")  # not locked yet; the lockfile (and so the image) as it was
+    result = toolkit("run", "--", "python", "-c", "pass", cwd=copy)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: lockfile lockfiles/cpu.txt: requirements.in changed since the lock was "
+        "written, so this run used the packages of the old lock" in result.stderr
+    )
+    (folder,) = (copy / "runs").iterdir()
+    assert json.loads((folder / "record.json").read_text())["lockfile"]["state"] == "stale"
+
+    with (copy / "lockfiles" / "cpu.txt").open("a") as lockfile:
+        lockfile.write("# edited by hand\n")  # a tag no image has
+    missing = toolkit("run", "--", "python", "-c", "pass", cwd=copy)
+    assert missing.returncode == 1
+    assert "lockfile cpu.txt of target cpu: requirements.in changed" in missing.stderr
+    assert "run `toolkit lock --target cpu`, then `toolkit build --target cpu`" in missing.stderr
+
+
 def test_ctrl_c_stops_the_container_and_records_it(example: Path, tmp_path: Path) -> None:
     from tests.integration.test_run_native import interrupt_run
 
