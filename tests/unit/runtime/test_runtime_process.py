@@ -47,6 +47,14 @@ def test_the_runtime_costs_a_process_no_json_re_or_importlib_util(
     assert run.main_report()["policy"] == DEFAULT_POLICY.as_dict()
 
 
+def test_a_process_a_signal_ends_still_leaves_its_report(run_python: RunPython) -> None:
+    # SIGTERM's default action skips atexit: as a container's process ends on `docker stop`.
+    run = run_python("import os, signal; os.kill(os.getpid(), signal.SIGTERM)")
+    assert run.returncode == -15
+    statuses = {s["name"]: s["status"] for s in run.main_report()["settings"]}
+    assert statuses["env PYTHONHASHSEED"] == statuses["env OMP_NUM_THREADS"] == "applied"
+
+
 def test_report_fields(run_python: RunPython) -> None:
     run = run_python("import sys; sys.exit(3)", Policy(seed=1), "arg")
     assert run.returncode == 3
