@@ -3,55 +3,135 @@
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 Series = dict[str, list[tuple[int, float]]]  # metric -> [(step, value)], in the order logged
 
+# How a record writes non-finite values (strict JSON has no NaN); a metrics file may use them too.
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_NOT_METRICS = ("step", "time", "epoch")
+NOT_JSON = "not JSON"
+NOT_AN_OBJECT = "not a JSON object"
+VALUES_NOT_AN_OBJECT = "'values' is not an object"
+STRING_NUMBERS = "numbers written as strings"
 
-def from_json_lines(lines: Iterable[str]) -> Series:
-    """Series from JSON lines like {"step": 3, "loss": 0.5} or {"step": 3, "values": {...}}."""
+
+@dataclass(frozen=True)
+class Skipped:
+    """Lines of a metrics file that were left out, or partly left out, for one reason."""
+
+    reason: str
+    lines: int
+    first_line: int  # 1-based, so the user can look at one
+
+    def describe(self, file: str) -> str:
+        """E.g. "metrics.jsonl: 3 lines skipped (not JSON; the first is line 7)"."""
+        count = f"{self.lines} line{'s' if self.lines != 1 else ''}"
+        where = "line" if self.lines == 1 else "the first is line"
+        if self.reason == STRING_NUMBERS:
+            return (
+                f"{file}: {count} with {self.reason}, left out ({where} {self.first_line}); "
+                'write numbers without quotes, e.g. {"loss": 0.5}'
+            )
+        return f"{file}: {count} skipped ({self.reason}; {where} {self.first_line})"
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The series read from one metrics file, and what was left out of it."""
+
+    series: Series
+    skipped: tuple[Skipped, ...] = ()
+
+
+class _Tally:
+    """Skipped lines by reason, in the order the reasons first came up."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, tuple[int, int]] = {}
+
+    def add(self, reason: str, line_number: int) -> None:
+        count, first = self._found.get(reason, (0, line_number))
+        self._found[reason] = (count + 1, first)
+
+    def result(self) -> tuple[Skipped, ...]:
+        return tuple(Skipped(r, count, first) for r, (count, first) in self._found.items())
+
+
+def parse_json_lines(lines: Iterable[str]) -> Parsed:
+    """Series from JSON lines like {"step": 3, "loss": 0.5} or {"step": 3, "values": {...}}.
+
+    Strings are not metrics ({"phase": "train"} is left alone), except that numbers written as
+    strings ("0.5") are counted as skipped: that is a mistake worth hearing about. "NaN",
+    "Infinity" and "-Infinity" are read as those values, the way a record writes them.
+    """
     series: Series = {}
     counters: dict[str, int] = {}
-    for line in lines:
+    tally = _Tally()
+    for number, line in enumerate(lines, start=1):
         line = line.strip()
         if not line:
             continue
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a torn last line of a crashed run
+            tally.add(NOT_JSON, number)  # also a torn last line of a crashed run
+            continue
         if not isinstance(entry, dict):
+            tally.add(NOT_AN_OBJECT, number)
             continue
         values = entry.get("values", entry)
+        if not isinstance(values, dict):
+            tally.add(VALUES_NOT_AN_OBJECT, number)
+            continue
         step = entry.get("step")
-        for name, value in values.items():
-            if name in ("step", "time", "epoch") or isinstance(value, bool):
+        quoted = False
+        for name, raw in values.items():
+            if name in _NOT_METRICS:
                 continue
-            if not isinstance(value, int | float):
+            value = _number(raw)
+            if value is None:
+                quoted = quoted or _is_quoted_number(raw)
                 continue
             at = step if isinstance(step, int) else counters.get(name, 0)
             counters[name] = at + 1
-            series.setdefault(name, []).append((at, float(value)))
-    return series
+            series.setdefault(name, []).append((at, value))
+        if quoted:
+            tally.add(STRING_NUMBERS, number)
+    return Parsed(series, tally.result())
 
 
-def from_file(path: Path) -> Series:
-    """Series from a JSON-lines file, or a JSON file holding a list of entries or one entry."""
+def read_file(path: Path) -> Parsed:
+    """A JSON-lines file, or a JSON file holding a list of entries or one entry; none: empty."""
     if not path.is_file():
-        return {}
+        return Parsed({})
     text = path.read_text(encoding="utf-8", errors="replace")
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
             entries = json.loads(text)
-        except json.JSONDecodeError:
-            return {}
-        return from_json_lines(json.dumps(e) for e in entries)
+        except json.JSONDecodeError as exc:
+            reason = f"not a JSON list: {exc.msg}"
+            return Parsed({}, (Skipped(reason, len(text.splitlines()), exc.lineno),))
+        return parse_json_lines(json.dumps(e) for e in entries)
     if stripped.startswith("{") and "\n{" not in stripped.strip():
-        return from_json_lines([stripped])
-    return from_json_lines(text.splitlines())
+        return parse_json_lines([stripped])
+    return parse_json_lines(text.splitlines())
+
+
+def from_json_lines(lines: Iterable[str]) -> Series:
+    """Series from JSON lines; what is left out, and why: `parse_json_lines`."""
+    return parse_json_lines(lines).series
+
+
+def from_file(path: Path) -> Series:
+    """Series from a metrics file; what is left out, and why: `read_file`."""
+    return read_file(path).series
 
 
 def from_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) -> Series:
@@ -85,3 +165,53 @@ def final(series: Series, name: str | None) -> float | None:
     if not name or not series.get(name):
         return None
     return series[name][-1][1]
+
+
+def missing_primary(primary: str | None, seen: Iterable[str]) -> str | None:
+    """Why the primary metric has no value, with a did-you-mean; None when it has one."""
+    names = sorted(set(seen))
+    if not primary or primary in names:
+        return None
+    if not names:
+        return (
+            f"primary metric {primary!r} was not found; no metrics were read "
+            "(from experiment.metrics.file, toolkit.runtime.log or experiment.metrics.patterns)"
+        )
+    import difflib
+
+    close = difflib.get_close_matches(primary, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}? (experiment.metrics.primary)" if close else ""
+    return f"primary metric {primary!r} was not found; metrics seen: {', '.join(names)}{hint}"
+
+
+def run_warnings(run_dir: Path, recorded: Mapping[str, Any]) -> tuple[str, ...]:
+    """What to tell the user about a finished run's metrics: lines of its metrics files that were
+    left out, and a primary metric that was never logged. `recorded`: the record's `metrics`."""
+    from toolkit.runtime import METRICS_FILE
+
+    files = [METRICS_FILE]  # what toolkit.runtime.log() wrote
+    if recorded.get("file"):
+        files.append(f"outputs/{recorded['file']}")  # the experiment's own file, as collected
+    notes = [s.describe(f) for f in files for s in read_file(run_dir / f).skipped]
+    missing = missing_primary(recorded.get("primary"), recorded.get("series") or {})
+    return (*notes, *([missing] if missing else []))
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value in NON_FINITE:
+        return NON_FINITE[value]
+    return None
+
+
+def _is_quoted_number(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
+from toolkit.metrics import NON_FINITE
 from toolkit.paths import RUNS_DIR
 
 SCHEMA = "toolkit.run/1"
@@ -60,12 +62,25 @@ def new_run_dir(root: Path, target: str) -> tuple[str, Path]:
     raise UserError(f"could not create a new run folder in {base}")
 
 
+def portable(value: Any) -> Any:
+    """`value` with NaN and infinities as the strings "NaN", "Infinity", "-Infinity": strict JSON
+    has no such numbers, and parsers other than Python's (JavaScript, Go, jq) refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: portable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(item) for item in value]
+    return value
+
+
 def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
     """Write record.json atomically; refuses to replace an existing record."""
     final = run_dir / RECORD_FILE
     temp = run_dir / f".{RECORD_FILE}.{os.getpid()}.tmp"
-    temp.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    text = json.dumps(portable(record), indent=2, sort_keys=False, allow_nan=False)
     try:
+        temp.write_text(text + "\n", encoding="utf-8")  # a full disk leaves no half of it
         os.link(temp, final)  # fails if a record exists: records are never overwritten
     except FileExistsError:
         raise UserError(f"{final} exists; run records are never overwritten") from None
@@ -85,7 +100,26 @@ def read_record(path: Path) -> dict[str, Any]:
         raise UserError(f"{file}: unreadable run record ({exc})") from None
     if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("toolkit.run/"):
         raise UserError(f"{file}: not a toolkit run record (no 'schema': '{SCHEMA}')")
+    _read_non_finite(data.get("metrics"))
     return data
+
+
+def _read_non_finite(metrics: Any) -> None:
+    """Metric values written as "NaN"/"Infinity"/"-Infinity" (see `portable`) back as floats.
+
+    Only metric values: elsewhere such a string may be just a string. Records written before
+    hold bare NaN, which Python's json reads as it is.
+    """
+    if not isinstance(metrics, dict):
+        return
+    final = metrics.get("primary_final")
+    if isinstance(final, str) and final in NON_FINITE:
+        metrics["primary_final"] = NON_FINITE[final]
+    series = metrics.get("series")
+    for points in series.values() if isinstance(series, dict) else ():
+        for point in points if isinstance(points, list) else ():
+            if isinstance(point, list) and len(point) == 2 and isinstance(point[1], str):
+                point[1] = NON_FINITE.get(point[1], point[1])
 
 
 def find_run(root: Path, ref: str) -> Path:
@@ -93,9 +127,17 @@ def find_run(root: Path, ref: str) -> Path:
     as_path = Path(ref)
     if (as_path / RECORD_FILE).is_file() or (as_path.is_file() and as_path.suffix == ".json"):
         return as_path
-    if "/" in ref or as_path.exists():
-        what = "no record.json in" if as_path.is_dir() else "no such run folder or record:"
-        raise UserError(f"{what} {ref}", hint="`toolkit runs` lists this project's runs")
+    if as_path.is_dir():
+        raise UserError(f"no record.json in {ref}", hint="`toolkit runs` lists this project's runs")
+    if as_path.exists():
+        raise UserError(
+            f"{ref} is not a run: give a run id, a run folder or its record.json",
+            hint="`toolkit runs` lists this project's runs",
+        )
+    if "/" in ref:
+        raise UserError(
+            f"no such run folder or record: {ref}", hint="`toolkit runs` lists this project's runs"
+        )
     base = runs_dir(root)
     if (base / ref / RECORD_FILE).is_file():
         return base / ref
@@ -108,27 +150,32 @@ def find_run(root: Path, ref: str) -> Path:
 
 
 def list_runs(root: Path) -> list[RunSummary]:
-    """Every readable record under runs/, oldest first."""
+    """Every readable record under runs/, oldest first (by start time, to the millisecond)."""
     found = []
     base = runs_dir(root)
-    for folder in sorted(base.iterdir() if base.is_dir() else []):
+    for folder in base.iterdir() if base.is_dir() else []:
         if not (folder / RECORD_FILE).is_file():
             continue
         try:
             data = read_record(folder)
         except UserError:
             continue
-        metrics = data.get("metrics", {})
+        metrics = data.get("metrics") or {}
+        value = metrics.get("primary_final")
         found.append(
             RunSummary(
-                id=data.get("id", folder.name),
+                id=str(data.get("id", folder.name)),
                 path=folder,
-                target=data.get("target", "?"),
-                status=data.get("status", "?"),
+                target=str(data.get("target", "?")),
+                status=str(data.get("status", "?")),
                 primary=metrics.get("primary"),
-                primary_value=metrics.get("primary_final"),
-                started=data.get("started", ""),
+                primary_value=float(value)
+                if isinstance(value, int | float) and not isinstance(value, bool)
+                else None,
+                started=str(data.get("started") or ""),
                 native=bool(data.get("native")),
             )
         )
-    return found
+    # Ids start with the second a run started and end in random hex: runs started within one
+    # second sort by chance. `started` is ISO 8601 UTC with milliseconds, so it sorts as text.
+    return sorted(found, key=lambda r: (r.started, r.id))

@@ -217,7 +217,7 @@ def execute(
         tuple(doc["incomplete"]),
         finishing.pressed,
         doc["engine_error"],
-        tuple(_warnings(cfg, doc)),
+        tuple(_warnings(cfg, doc, run_dir)),
     )
 
 
@@ -688,9 +688,11 @@ def _lock_state(cfg: Config, target: str) -> dict[str, str]:
     return {"state": found.state, "reason": found.reason}
 
 
-def _warnings(cfg: Config, doc: dict[str, Any]) -> list[str]:
+def _warnings(cfg: Config, doc: dict[str, Any], run_dir: Path) -> list[str]:
     """Where the record says less than it seems to: inputs it cannot see, an environment that
-    is not the one declared."""
+    is not the one declared, metrics it could not read."""
+    from toolkit import metrics
+
     found = [
         f"experiment.data {path!r} does not exist, so it is not in the record's data "
         "fingerprint and a change to it goes unseen: is the path in toolkit.yaml right?"
@@ -722,6 +724,8 @@ def _warnings(cfg: Config, doc: dict[str, Any]) -> list[str]:
             f"{len(drift)} packages differ from the lockfile: {shown}{more} "
             "(all of them in the record's package_drift)"
         )
+    if doc["status"] == "succeeded":  # a stopped run's torn last line is no news
+        found += metrics.run_warnings(run_dir, doc["metrics"])
     return found
 
 

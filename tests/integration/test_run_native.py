@@ -103,6 +103,17 @@ def test_what_the_record_cannot_see_is_said_when_the_run_ends(project: Path) -> 
     assert clean.returncode == 0 and "warning" not in clean.stderr, clean.stderr
 
 
+def test_a_primary_metric_the_run_never_logged_is_said(project: Path) -> None:
+    config = project / "toolkit.yaml"
+    config.write_text(config.read_text().replace("primary: score", "primary: scor"))
+    result = toolkit("run", "--native", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: primary metric 'scor' was not found; metrics seen: loss, score; "
+        "did you mean 'score'?" in result.stderr
+    )
+
+
 def test_a_runs_outputs_do_not_change_the_next_runs_code(project: Path) -> None:
     git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@localhost"]
     for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "exp"]):  # no .gitignore

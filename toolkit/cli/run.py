@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from toolkit.cli.app import TargetOption, app, options, output
+
+if TYPE_CHECKING:
+    from toolkit.errors import UserError
 
 
 @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -122,7 +125,7 @@ def runs_export_command(
     *refs, dest = items
     folders = [find_run(cfg.root, ref) for ref in refs]
     export_runs(folders, Path(dest))
-    output.success(f"wrote {dest} ({len(folders)} runs)")
+    output.success(f"wrote {dest} ({_count(len(folders), 'run')})")
 
 
 @runs_app.command("import")
@@ -138,7 +141,8 @@ def runs_import_command(
     cfg = options().load()
     done = import_runs(Path(bundle), runs_dir(cfg.root))
     output.success(
-        f"imported {len(done.added)} runs" + (f": {', '.join(done.added)}" if done.added else "")
+        f"imported {_count(len(done.added), 'run')}"
+        + (f": {', '.join(done.added)}" if done.added else "")
     )
     if done.skipped:
         output.info(f"already present, left as they are: {', '.join(done.skipped)}")
@@ -146,61 +150,129 @@ def runs_import_command(
 
 @app.command("show")
 def show_command(
-    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, id prefix, or folder.")],
+    run_ref: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN", help="Run id, id prefix, folder, or a bundle holding one run."
+        ),
+    ],
     json_output: Annotated[bool, typer.Option("--json", help="Print the whole record.")] = False,
 ) -> None:
     """Show one run record."""
-    from toolkit.record import find_run, read_record
+    import tempfile
+    from pathlib import Path
 
-    cfg = options().load()
-    doc = read_record(find_run(cfg.root, run_ref))
+    from toolkit.record import portable
+    from toolkit.runref import load_runs
+
+    cfg = options().load_optional()
+    with tempfile.TemporaryDirectory(prefix="toolkit-show-") as scratch:
+        runs = load_runs(cfg.root if cfg else Path.cwd(), run_ref, Path(scratch))
+    if len(runs) != 1:
+        raise _not_one_run(run_ref, [r.id for r in runs])
+    doc = runs[0].record
     if json_output:
-        output.as_json(doc)
+        output.as_json(portable(doc))  # valid JSON, as record.json itself is
         return
-    det = doc["determinism"]
+    output.table(["field", "value"], _show_rows(doc))
+
+
+def _not_one_run(ref: str, ids: list[str]) -> UserError:
+    from toolkit.errors import UserError
+    from toolkit.runref import BUNDLE_SUFFIXES
+
+    if not ids:
+        return UserError(f"{ref} holds no runs")
+    hint = (
+        f"`toolkit runs import {ref}`, then `toolkit show` one of these ids"
+        if ref.endswith(BUNDLE_SUFFIXES)
+        else "give one run's folder, or its id"
+    )
+    return UserError(f"{ref} holds {len(ids)} runs: {', '.join(ids)}; show takes one", hint=hint)
+
+
+def _show_rows(doc: dict[str, Any]) -> list[list[str]]:
+    import shlex
+
+    det = doc.get("determinism") or {}
     applied = [a for a in det.get("applied", []) if a.get("status") == "applied"]
     code, data, outputs = doc.get("code"), doc.get("data"), doc.get("outputs")
     policy = det.get("policy")
     skipped = "not recorded"
-    metrics = doc["metrics"]
-    output.table(
-        ["field", "value"],
+    rows = [
+        ["id", str(doc["id"])],
+        ["status", _status(doc)],
+    ]
+    if doc.get("engine_error"):
+        rows.append(["engine error", str(doc["engine_error"])])
+    rows += [
+        ["target", str(doc.get("target", "?")) + (" (native)" if doc.get("native") else "")],
+        ["command", shlex.join(str(arg) for arg in doc.get("command", []))],
+        ["started", str(doc.get("started", "-"))],
+        ["duration", f"{doc['duration_s']:.1f}s" if doc.get("duration_s") is not None else "-"],
+        ["image", (doc.get("image") or {}).get("ref") or "-"],
         [
-            ["id", doc["id"]],
-            ["status", f"{doc['status']} (exit {doc['exit_code']})"],
-            ["target", doc["target"] + (" (native)" if doc.get("native") else "")],
-            ["command", " ".join(doc["command"])],
-            ["started", doc["started"]],
-            ["duration", f"{doc['duration_s']:.1f}s"],
-            ["image", (doc.get("image") or {}).get("ref") or "-"],
-            [
-                "code",
-                f"{code['commit'] or 'no git'}{' (dirty)' if code['dirty'] else ''}"
-                if code
-                else skipped,
-            ],
-            ["data", data["digest"][:16] if data else skipped],
-            [
-                "policy",
-                ", ".join(f"{k}={v}" for k, v in policy.items())
-                if policy
-                else "none (--no-policy: the libraries' defaults)",
-            ],
-            ["applied", f"{len(applied)} settings"],
-            [
-                "nondeterministic ops",
-                ", ".join(o["op"] for o in det["nondeterministic_ops"]) or "none",
-            ],
-            [
-                "primary",
-                f"{metrics['primary']}={metrics['primary_final']}" if metrics["primary"] else "-",
-            ],
-            [
-                "outputs",
-                f"{len(outputs['files'])} files, {outputs['digest'][:16]}" if outputs else skipped,
-            ],
+            "code",
+            f"{code['commit'] or 'no git'}{' (dirty)' if code['dirty'] else ''}"
+            if code
+            else skipped,
         ],
-    )
+        ["data", data["digest"][:16] if data else skipped],
+        [
+            "policy",
+            ", ".join(f"{k}={v}" for k, v in policy.items())
+            if policy
+            else "none (--no-policy: the libraries' defaults)",
+        ],
+        ["applied", _count(len(applied), "setting")],
+        [
+            "nondeterministic ops",
+            ", ".join(o["op"] for o in det.get("nondeterministic_ops", [])) or "none",
+        ],
+    ]
+    if doc.get("native") or doc.get("package_drift"):
+        rows.append(["package drift", _drift(doc)])
+    rows += [
+        ["primary", _primary(doc.get("metrics") or {})],
+        [
+            "outputs",
+            f"{_count(len(outputs['files']), 'file')}, {outputs['digest'][:16]}"
+            if outputs
+            else skipped,
+        ],
+    ]
+    return rows
+
+
+def _status(doc: dict[str, Any]) -> str:
+    exit_code = doc.get("exit_code")
+    return str(doc["status"]) + (f" (exit {exit_code})" if exit_code is not None else "")
+
+
+def _primary(metrics: dict[str, Any]) -> str:
+    name, value = metrics.get("primary"), metrics.get("primary_final")
+    if not name:
+        return "-"
+    return f"{name}={'-' if value is None else value}"
+
+
+def _drift(doc: dict[str, Any]) -> str:
+    """Packages whose installed version differs from the lockfile (native runs)."""
+    if "package_drift" in doc.get("incomplete", []):
+        return "not recorded"
+    drift = doc.get("package_drift") or []
+    if not drift:
+        return "none: the installed packages match the lockfile"
+    shown = [
+        f"{d.get('package')} {d.get('installed') or 'not installed'} (locked {d.get('locked')})"
+        for d in drift[:5]
+    ]
+    more = f", and {len(drift) - 5} more (`toolkit show --json`)" if len(drift) > 5 else ""
+    return ", ".join(shown) + more
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @app.command("shell", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -1,0 +1,155 @@
+"""`toolkit runs` and `toolkit show`, as a user runs them (no Docker: records made here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import toolkit
+from toolkit.bundle import export_runs
+from toolkit.record import write_record
+
+CONFIG = "name: demo\ntargets:\n  cpu: {base: debian, lockfile: lock.txt}\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "toolkit.yaml").write_text(CONFIG)
+    return tmp_path
+
+
+def add_run(root: Path, run_id: str, started: str, **changes: Any) -> Path:
+    doc: dict[str, Any] = {
+        "schema": "toolkit.run/1",
+        "id": run_id,
+        "project": "demo",
+        "target": "cpu",
+        "status": "succeeded",
+        "exit_code": 0,
+        "engine_error": None,
+        "command": ["python", "-c", "import sys; print('hi')"],
+        "started": started,
+        "duration_s": 1.5,
+        "native": False,
+        "image": {"ref": "demo-cpu:abc"},
+        "code": {"commit": "abc123", "dirty": False},
+        "data": None,
+        "determinism": {"policy": None, "applied": [], "nondeterministic_ops": []},
+        "package_drift": [],
+        "incomplete": [],
+        "metrics": {"primary": "loss", "primary_final": 0.25, "series": {"loss": [[0, 0.25]]}},
+        "outputs": {"files": {"model.pt": "f" * 64}, "digest": "d" * 64},
+    }
+    doc.update(changes)
+    folder = root / "runs" / run_id
+    folder.mkdir(parents=True)
+    write_record(folder, doc)
+    return folder
+
+
+def rows(stdout: str) -> dict[str, str]:
+    """`show`'s table off a terminal: field, two spaces or more, value."""
+    found = {}
+    for line in stdout.splitlines()[1:]:
+        field, _, value = line.partition("  ")
+        found[field] = value.strip()
+    return found
+
+
+def test_runs_started_in_one_second_are_listed_oldest_first(project: Path) -> None:
+    add_run(project, "20261127-100441-cpu-ffff", "2026-11-27T10:04:41.100Z")
+    add_run(project, "20261127-100441-cpu-0aaa", "2026-11-27T10:04:41.900Z")
+    result = toolkit("runs", cwd=project)
+    assert result.returncode == 0, result.stderr
+    ids = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    assert ids == ["20261127-100441-cpu-ffff", "20261127-100441-cpu-0aaa"]
+
+
+def test_show_a_failed_run(project: Path) -> None:
+    add_run(
+        project,
+        "20261127-100441-cpu-0aaa",
+        "2026-11-27T10:04:41.900Z",
+        status="engine_lost",
+        exit_code=None,
+        engine_error="the container was removed while it ran",
+        metrics={"primary": "loss", "primary_final": None, "series": {}},
+    )
+    result = toolkit("show", "20261127-100441-cpu-0aaa", cwd=project)
+    assert result.returncode == 0, result.stderr
+    shown = rows(result.stdout)
+    assert shown["status"] == "engine_lost"
+    assert shown["engine error"] == "the container was removed while it ran"
+    assert shown["command"] == "python -c 'import sys; print('\"'\"'hi'\"'\"')'"
+    assert shown["primary"] == "loss=-"
+    assert shown["outputs"] == "1 file, " + "d" * 16
+    assert shown["applied"] == "0 settings"
+    assert "package drift" not in shown  # container runs have none
+
+
+def test_show_a_run_that_exited(project: Path) -> None:
+    add_run(project, "r1", "2026-11-27T10:04:41.900Z", status="failed", exit_code=3)
+    shown = rows(toolkit("show", "r1", cwd=project).stdout)
+    assert shown["status"] == "failed (exit 3)"
+    assert "engine error" not in shown
+
+
+def test_show_lists_a_native_runs_package_drift(project: Path) -> None:
+    drift = [
+        {"package": "torch", "locked": "2.4.0", "installed": "2.3.1"},
+        {"package": "numpy", "locked": "1.26.4", "installed": None},
+    ]
+    add_run(project, "native", "2026-11-27T10:04:41.900Z", native=True, package_drift=drift)
+    add_run(project, "clean", "2026-11-27T10:04:42.900Z", native=True)
+    shown = rows(toolkit("show", "native", cwd=project).stdout)
+    assert shown["package drift"] == (
+        "torch 2.3.1 (locked 2.4.0), numpy not installed (locked 1.26.4)"
+    )
+    clean = rows(toolkit("show", "clean", cwd=project).stdout)
+    assert clean["package drift"] == "none: the installed packages match the lockfile"
+
+
+def test_show_reads_a_bundle_of_one_run(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = add_run(project, "20261127-100441-cpu-0aaa", "2026-11-27T10:04:41.900Z")
+    bundle = tmp_path_factory.mktemp("elsewhere") / "run-cpu.tar.gz"
+    export_runs([folder], bundle)
+    result = toolkit("show", str(bundle), cwd=bundle.parent)  # no project needed
+    assert result.returncode == 0, result.stderr
+    assert rows(result.stdout)["id"] == "20261127-100441-cpu-0aaa"
+
+
+def test_show_of_a_bundle_of_several_runs_names_them(project: Path) -> None:
+    folders = [
+        add_run(project, "r1", "2026-11-27T10:04:41.900Z"),
+        add_run(project, "r2", "2026-11-27T10:04:42.900Z"),
+    ]
+    export_runs(folders, project / "runs.tar.gz")
+    result = toolkit("show", "runs.tar.gz", cwd=project)
+    assert result.returncode == 1
+    assert "runs.tar.gz holds 2 runs: r1, r2; show takes one" in result.stderr
+    assert "toolkit runs import runs.tar.gz" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_show_json_is_strict_json_with_nan_metrics(project: Path) -> None:
+    nan = float("nan")
+    add_run(
+        project,
+        "r1",
+        "2026-11-27T10:04:41.900Z",
+        metrics={"primary": "loss", "primary_final": nan, "series": {"loss": [[0, nan]]}},
+    )
+    result = toolkit("show", "r1", "--json", cwd=project)
+    assert result.returncode == 0, result.stderr
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"not strict JSON: {token}")
+
+    doc = json.loads(result.stdout, parse_constant=refuse)
+    assert doc["metrics"]["primary_final"] == "NaN"
+    assert rows(toolkit("show", "r1", cwd=project).stdout)["primary"] == "loss=nan"

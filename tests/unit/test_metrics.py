@@ -1,0 +1,112 @@
+"""Metric series: what is read, what is left out and said so, a primary metric never logged."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from toolkit.metrics import (
+    Skipped,
+    missing_primary,
+    parse_json_lines,
+    read_file,
+    run_warnings,
+)
+
+
+def test_lines_that_are_not_json_are_counted() -> None:
+    parsed = parse_json_lines(
+        ['{"step": 0, "loss": 1.0}', "loss 0.9", "", '{"step": 2, "loss": 0.8}', "[1, 2]", "{torn"]
+    )
+    assert parsed.series == {"loss": [(0, 1.0), (2, 0.8)]}
+    assert parsed.skipped == (Skipped("not JSON", 2, 2), Skipped("not a JSON object", 1, 5))
+    assert parsed.skipped[0].describe("metrics.jsonl") == (
+        "metrics.jsonl: 2 lines skipped (not JSON; the first is line 2)"
+    )
+    assert parsed.skipped[1].describe("metrics.jsonl") == (
+        "metrics.jsonl: 1 line skipped (not a JSON object; line 5)"
+    )
+
+
+def test_numbers_written_as_strings_are_counted_other_strings_are_not() -> None:
+    parsed = parse_json_lines(
+        [
+            '{"step": 0, "loss": "1.0", "phase": "train"}',
+            '{"step": 1, "loss": 0.9, "acc": "0.5"}',
+            '{"step": 2, "loss": 0.8, "phase": "eval"}',
+        ]
+    )
+    assert parsed.series == {"loss": [(1, 0.9), (2, 0.8)]}
+    assert parsed.skipped == (Skipped("numbers written as strings", 2, 1),)
+    assert (
+        parsed.skipped[0]
+        .describe("metrics.jsonl")
+        .startswith(
+            "metrics.jsonl: 2 lines with numbers written as strings, left out (the first is line 1)"
+        )
+    )
+
+
+def test_values_that_are_not_an_object_are_skipped_not_a_crash() -> None:
+    parsed = parse_json_lines(['{"step": 0, "values": [1, 2]}', '{"values": {"loss": 1}}'])
+    assert parsed.series == {"loss": [(0, 1.0)]}
+    assert parsed.skipped == (Skipped("'values' is not an object", 1, 1),)
+
+
+def test_non_finite_values_are_read_bare_or_as_a_record_writes_them() -> None:
+    parsed = parse_json_lines(
+        ['{"loss": NaN}', '{"loss": "NaN"}', '{"loss": "Infinity"}', '{"loss": "-Infinity"}']
+    )
+    values = [v for _, v in parsed.series["loss"]]
+    assert math.isnan(values[0]) and math.isnan(values[1])
+    assert values[2:] == [math.inf, -math.inf]
+    assert parsed.skipped == ()
+
+
+def test_a_json_list_that_does_not_parse_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    path.write_text('[\n{"loss": 1.0},\n{"loss": 0.5\n]\n')
+    parsed = read_file(path)
+    assert parsed.series == {}
+    assert parsed.skipped[0].reason.startswith("not a JSON list")
+    assert parsed.skipped[0].first_line == 4
+
+
+def test_a_misspelt_primary_metric_is_named_with_what_was_seen() -> None:
+    assert missing_primary("los", ["loss", "acc"]) == (
+        "primary metric 'los' was not found; metrics seen: acc, loss; "
+        "did you mean 'loss'? (experiment.metrics.primary)"
+    )
+    assert missing_primary("f1", ["loss", "acc"]) == (
+        "primary metric 'f1' was not found; metrics seen: acc, loss"
+    )
+    assert "no metrics were read" in str(missing_primary("loss", []))
+    assert missing_primary("loss", ["loss"]) is None
+    assert missing_primary(None, ["loss"]) is None
+
+
+def test_run_warnings_read_the_run_folder_and_its_record(tmp_path: Path) -> None:
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "log.jsonl").write_text(
+        '{"step": 0, "loss": 1.0}\nnot json\n{"step": 1, "loss": "0.5"}\n'
+    )
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 0, "values": {"acc": 0.1}}) + "\n")
+    recorded = {
+        "primary": "los",
+        "file": "log.jsonl",
+        "series": {"loss": [[0, 1.0]], "acc": [[0, 0.1]]},
+    }
+    assert run_warnings(tmp_path, recorded) == (
+        "outputs/log.jsonl: 1 line skipped (not JSON; line 2)",
+        "outputs/log.jsonl: 1 line with numbers written as strings, left out (line 3); "
+        'write numbers without quotes, e.g. {"loss": 0.5}',
+        "primary metric 'los' was not found; metrics seen: acc, loss; "
+        "did you mean 'loss'? (experiment.metrics.primary)",
+    )
+
+
+def test_a_clean_run_has_no_metric_warnings(tmp_path: Path) -> None:
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0, "values": {"loss": 0.5}}\n')
+    recorded = {"primary": "loss", "file": None, "series": {"loss": [[0, 0.5]]}}
+    assert run_warnings(tmp_path, recorded) == ()
