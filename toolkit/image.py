@@ -264,8 +264,11 @@ def current_image(cfg: Config, target: TargetConfig) -> tuple[str, engine.ImageI
     """The tag today's inputs hash to and its image; UserError pointing to `toolkit build`."""
     ref = plan(cfg, target).ref
     found = engine.image(ref)
-    if found is None:  # a lockfile that needs `toolkit lock` first would fail the build too
-        raise _lock_not_current(cfg, target) or UserError(
+    if found is None:
+        stale = None  # a lockfile that needs `toolkit lock` first would fail the build
+        with contextlib.suppress(UserError):  # requirements.in unreadable: the build says so
+            stale = _lock_not_current(cfg, target)
+        raise stale or UserError(
             f"no image for target {target.name} ({ref})",
             hint=f"run `toolkit build --target {target.name}`",
         )

@@ -113,8 +113,10 @@ def execute(
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
     on_note: Callable[[str], None] = lambda message: None,
+    on_start: Callable[[], None] = lambda: None,
 ) -> RunResult:
-    """Run the experiment and write its record; the record is written whatever the outcome."""
+    """Run the experiment and write its record; the record is written whatever the outcome.
+    `on_start` is called once everything it needs is there, just before it starts."""
     experiment = cfg.experiment
     workdir_rel = experiment.workdir if experiment else "."
     workdir = cfg.root / workdir_rel
@@ -141,6 +143,7 @@ def execute(
         ):
             tee_out = _tee(out_file, on_stdout, on_note)
             tee_err = _tee(err_file, on_stderr, on_note)
+            on_start()
 
             if req.native:
                 earlier = _output_files(workdir, declared)

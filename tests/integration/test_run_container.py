@@ -136,10 +136,10 @@ def test_two_runs_at_once_keep_their_own_outputs(example: Path) -> None:
     )
     argv = [sys.executable, "-m", "toolkit", "run", "--", "python", "-c", script]
     procs = [
-        subprocess.Popen([*argv, value], cwd=example, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([*argv, value], cwd=example, stderr=subprocess.PIPE, text=True)
         for value in ("1.5", "2.5")
     ]
-    outs = [p.communicate(timeout=120)[0] for p in procs]
+    outs = [p.communicate(timeout=120)[1] for p in procs]  # toolkit's lines are on stderr
     assert [p.returncode for p in procs] == [0, 0], outs
     ids = [out.split("✓ ", 1)[1].split(":", 1)[0] for out in outs]
     assert ids[0] != ids[1]
@@ -185,6 +185,21 @@ def test_missing_image_points_to_build(tmp_path: Path) -> None:
     assert "toolkit build --target cpu" in result.stderr
 
 
+def test_missing_image_of_a_lockfile_toolkit_did_not_write_points_to_lock(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "requirements.in").write_text("six\n")
+    (tmp_path / "lockfiles").mkdir()
+    (tmp_path / "lockfiles" / "cpu.txt").write_text("six==1.17.0\n")  # by hand: no header
+    (tmp_path / "toolkit.yaml").write_text(
+        "name: tk-unlocked\ntargets: {cpu: {}}\nexperiment: {command: python -V}\n"
+    )
+    result = toolkit("run", cwd=tmp_path)  # `toolkit build`, the hint it gave, fails on this
+    assert result.returncode == 1
+    assert "lockfile cpu.txt of target cpu: has no toolkit header" in result.stderr
+    assert "run `toolkit lock --target cpu`, then `toolkit build --target cpu`" in result.stderr
+
+
 def test_shell_runs_a_command_with_the_run_settings(example: Path) -> None:
     script = (
         "import os, torch; "
@@ -195,6 +210,12 @@ def test_shell_runs_a_command_with_the_run_settings(example: Path) -> None:
     assert "SHELL /project/examples/quickstart 2 0" in result.stdout
     failed = toolkit("shell", "--", "sh", "-c", "exit 3", cwd=example)
     assert failed.returncode == 3
+
+
+def test_stdout_is_the_containers_alone(example: Path) -> None:
+    result = toolkit("run", "--", "python", "-c", "print('only this')", cwd=example)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "only this\n"
 
 
 def test_a_stale_lockfile_is_said_by_the_run_and_by_a_missing_image(

@@ -45,15 +45,16 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def record_of(root: Path, stdout: str) -> dict:  # type: ignore[type-arg]
-    run_id = next(w for w in stdout.split() if w.startswith("20") and w.endswith(":"))[:-1]
+def record_of(root: Path, stderr: str) -> dict:  # type: ignore[type-arg]
+    """The record of the run whose id toolkit's summary line (on stderr) names."""
+    run_id = next(w for w in stderr.split() if w.startswith("20") and w.endswith(":"))[:-1]
     return json.loads((root / "runs" / run_id / "record.json").read_text())
 
 
 def test_native_run_applies_the_policy_and_records_everything(project: Path) -> None:
     result = toolkit("run", "--native", cwd=project)
     assert result.returncode == 0, result.stderr
-    doc = record_of(project, result.stdout)
+    doc = record_of(project, result.stderr)
     assert doc["schema"] == "toolkit.run/1"
     assert doc["status"] == "succeeded" and doc["native"] is True and doc["image"] is None
     assert doc["determinism"]["policy"]["seed"] == 7
@@ -70,7 +71,7 @@ def test_native_run_applies_the_policy_and_records_everything(project: Path) -> 
     assert doc["packages"]  # what the interpreter has installed
 
     again = toolkit("run", "--native", cwd=project)
-    assert record_of(project, again.stdout)["metrics"]["series"] == series  # seeded: same values
+    assert record_of(project, again.stderr)["metrics"]["series"] == series  # seeded: same values
 
 
 def test_what_the_record_cannot_see_is_said_when_the_run_ends(project: Path) -> None:
@@ -91,7 +92,7 @@ def test_what_the_record_cannot_see_is_said_when_the_run_ends(project: Path) -> 
     assert (
         f"warning: the experiment ran on Python {python}; toolkit.yaml says 3.10" in result.stderr
     )
-    assert record_of(project, result.stdout)["python"] == python
+    assert record_of(project, result.stderr)["python"] == python
 
     config.write_text(
         good.replace("name: tk-native\n", f'name: tk-native\npython: "{python[:4]}"\n')
@@ -101,6 +102,13 @@ def test_what_the_record_cannot_see_is_said_when_the_run_ends(project: Path) -> 
         subprocess.run([*git, *argv], check=True)
     clean = toolkit("run", "--native", cwd=project)
     assert clean.returncode == 0 and "warning" not in clean.stderr, clean.stderr
+
+
+def test_stdout_is_the_experiments_alone(project: Path) -> None:
+    result = toolkit("run", "--native", "--", "python", "-c", "print('only this')", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "only this\n"  # `toolkit run -- … > file` gets what `… > file` does
+    assert "run python -c" in result.stderr and "succeeded" in result.stderr
 
 
 def test_a_primary_metric_the_run_never_logged_is_said(project: Path) -> None:
@@ -118,8 +126,8 @@ def test_a_runs_outputs_do_not_change_the_next_runs_code(project: Path) -> None:
     git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@localhost"]
     for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "exp"]):  # no .gitignore
         subprocess.run([*git, *argv], capture_output=True, check=True)
-    first = record_of(project, toolkit("run", "--native", cwd=project).stdout)
-    second = record_of(project, toolkit("run", "--native", cwd=project).stdout)
+    first = record_of(project, toolkit("run", "--native", cwd=project).stderr)
+    second = record_of(project, toolkit("run", "--native", cwd=project).stderr)
     # runs/, .toolkit/ and exp/result.txt are untracked now, yet none of them is code
     assert first["code"] == second["code"] and not second["code"]["dirty"]
     same = toolkit("diff", first["id"], second["id"], cwd=project)
@@ -140,7 +148,7 @@ def test_failed_experiment_keeps_its_record_and_exit_code(project: Path) -> None
 def test_outputs_left_by_an_earlier_run_are_not_this_runs(project: Path) -> None:
     first = toolkit("run", "--native", cwd=project)
     assert first.returncode == 0, first.stderr
-    assert list(record_of(project, first.stdout)["outputs"]["files"]) == ["result.txt"]
+    assert list(record_of(project, first.stderr)["outputs"]["files"]) == ["result.txt"]
     assert (project / "exp" / "result.txt").is_file()  # still in the shared workdir
     crashed = toolkit(
         "run", "--native", "--", sys.executable, "-c", "raise SystemExit(3)", cwd=project
@@ -185,7 +193,7 @@ def test_user_sitecustomize_still_runs(project: Path, tmp_path: Path) -> None:
     result = toolkit("run", "--native", cwd=project, env=env)
     assert result.returncode == 0, result.stderr
     assert (project / "exp" / "user-site-ran").read_text() == "yes"
-    doc = record_of(project, result.stdout)
+    doc = record_of(project, result.stderr)
     assert any(s["status"] == "applied" for s in doc["determinism"]["applied"])
 
 
@@ -260,7 +268,7 @@ def test_a_run_folder_that_turns_read_only_mid_run_is_a_clear_error(
 
 def test_runs_from_another_machine_join_repro_check(project: Path, tmp_path: Path) -> None:
     first = toolkit("run", "--native", cwd=project)
-    run_id = record_of(project, first.stdout)["id"]
+    run_id = record_of(project, first.stderr)["id"]
     bundle = tmp_path / "laptop.tar.gz"
     exported = toolkit("runs", "export", run_id, str(bundle), cwd=project)
     assert exported.returncode == 0, exported.stderr
@@ -367,8 +375,8 @@ def test_ctrl_c_again_kills_a_program_that_will_not_stop_and_keeps_its_record(
 def test_no_policy_run_is_a_recorded_baseline(project: Path) -> None:
     baseline = toolkit("run", "--native", "--no-policy", cwd=project)
     assert baseline.returncode == 0, baseline.stderr
-    assert "no determinism policy" in baseline.stdout
-    doc = record_of(project, baseline.stdout)
+    assert "no determinism policy" in baseline.stderr
+    doc = record_of(project, baseline.stderr)
     assert doc["determinism"]["policy"] is None
     assert doc["determinism"]["environment"] == {"TOOLKIT_POLICY": "null"}  # observe only
     assert doc["determinism"]["applied"] == [] and doc["determinism"]["forced"] == []
@@ -378,7 +386,7 @@ def test_no_policy_run_is_a_recorded_baseline(project: Path) -> None:
     shown = toolkit("show", doc["id"], cwd=project)
     assert shown.returncode == 0, shown.stderr
     assert "none (--no-policy" in shown.stdout
-    governed = record_of(project, toolkit("run", "--native", cwd=project).stdout)
+    governed = record_of(project, toolkit("run", "--native", cwd=project).stderr)
     diff = toolkit("diff", doc["id"], governed["id"], "--json", cwd=project)
     causes = json.loads(diff.stdout)["causes"]
     assert "seed" in causes and "settings" in causes
@@ -415,15 +423,15 @@ def huge_data(project: Path) -> None:
 def test_ctrl_c_while_the_record_waits_for_the_data_keeps_the_record(project: Path) -> None:
     huge_data(project)
     finished = ctrl_c_when_finishing(project, "run", "--native")
-    out, err = finished.stdout, finished.stderr
+    err = finished.stderr
     assert finished.returncode == 0, err  # the experiment itself succeeded
     assert "the record is incomplete, without: data" in err and "Traceback" not in err
-    doc = record_of(project, out)
+    doc = record_of(project, err)
     assert doc["status"] == "succeeded" and doc["incomplete"] == ["data"]
     assert doc["data"] is None and doc["code"] is not None and len(doc["metrics"]["series"]) == 2
 
     (project / "exp" / "data" / "huge.bin").unlink()
-    complete = record_of(project, toolkit("run", "--native", cwd=project).stdout)
+    complete = record_of(project, toolkit("run", "--native", cwd=project).stderr)
     assert complete["incomplete"] == []
     compared = toolkit("diff", doc["id"], complete["id"], cwd=project)
     assert compared.returncode == 0, compared.stdout + compared.stderr
@@ -529,7 +537,7 @@ def test_a_native_run_ends_with_its_program_as_a_container_does(project: Path) -
     done = toolkit("run", "--native", "--", "bash", "-c", script, cwd=project)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 30
-    assert record_of(project, done.stdout)["status"] == "succeeded"
+    assert record_of(project, done.stderr)["status"] == "succeeded"
     (helper,) = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("HELPER")]
     assert running_processes(pid=int(helper)) == []
 

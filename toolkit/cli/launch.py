@@ -143,13 +143,15 @@ def run(args: RunArgs) -> int:
         if p
         else "no determinism policy: the libraries' defaults"
     )
-    output.info(f"run {shlex.join(req.command)} {where} ({settings})")
+    # toolkit's own lines go to stderr: stdout is the experiment's alone, as with `docker run`
+    # (`toolkit run -- python make_table.py > table.csv`).
     result = runner.execute(
         cfg,
         req,
         on_stdout=output.passthrough(sys.stdout),
         on_stderr=output.passthrough(sys.stderr),
         on_note=output.note,
+        on_start=lambda: output.note(f"run {shlex.join(req.command)} {where} ({settings})"),
     )
     rel = result.path.relative_to(cfg.root) if result.path.is_relative_to(cfg.root) else result.path
     for warning in result.warnings:
@@ -160,7 +162,7 @@ def run(args: RunArgs) -> int:
     if result.primary and result.primary_value is not None:
         summary += f", {result.primary}={result.primary_value:.6g}"
     if result.status == "succeeded":
-        output.success(f"{summary} (record: {rel}/record.json)")
+        output.success(f"{summary} (record: {rel}/record.json)", stderr=True)
         return 0
     output.error(f"{summary} (record: {rel}/record.json)")
     if result.nondeterministic_ops:

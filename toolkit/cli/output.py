@@ -62,8 +62,9 @@ def note(message: str) -> None:
     _print(True, message)
 
 
-def success(message: str) -> None:
-    _print(False, f"✓ {message}", lambda: f"[green]✓[/green] {_escape(message)}")
+def success(message: str, *, stderr: bool = False) -> None:
+    """A command's result line; `stderr` where stdout carries something else (a run's output)."""
+    _print(stderr, f"✓ {message}", lambda: f"[green]✓[/green] {_escape(message)}")
 
 
 def warn(message: str) -> None:
