@@ -111,6 +111,7 @@ def test_command_not_found_in_the_image_fails_with_127(example: Path) -> None:
     assert code == 127
     assert record["status"] == "failed" and record["exit_code"] == 127
     assert "no-such-program-xyz" in text
+    assert "exit 127: the command was not found: check its name and PATH" in text
 
 
 def test_gpus_on_an_engine_without_nvidias_hook_say_what_to_install(example: Path) -> None:
@@ -154,9 +155,10 @@ def test_op_without_deterministic_kernel_is_named(example: Path) -> None:
     ops = record["determinism"]["nondeterministic_ops"]
     assert [o["mode"] for o in ops] == ["raised"] and "put_" in ops[0]["op"]
     assert "--no-strict" in text
-    code, record, _ = run(example, "--no-strict", "--", "python", "-c", script)
+    code, record, text = run(example, "--no-strict", "--", "python", "-c", script)
     assert code == 0
     assert [o["mode"] for o in record["determinism"]["nondeterministic_ops"]] == ["warned"]
+    assert "warning: ops without a deterministic implementation ran: put_" in text
 
 
 def test_repro_check_identical_then_thread_variation_differs(example: Path) -> None:

@@ -112,6 +112,14 @@ def _options(
     return found
 
 
+# What the shell's (or the container's init's) exit codes for a command that never ran mean.
+_EXIT_HINTS = {
+    126: "exit 126: the command is not executable (chmod +x, or run it with its interpreter)",
+    127: "exit 127: the command was not found: check its name and PATH, or that its package "
+    "is in requirements.in",
+}
+
+
 def run(args: RunArgs) -> int:
     """Run the experiment and print where its record is; returns the exit code."""
     from toolkit import run as runner
@@ -162,9 +170,18 @@ def run(args: RunArgs) -> int:
     if result.primary and result.primary_value is not None:
         summary += f", {result.primary}={result.primary_value:.6g}"
     if result.status == "succeeded":
+        if result.nondeterministic_ops:  # --no-strict: it ran, and may not run the same again
+            output.warn(
+                f"ops without a deterministic implementation ran: "
+                f"{', '.join(result.nondeterministic_ops)}; results may vary between runs"
+            )
         output.success(f"{summary} (record: {rel}/record.json)", stderr=True)
         return 0
-    output.error(f"{summary} (record: {rel}/record.json)")
+    output.error(
+        f"{summary}{f' (exit {result.exit_code})' if result.exit_code else ''} "
+        f"(record: {rel}/record.json)",
+        hint=_EXIT_HINTS.get(result.exit_code or 0),
+    )
     if result.nondeterministic_ops:
         ops = ", ".join(result.nondeterministic_ops)
         output.error(
