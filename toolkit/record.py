@@ -55,9 +55,11 @@ def new_run_dir(root: Path, target: str) -> tuple[str, Path]:
                 continue
             return run_id, path
     except OSError as exc:
+        hint = "make runs/ writable for this user, or run from a copy of the project"
+        if base.exists() and not base.is_dir():
+            hint = f"{base} is a file, where toolkit keeps the project's runs: move it away"
         raise UserError(
-            f"cannot create a run folder in {base}: {exc.strerror}",
-            hint="make runs/ writable for this user, or run from a copy of the project",
+            f"cannot create a run folder in {base}: {exc.strerror}", hint=hint
         ) from None
     raise UserError(f"could not create a new run folder in {base}")
 

@@ -202,6 +202,7 @@ def test_runs_path_that_is_a_file_is_a_clear_error(project: Path) -> None:
     result = toolkit("run", "--native", cwd=project)
     assert result.returncode == 1
     assert "cannot create a run folder" in result.stderr
+    assert "is a file, where toolkit keeps the project's runs: move it away" in result.stderr
     assert "Traceback" not in result.stderr
 
 
