@@ -688,6 +688,8 @@ def _lock_state(cfg: Config, target: str) -> dict[str, str]:
         found = lock.status(cfg, target)
     except UserError as exc:  # requirements.in unreadable: what the lock came from is unknown
         return {"state": "unknown", "reason": exc.message}
+    except Exception as exc:  # the facts after this one must still be gathered
+        return {"state": "unknown", "reason": f"{type(exc).__name__}: {exc}"}
     return {"state": found.state, "reason": found.reason}
 
 
