@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -130,7 +130,7 @@ def stream(
 
     Ctrl-C stops the program (SIGINT to its process group, then SIGTERM, then SIGKILL).
     """
-    import threading
+    from toolkit.pump import Pump
 
     proc = subprocess.Popen(
         list(argv),
@@ -142,24 +142,21 @@ def stream(
         start_new_session=True,
     )
 
-    # Output that comes after stream() has returned (from a process outside the group, which
-    # nothing stops) is read and dropped: the sinks may be closed by then.
-    returned = threading.Event()
-
-    def pump(pipe: IO[bytes], sink: Callable[[bytes], None]) -> None:
+    def chunks(
+        pipe: IO[bytes], sink: Callable[[bytes], None]
+    ) -> Iterator[tuple[Callable[[bytes], None], bytes]]:
         for chunk in iter(lambda: pipe.read1(65536), b""):  # type: ignore[attr-defined]
-            if not returned.is_set():
-                sink(chunk)
+            yield sink, chunk
 
     assert proc.stdout is not None and proc.stderr is not None
     pumps = [
-        threading.Thread(target=pump, args=(proc.stdout, on_stdout), daemon=True),
-        threading.Thread(target=pump, args=(proc.stderr, on_stderr), daemon=True),
+        Pump(chunks(proc.stdout, on_stdout), "toolkit-stdout"),
+        Pump(chunks(proc.stderr, on_stderr), "toolkit-stderr"),
     ]
     code: int | None = None
     try:
-        for thread in pumps:
-            thread.start()
+        for pump in pumps:
+            pump.start()
         code = proc.wait()
         # The program has ended, and the run with it, as a container ends with its command:
         # what it left running in its process group (a server started with `&`, a worker that
@@ -167,16 +164,20 @@ def stream(
         # output open, and the run went on until it ended, if ever.
         if not _group_ends(proc, seconds=LEFTOVER_GRACE):
             _stop_group(proc, (signal.SIGTERM, signal.SIGKILL))
-        for thread in pumps:  # the output of a process outside the group is not waited for
-            thread.join(timeout=LEFTOVER_GRACE)
+        for pump in pumps:  # the output of a process outside the group is not waited for
+            pump.finished.wait(timeout=LEFTOVER_GRACE)
     except KeyboardInterrupt:
         _stop_group(proc)
-        for thread in pumps:
-            with contextlib.suppress(KeyboardInterrupt, RuntimeError):  # RuntimeError: unstarted
-                thread.join(timeout=5)
+        for pump in pumps:
+            with contextlib.suppress(KeyboardInterrupt):
+                if pump.ident is not None:  # started
+                    pump.finished.wait(timeout=5)
         return code, True
     finally:
-        returned.set()
+        # Output that comes after stream() has returned (from a process outside the group,
+        # which nothing stops) is read and dropped: the sinks may be closed by then.
+        for pump in pumps:
+            pump.returned.set()
     return code, False
 
 

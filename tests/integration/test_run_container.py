@@ -280,6 +280,39 @@ def test_a_container_run_whose_reader_left_goes_on_to_its_end(
     assert "Traceback" not in stderr and "error" not in stderr
 
 
+def test_all_a_stopped_container_prints_reaches_a_slow_reader(
+    example: Path, tmp_path: Path
+) -> None:
+    """20,000 lines on the way out, read by a pipe that drains slowly: all of them shown and
+    logged (the output was cut when the container ended before toolkit had read it all)."""
+    import signal
+    import time
+
+    program = (
+        "import signal, sys, time\n"
+        "def leave(signum, frame):\n"
+        "    for i in range(20_000): print('bye', i)\n"
+        "    print('DONE', flush=True); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, leave)\n"
+        "print('READY', flush=True); time.sleep(60)\n"
+    )
+    copy = tmp_path / "copy"
+    shutil.copytree(example, copy, ignore=shutil.ignore_patterns("runs"))
+    argv = [sys.executable, "-m", "toolkit", "run", "--", "python", "-c", program]
+    proc = subprocess.Popen(argv, cwd=copy, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"READY\n"
+    proc.send_signal(signal.SIGINT)
+    shown = b""
+    while chunk := proc.stdout.read1(16384):  # type: ignore[attr-defined]
+        shown += chunk
+        time.sleep(0.05)  # ~0.6 s for all of it: longer than the engine takes to stop it
+    assert proc.wait(timeout=60) == 130
+    assert shown.count(b"bye ") == 20_000 and shown.endswith(b"DONE\n")
+    (folder,) = (copy / "runs").iterdir()
+    assert (folder / "stdout.log").read_bytes() == b"READY\n" + shown
+
+
 def test_ctrl_c_again_kills_a_container_that_will_not_stop(example: Path, tmp_path: Path) -> None:
     from tests.integration.test_run_native import STUBBORN, interrupt_run
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import IO, Any
 
 from toolkit.engine import wire
 from toolkit.errors import EngineUnavailable, UserError
+from toolkit.pump import Pump
 
 ENGINE_HINT = (
     "start the Docker Engine: `make engine` (Debian, as root: installs and starts it), "
@@ -310,17 +310,19 @@ def run_container(
         raise
     # The output is read on a thread, so that what the experiment prints while Ctrl-C stops it
     # ("saving a checkpoint…", an error in its handler) is still shown and logged.
-    reader = _Reader(attached, {wire.STDOUT: on_stdout, wire.STDERR: on_stderr})
+    sinks = {wire.STDOUT: on_stdout, wire.STDERR: on_stderr}
+    frames = ((sinks.get(kind, on_stdout), chunk) for kind, chunk in attached.frames())
+    reader = Pump(frames, "toolkit-output")
     try:
         reader.start()
-        reader.join()
+        reader.finished.wait()
         if reader.error is not None:
             raise reader.error
         ended = waiting.json() or {}
     except KeyboardInterrupt:
         _stop(where, container, waiting)
         with contextlib.suppress(KeyboardInterrupt):
-            reader.join(timeout=5)  # the last of the output, once the container has ended
+            reader.finished.wait(5)  # the last of the output, once the container has ended
         return ContainerExit(None, interrupted=True)
     except (OSError, ValueError) as exc:
         return ContainerExit(None, engine_error=_reason(exc))
@@ -330,26 +332,6 @@ def run_container(
     if (ended.get("Error") or {}).get("Message"):
         return ContainerExit(None, engine_error=str(ended["Error"]["Message"])[:300])
     return ContainerExit(int(ended.get("StatusCode", -1)))
-
-
-class _Reader(threading.Thread):
-    """Passes an attached container's output to its sinks until it ends; an error in the
-    stream is kept in `error`. Nothing reaches the sinks once `returned` is set: they may
-    be closed by then."""
-
-    def __init__(self, attached: wire.Response, sinks: dict[int, Callable[[bytes], None]]):
-        super().__init__(name="toolkit-output", daemon=True)
-        self.attached, self.sinks = attached, sinks
-        self.error: OSError | ValueError | None = None
-        self.returned = threading.Event()
-
-    def run(self) -> None:
-        try:
-            for kind, chunk in self.attached.frames():
-                if not self.returned.is_set():
-                    self.sinks.get(kind, self.sinks[wire.STDOUT])(chunk)
-        except (OSError, ValueError) as exc:  # closed under it once run_container returned
-            self.error = exc
 
 
 def _stop(where: wire.Endpoint, container: str, waiting: wire.Response) -> None:
