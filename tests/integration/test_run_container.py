@@ -313,6 +313,17 @@ def test_all_a_stopped_container_prints_reaches_a_slow_reader(
     assert (folder / "stdout.log").read_bytes() == b"READY\n" + shown
 
 
+def test_a_container_run_whose_stdout_is_full_goes_on_to_its_end(
+    example: Path, tmp_path: Path
+) -> None:
+    from tests.integration.test_run_native import run_into_a_full_disk
+
+    shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
+    code, stderr, record = run_into_a_full_disk(tmp_path / "copy")
+    assert (code, record["status"]) == (0, "succeeded"), stderr
+    assert "cannot write to stdout (No space left on device)" in stderr
+
+
 def test_ctrl_c_again_kills_a_container_that_will_not_stop(example: Path, tmp_path: Path) -> None:
     from tests.integration.test_run_native import STUBBORN, interrupt_run
 

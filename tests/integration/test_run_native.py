@@ -230,6 +230,27 @@ def run_into_a_closed_pipe(cwd: Path, *args: str) -> tuple[int, str, dict]:  # t
     return code, stderr, record
 
 
+def run_into_a_full_disk(cwd: Path, *args: str) -> tuple[int, str, dict]:  # type: ignore[type-arg]
+    """`toolkit run ARGS -- (a program printing 100,000 lines) > /dev/full`: (toolkit's exit
+    code, its stderr, the record)."""
+    program = "for i in range(100_000): print('line', i)"
+    argv = [sys.executable, "-m", "toolkit", "run", *args, "--", "python", "-c", program]
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            argv, cwd=cwd, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    (folder,) = (cwd / "runs").iterdir()
+    assert (folder / "stdout.log").read_text().count("\n") == 100_000  # all of it, logged
+    return done.returncode, done.stderr, json.loads((folder / "record.json").read_text())
+
+
+def test_a_native_run_whose_stdout_is_full_goes_on_to_its_end(project: Path) -> None:
+    code, stderr, record = run_into_a_full_disk(project, "--native")
+    assert (code, record["status"]) == (0, "succeeded"), stderr
+    assert "cannot write to stdout (No space left on device)" in stderr
+    assert "Traceback" not in stderr
+
+
 def test_a_native_run_whose_reader_left_goes_on_to_its_end(project: Path) -> None:
     code, stderr, record = run_into_a_closed_pipe(project, "--native")
     assert (code, record["status"]) == (0, "succeeded"), stderr

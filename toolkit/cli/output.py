@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -43,14 +43,21 @@ def _print(stderr: bool, plain: str, markup: Callable[[], str] | None = None) ->
 
 @contextmanager
 def _unless_gone(stream: TextIO) -> Iterator[None]:
-    """Writes to a stream whose reader has left (`toolkit run | head`) go nowhere from then on,
-    as the reader asked: the command itself goes on (a run to its end, with its logs and record)."""
+    """Writes to a stream that cannot take them any more go nowhere from then on: its reader
+    has left (`toolkit run | head`), or its file is full. The command itself goes on (a run to
+    its end, with its logs and record)."""
     try:
         yield
-    except BrokenPipeError:
+    except OSError as exc:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, stream.fileno())  # what is still buffered is flushed there, at exit too
         os.close(devnull)
+        if stream is not sys.stderr and not isinstance(exc, BrokenPipeError):
+            # A reader that left asked for no more output; a full disk is news.
+            with suppress(OSError):
+                sys.stderr.write(
+                    f"toolkit: cannot write to stdout ({exc.strerror}): the rest of it is dropped\n"
+                )
 
 
 def info(message: str) -> None:
