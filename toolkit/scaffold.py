@@ -30,7 +30,6 @@ DEFAULT_OUTPUTS = ("outputs/",)
 DEFAULT_METRICS_FILE = "metrics.jsonl"
 DEFAULT_PRIMARY = "loss"
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
-TORCH_PACKAGES = {"torch", "torchvision", "torchaudio"}  # what the CPU index is for
 PYPI_INDEX = "https://pypi.org/simple"
 
 Action = Literal["created", "overwritten", "appended", "skipped"]
@@ -117,13 +116,10 @@ def render_config(
         "  cpu:",
         "    base: debian                # bootstrapped by `toolkit base`, no registry needed",
         "    lockfile: lockfiles/cpu.txt",
+        "    index:                      # CPU builds of torch; everything else from PyPI",
+        f"      url: {CPU_TORCH_INDEX}",
+        f"      extra_urls: [{PYPI_INDEX}]",
     ]
-    if _may_need_torch(options.requirements):
-        lines += [
-            "    index:                      # CPU builds of torch; everything else from PyPI",
-            f"      url: {CPU_TORCH_INDEX}",
-            f"      extra_urls: [{PYPI_INDEX}]",
-        ]
     if options.gpu:
         lines += [
             "  gpu:",
@@ -149,13 +145,6 @@ def render_config(
         "determinism: {seed: 0, threads: 4, dataloader_workers: 0, strict: true, cpu: fixed}"
     )
     return "\n".join(lines) + "\n"
-
-
-def _may_need_torch(requirements: tuple[str, ...]) -> bool:
-    """Whether the CPU target wants PyTorch's CPU index: requirements not given yet, or torch's
-    among them. A project without torch locks from PyPI alone (one index less to reach)."""
-    names = {re.split(r"[\s<>=!~;\[@]", r.strip(), maxsplit=1)[0].lower() for r in requirements}
-    return not requirements or bool(names & TORCH_PACKAGES)
 
 
 def render_requirements(requirements: tuple[str, ...]) -> str:

@@ -273,17 +273,3 @@ def test_gitignore_equivalents_count_as_present() -> None:
     assert missing_gitignore_entries("runs\n/.toolkit/\n") == ()
     assert missing_gitignore_entries("runs.txt\n") == ("runs/", ".toolkit/")
     assert missing_gitignore_entries("out/\n", ("/out/", "/m.jsonl")) == ("/m.jsonl",)
-
-
-@pytest.mark.parametrize(
-    ("requirements", "torch_index"),
-    [((), True), (("torch==2.13.0", "numpy"), True), (("torchvision>=0.20",), True),
-     (("six", "packaging>=24"), False), (("torchmetrics",), False)],
-)  # fmt: skip
-def test_the_cpu_index_of_torch_only_where_torch_may_be_needed(
-    requirements: tuple[str, ...], torch_index: bool
-) -> None:
-    options = InitOptions(command="python train.py", requirements=requirements)
-    cfg = parse_config(render_config(options, "p", (), ()), Path("/p/toolkit.yaml"))
-    urls = {cfg.targets["cpu"].index.url, *cfg.targets["cpu"].index.extra_urls}
-    assert ("https://download.pytorch.org/whl/cpu" in urls) == torch_index
