@@ -35,7 +35,8 @@ class Skipped:
         where = "line" if self.lines == 1 else "the first is line"
         if self.reason == STRING_NUMBERS:
             return (
-                f"{file}: {count} with {self.reason}, left out ({where} {self.first_line}); "
+                f"{file}: {count} with {self.reason}, and those values left out "
+                f"({where} {self.first_line}); "
                 'write numbers without quotes, e.g. {"loss": 0.5}'
             )
         return f"{file}: {count} skipped ({self.reason}; {where} {self.first_line})"

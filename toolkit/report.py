@@ -9,6 +9,7 @@ from typing import Any
 
 from toolkit.compare import SeriesDiff, TensorDiff, TensorSummary
 from toolkit.diff import Run, RunDiff
+from toolkit.record import portable
 from toolkit.reprocheck import ReproReport
 
 DIFF_SCHEMA = "toolkit.diff/1"
@@ -52,7 +53,7 @@ def diff_json(d: RunDiff) -> dict[str, Any]:
     body = asdict(d)
     body["causes"] = d.causes()
     body["headline_text"] = headline(d)
-    return {"schema": DIFF_SCHEMA, **_finite(body)}
+    return {"schema": DIFF_SCHEMA, **portable(body)}  # NaN spelt as in records
 
 
 def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
@@ -309,17 +310,6 @@ def _finite_pair(a: float, b: float) -> bool:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def repro_rows(r: ReproReport) -> list[list[str]]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from toolkit.compare import TolerancePolicy, worst
+from toolkit.config import MAX_SEED
 from toolkit.diff import Run, RunDiff, diff_runs
 from toolkit.errors import ConfigError
 
@@ -101,8 +102,12 @@ def parse_variations(values: list[str]) -> list[Variation]:
             numbers = [int(v) for v in raw.split(",") if v.strip()]
         except ValueError:
             raise ConfigError(f"--vary {text!r}: values must be integers") from None
-        if not numbers or any(n < (1 if name == "threads" else 0) for n in numbers):
+        if not numbers:
             raise ConfigError(f"--vary {text!r}: give values like {name}=1,4")
+        low, high = (1 if name == "threads" else 0), (MAX_SEED if name == "seed" else None)
+        if any(n < low or (high is not None and n > high) for n in numbers):
+            allowed = f"from {low} to {high}" if high is not None else f"from {low} up"
+            raise ConfigError(f"--vary {text!r}: {name} takes integers {allowed}")
         found += [Variation(name, n) for n in numbers]
     return found
 

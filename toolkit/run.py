@@ -705,9 +705,15 @@ def _warnings(cfg: Config, doc: dict[str, Any], run_dir: Path) -> list[str]:
     ]
     lockfile = doc.get("lockfile") or {}
     if lockfile.get("state") == "stale":
+        used = (
+            "the record's package drift is measured against the old lock"
+            if doc["native"]
+            else "this run used the packages of the old lock"
+        )
+        after = "" if doc["native"] else ", then `toolkit build`"
         found.append(
-            f"lockfile {lockfile['path']}: {lockfile['reason']}, so this run used the packages "
-            f"of the old lock: run `toolkit lock --target {doc['target']}` (and build)"
+            f"lockfile {lockfile['path']}: {lockfile['reason']}, so {used}: run "
+            f"`toolkit lock --target {doc['target']}`{after}"
         )
     code = doc.get("code")
     if code is not None and code.get("commit") is None:

@@ -134,6 +134,14 @@ def test_a_runs_outputs_do_not_change_the_next_runs_code(project: Path) -> None:
     assert same.returncode == 0, same.stdout + same.stderr
 
 
+def test_a_native_program_a_signal_ends_exits_as_a_shell_says_it(project: Path) -> None:
+    result = toolkit(
+        "run", "--native", "--", "python", "-c", "import os; os.kill(os.getpid(), 9)", cwd=project
+    )
+    assert result.returncode == 137  # 128 + SIGKILL, as from a container
+    assert record_of(project, result.stderr)["status"] == "failed"
+
+
 def test_failed_experiment_keeps_its_record_and_exit_code(project: Path) -> None:
     env = {**os.environ, "EXIT_WITH": "3"}
     result = toolkit("run", "--native", cwd=project, env=env)

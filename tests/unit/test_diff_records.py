@@ -121,3 +121,12 @@ def test_the_python_a_run_ran_on_is_part_of_its_environment() -> None:
     assert not [
         c for c in attribute(older, record("b", [1.0], python="3.12.1")) if c.field == "python"
     ]
+
+
+def test_diff_json_is_strict_json_with_nan_spelt_as_records_spell_it(tmp_path: Path) -> None:
+    from toolkit.report import diff_json
+
+    a = Run(record("a", [1.0, math.nan]), tmp_path / "a")
+    b = Run(record("b", [1.0, 0.5]), tmp_path / "b")
+    text = json.dumps(diff_json(diff_runs(a, b)), allow_nan=False)  # raises on a bare NaN
+    assert '"NaN"' in text and '"nan"' not in text

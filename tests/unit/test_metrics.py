@@ -43,7 +43,8 @@ def test_numbers_written_as_strings_are_counted_other_strings_are_not() -> None:
         parsed.skipped[0]
         .describe("metrics.jsonl")
         .startswith(
-            "metrics.jsonl: 2 lines with numbers written as strings, left out (the first is line 1)"
+            "metrics.jsonl: 2 lines with numbers written as strings, and those values left out "
+            "(the first is line 1)"
         )
     )
 
@@ -99,7 +100,8 @@ def test_run_warnings_read_the_run_folder_and_its_record(tmp_path: Path) -> None
     }
     assert run_warnings(tmp_path, recorded) == (
         "outputs/log.jsonl: 1 line skipped (not JSON; line 2)",
-        "outputs/log.jsonl: 1 line with numbers written as strings, left out (line 3); "
+        "outputs/log.jsonl: 1 line with numbers written as strings, and those values left out "
+        "(line 3); "
         'write numbers without quotes, e.g. {"loss": 0.5}',
         "primary metric 'los' was not found; metrics seen: acc, loss; "
         "did you mean 'loss'? (experiment.metrics.primary)",

@@ -75,9 +75,11 @@ def test_parse_variations() -> None:
         Variation("threads", 4),
         Variation("workers", 0),
     ]
-    for bad in ("threads", "cores=1", "threads=0", "threads=a"):
+    for bad in ("threads", "cores=1", "threads=0", "threads=a", "seed=-1", f"seed={2**32}"):
         with pytest.raises(ConfigError):
             reprocheck.parse_variations([bad])
+    with pytest.raises(ConfigError, match="seed takes integers from 0 to 4294967295"):
+        reprocheck.parse_variations(["seed=1,4294967296"])
 
 
 def test_imported_runs_are_grouped_by_machine_and_target(tmp_path: Path) -> None:

@@ -197,4 +197,6 @@ def run(args: RunArgs) -> int:
         )
     if result.status == "interrupted":
         return 130
+    if result.exit_code and result.exit_code < 0:  # a native program a signal ended
+        return 128 - result.exit_code  # as a shell (and a container) says it: 137 for SIGKILL
     return result.exit_code if result.exit_code else 1
