@@ -130,17 +130,8 @@ def stream(
 
     Ctrl-C stops the program (SIGINT to its process group, then SIGTERM, then SIGKILL).
     """
+    from toolkit import interrupt
     from toolkit.pump import Pump
-
-    proc = subprocess.Popen(
-        list(argv),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=dict(env),
-        cwd=cwd,
-        start_new_session=True,
-    )
 
     def chunks(
         pipe: IO[bytes], sink: Callable[[bytes], None]
@@ -148,16 +139,30 @@ def stream(
         for chunk in iter(lambda: pipe.read1(65536), b""):  # type: ignore[attr-defined]
             yield sink, chunk
 
-    assert proc.stdout is not None and proc.stderr is not None
-    pumps = [
-        Pump(chunks(proc.stdout, on_stdout), "toolkit-stdout"),
-        Pump(chunks(proc.stderr, on_stderr), "toolkit-stderr"),
-    ]
     code: int | None = None
+    # Ctrl-C while the program starts waits until it has: cut short here, the program would
+    # run on after toolkit ended, with nothing to stop it.
+    with interrupt.held() as pressed:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            Pump(chunks(proc.stdout, on_stdout), "toolkit-stdout"),
+            Pump(chunks(proc.stderr, on_stderr), "toolkit-stderr"),
+        ]
     try:
+        if pressed.is_set():
+            raise KeyboardInterrupt
         for pump in pumps:
             pump.start()
-        code = proc.wait()
+        code = _waited(proc)
         # The program has ended, and the run with it, as a container ends with its command:
         # what it left running in its process group (a server started with `&`, a worker that
         # outlives it) gets LEFTOVER_GRACE to finish, then is stopped. Such a process held the
@@ -179,6 +184,15 @@ def stream(
         for pump in pumps:
             pump.returned.set()
     return code, False
+
+
+def _waited(proc: subprocess.Popen[Any]) -> int:
+    """proc.wait(), in short waits. Ctrl-C that the kernel hands to another thread of toolkit
+    (a pump, the facts) is acted on once the main thread runs Python code; blocked in one long
+    waitpid, it would be held until the program ended."""
+    while True:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return proc.wait(timeout=0.2)
 
 
 def _stop_group(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from toolkit import __version__, engine, image, record
+from toolkit import __version__, engine, image, interrupt, record
 from toolkit.config import MAX_SEED, Config, DeterminismConfig, TargetConfig
 from toolkit.errors import ConfigError, RecordNotWritten, UserError
 from toolkit.paths import STATE_DIR
@@ -126,12 +126,26 @@ def execute(
     # What the record says about code, data, host and packages is gathered while the
     # experiment starts (the engine takes ~150 ms to start a container): off the critical path.
     facts = _Background(lambda found: _facts(cfg, req, image_info, found))
-    run_id, run_dir = record.new_run_dir(cfg.root, req.target.name)
+    # Until the experiment starts, Ctrl-C is held, then acted on: a KeyboardInterrupt raised
+    # while a module loads can be swallowed by importlib (CPython 3.11), or leave its lock
+    # taken, and the run would then hang, or end and leave its program running. What the start
+    # needs is loaded here.
+    with interrupt.held() as pressed:
+        run_id, run_dir = record.new_run_dir(cfg.root, req.target.name)
+        try:
+            runtime_dir = runtime_bundle(cfg.root)
+            env = policy_environment(req.policy, os.environ if req.native else None)
+            outputs_dir = run_dir / OUTPUTS
+            outputs_dir.mkdir()
+            if req.native:
+                from toolkit import proc  # noqa: F401  # for _run_native
+        except BaseException:
+            _discard(run_dir)
+            raise
+    if pressed.is_set():  # before the start began: no run to keep
+        _discard(run_dir)
+        raise KeyboardInterrupt
     try:
-        runtime_dir = runtime_bundle(cfg.root)
-        env = policy_environment(req.policy, os.environ if req.native else None)
-        outputs_dir = run_dir / OUTPUTS
-        outputs_dir.mkdir()
         declared = cfg.experiment.declared_outputs() if cfg.experiment else []
         started = time.time()
         stdout_log, stderr_log = run_dir / "stdout.log", run_dir / "stderr.log"
@@ -169,9 +183,7 @@ def execute(
         # refused); so does Ctrl-C before its start began: no run to keep. Ctrl-C while it
         # was starting is recorded as an interrupted run.
         if isinstance(exc, UserError) or not facts.started:
-            import shutil
-
-            shutil.rmtree(run_dir, ignore_errors=True)
+            _discard(run_dir)
             raise
         ended_as = engine.ContainerExit(None, interrupted=True)
     ended = time.time()
@@ -222,6 +234,13 @@ def execute(
         doc["engine_error"],
         tuple(_warnings(cfg, doc, run_dir)),
     )
+
+
+def _discard(run_dir: Path) -> None:
+    """Remove the folder of a run that never started."""
+    import shutil
+
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _tee(

@@ -527,7 +527,7 @@ def ctrl_c_during_start(cwd: Path, marker: str, delay: float, *args: str) -> Pat
     return folders[0] if folders else None
 
 
-@pytest.mark.parametrize("delay", [0, 0.005, 0.02, 0.05])
+@pytest.mark.parametrize("delay", [0, 0.005, 0.01, 0.02, 0.03, 0.05])
 def test_ctrl_c_while_the_experiment_starts_leaves_a_record_or_nothing(
     project: Path, delay: float
 ) -> None:

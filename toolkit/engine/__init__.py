@@ -315,7 +315,8 @@ def run_container(
     reader = Pump(frames, "toolkit-output")
     try:
         reader.start()
-        reader.finished.wait()
+        while not reader.finished.wait(0.2):  # short waits: see proc._waited
+            pass
         if reader.error is not None:
             raise reader.error
         ended = waiting.json() or {}
