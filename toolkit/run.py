@@ -605,8 +605,6 @@ class _Finishing:
 @contextlib.contextmanager
 def _ctrl_c_skips(on_note: Callable[[str], None]) -> Iterator[_Finishing]:
     """The record being written; after a second, the user hears why it takes a while."""
-    from toolkit import interrupt
-
     note = "finishing the record: hashing outputs, reading code, packages and data"
     timer = threading.Timer(1.0, on_note, [f"{note} (Ctrl-C skips the rest)"])
     timer.daemon = True
