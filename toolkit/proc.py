@@ -187,12 +187,22 @@ def stream(
 
 
 def _waited(proc: subprocess.Popen[Any]) -> int:
-    """proc.wait(), in short waits. Ctrl-C that the kernel hands to another thread of toolkit
-    (a pump, the facts) is acted on once the main thread runs Python code; blocked in one long
-    waitpid, it would be held until the program ended."""
-    while True:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            return proc.wait(timeout=0.2)
+    """proc.wait(), on a thread; the main thread waits for it in short waits. Ctrl-C that the
+    kernel hands to another thread of toolkit (a pump, the facts) is acted on once the main
+    thread runs Python code: blocked in one long waitpid, it would be held until the program
+    ended. (Popen.wait(timeout) polls, and would see the end up to 50 ms late.)"""
+    import threading
+
+    ended = threading.Event()
+
+    def wait() -> None:
+        proc.wait()
+        ended.set()
+
+    threading.Thread(target=wait, name="toolkit-wait", daemon=True).start()
+    while not ended.wait(0.2):
+        pass
+    return proc.returncode
 
 
 def _stop_group(
