@@ -295,11 +295,7 @@ _BASE_SCRIPT = [
 
 
 def _export_script(target: str) -> list[str]:
-    return [
-        "# Run ids start with their UTC start time: the last in sort order is the newest.",
-        "run_id=\"$(find runs -mindepth 1 -maxdepth 1 -type d -printf '%f\\n' | sort | tail -n1)\"",
-        f'toolkit runs export "$run_id" "run-{target}.tar.gz"',
-    ]
+    return [f'toolkit runs export latest "run-{target}.tar.gz"']
 
 
 def _compare_script(

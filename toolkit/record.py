@@ -124,8 +124,17 @@ def _read_non_finite(metrics: Any) -> None:
                 point[1] = NON_FINITE.get(point[1], point[1])
 
 
+LATEST = "latest"  # the run reference for the newest run of the project
+
+
 def find_run(root: Path, ref: str) -> Path:
-    """A run folder from an id, a unique id prefix, or a path."""
+    """A run folder from an id, a unique id prefix, a path, or `latest` (the run that started
+    last)."""
+    if ref == LATEST and not Path(ref).exists():
+        runs = list_runs(root)
+        if not runs:
+            raise UserError(f"no runs yet in {runs_dir(root)}", hint="`toolkit run` makes one")
+        return runs[-1].path
     as_path = Path(ref)
     if (as_path / RECORD_FILE).is_file() or (as_path.is_file() and as_path.suffix == ".json"):
         return as_path

@@ -163,20 +163,14 @@ def test_github_compare_step_publishes_the_report_and_keeps_the_exit_code(
     ]
 
 
-def test_export_step_bundles_the_newest_run(example: Config, tmp_path: Path) -> None:
+def test_export_step_bundles_the_latest_run(example: Config, tmp_path: Path) -> None:
+    # which run is the latest is toolkit's to say (by start time: tests/unit/test_record.py)
     script = step(github(example)["jobs"]["run"], "Bundle")["run"]
     script = script.replace("${{ matrix.target }}", "cpu")
-    for run_id in ("20261127-091500-cpu-aaaa", "20261127-101500-cpu-bbbb"):
-        (tmp_path / "runs" / run_id).mkdir(parents=True)
     env = fake_toolkit(tmp_path, 0)
     done = run_script(["bash", "-e"], script, tmp_path, env)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "args").read_text().split() == [
-        "runs",
-        "export",
-        "20261127-101500-cpu-bbbb",
-        "run-cpu.tar.gz",
-    ]
+    assert (tmp_path / "args").read_text().split() == ["runs", "export", "latest", "run-cpu.tar.gz"]
 
 
 # --- GitLab -----------------------------------------------------------------------------------

@@ -110,3 +110,11 @@ def test_a_file_that_is_not_a_run_is_named_as_such(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(UserError, match=r"notes\.txt is not a run: give a run id, a run folder"):
         find_run(tmp_path, str(tmp_path / "notes.txt"))
+
+
+def test_latest_is_the_run_that_started_last(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no runs yet"):
+        find_run(tmp_path, "latest")
+    add_run(tmp_path, "20261127-100441-cpu-ffff", "2026-11-27T10:04:41.900Z")
+    add_run(tmp_path, "20261127-100441-cpu-0aaa", "2026-11-27T10:04:41.100Z")
+    assert find_run(tmp_path, "latest").name == "20261127-100441-cpu-ffff"  # not the id's order
