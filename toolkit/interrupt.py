@@ -1,4 +1,4 @@
-"""Ctrl-C held back while a step must not be cut short: the press is noted, not raised."""
+"""Ctrl-C held back while a step must not be cut short: the press is counted, not raised."""
 
 from __future__ import annotations
 
@@ -8,19 +8,37 @@ import threading
 from collections.abc import Iterator
 
 
-@contextlib.contextmanager
-def held() -> Iterator[threading.Event]:
-    """Within the block, Ctrl-C sets the yielded event instead of raising KeyboardInterrupt.
+class Presses:
+    """Ctrl-C presses counted by a signal handler. A plain counter, not a threading.Event: a
+    second press handled in the middle of the first one's Event.set() would wait forever on
+    the event's own lock."""
 
-    Only the main thread receives Ctrl-C and may change its handler; elsewhere the event is
-    never set and nothing changes.
+    def __init__(self) -> None:
+        self.count = 0
+
+    def is_set(self) -> bool:
+        """Whether Ctrl-C was pressed at least once."""
+        return self.count > 0
+
+
+@contextlib.contextmanager
+def held() -> Iterator[Presses]:
+    """Within the block, Ctrl-C is counted in the yielded Presses instead of raising
+    KeyboardInterrupt.
+
+    Only the main thread receives Ctrl-C and may change its handler; elsewhere nothing is
+    ever counted and nothing changes.
     """
-    pressed = threading.Event()
+    presses = Presses()
     if threading.current_thread() is not threading.main_thread():
-        yield pressed
+        yield presses
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.set())
+
+    def count(signum: int, frame: object) -> None:
+        presses.count += 1
+
+    previous = signal.signal(signal.SIGINT, count)
     try:
-        yield pressed
+        yield presses
     finally:
         signal.signal(signal.SIGINT, previous or signal.default_int_handler)

@@ -10,9 +10,12 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from toolkit.errors import UserError
+
+if TYPE_CHECKING:
+    from toolkit.interrupt import Presses
 
 # Seconds a program's leftover processes (its group, once the program itself has ended) get
 # before they are stopped: to finish their output, not to go on working.
@@ -83,7 +86,10 @@ def run(
                     on_line(line.rstrip("\n"))
             returncode = proc.wait()
         except BaseException:
-            _stop_group(proc, (signal.SIGTERM, signal.SIGKILL))
+            from toolkit import interrupt
+
+            with interrupt.held() as again:  # Ctrl-C again moves on to SIGKILL, never past it
+                _stop_group(proc, (signal.SIGTERM, signal.SIGKILL), again=again)
             raise
     finally:
         if log_file:
@@ -139,9 +145,9 @@ def stream(
         for chunk in iter(lambda: pipe.read1(65536), b""):  # type: ignore[attr-defined]
             yield sink, chunk
 
-    code: int | None = None
-    # Ctrl-C while the program starts waits until it has: cut short here, the program would
-    # run on after toolkit ended, with nothing to stop it.
+    # Ctrl-C is held for the program's whole life, and acted on between short waits: a
+    # KeyboardInterrupt could land anywhere (in the start, a second one inside the handling of
+    # the first) and leave the program running after toolkit ended.
     with interrupt.held() as pressed:
         proc = subprocess.Popen(
             list(argv),
@@ -157,87 +163,93 @@ def stream(
             Pump(chunks(proc.stdout, on_stdout), "toolkit-stdout"),
             Pump(chunks(proc.stderr, on_stderr), "toolkit-stderr"),
         ]
+        try:
+            for pump in pumps:
+                pump.start()
+            code = _waited(proc, pressed)
+            if code is None:  # Ctrl-C; each further press moves on to the next signal
+                _stop_group(proc, again=pressed)
+                for pump in pumps:
+                    pump.wait(5)  # what it printed on its way out
+                return None, True  # as a container stopped by Ctrl-C: no exit code of its own
+            # The program has ended, and the run with it, as a container ends with its
+            # command: what it left running in its process group (a server started with `&`,
+            # a worker that outlives it) gets LEFTOVER_GRACE to finish, then is stopped. Such
+            # a process held the output open, and the run went on until it ended, if ever.
+            if not _group_ends(proc, LEFTOVER_GRACE, skipped=pressed.is_set):
+                _stop_group(proc, (signal.SIGTERM, signal.SIGKILL), again=pressed)
+            for pump in pumps:  # the output of a process outside the group is not waited for
+                pump.wait(LEFTOVER_GRACE)
+        finally:
+            # Output that comes after stream() has returned (from a process outside the group,
+            # which nothing stops) is read and dropped: the sinks may be closed by then.
+            for pump in pumps:
+                pump.returned = True
+                pump.close()
+    return code, pressed.is_set()
+
+
+def _waited(proc: subprocess.Popen[Any], pressed: Presses) -> int | None:
+    """proc.wait() in waits of 0.2 s at most, between which Ctrl-C is looked for (None once
+    it was pressed). Short waits also let a Ctrl-C that the kernel handed to another thread of
+    toolkit reach the main thread. Linux says when the program ends through a pidfd; elsewhere
+    Popen.wait(timeout) polls, and sees the end up to 50 ms late."""
+    import select
+
     try:
-        if pressed.is_set():
-            raise KeyboardInterrupt
-        for pump in pumps:
-            pump.start()
-        code = _waited(proc)
-        # The program has ended, and the run with it, as a container ends with its command:
-        # what it left running in its process group (a server started with `&`, a worker that
-        # outlives it) gets LEFTOVER_GRACE to finish, then is stopped. Such a process held the
-        # output open, and the run went on until it ended, if ever.
-        if not _group_ends(proc, seconds=LEFTOVER_GRACE):
-            _stop_group(proc, (signal.SIGTERM, signal.SIGKILL))
-        for pump in pumps:  # the output of a process outside the group is not waited for
-            pump.finished.wait(timeout=LEFTOVER_GRACE)
-    except KeyboardInterrupt:
-        _stop_group(proc)
-        for pump in pumps:
-            with contextlib.suppress(KeyboardInterrupt):
-                if pump.ident is not None:  # started
-                    pump.finished.wait(timeout=5)
-        return code, True
+        ended = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux, or before 5.3
+        while not pressed.is_set():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return proc.wait(timeout=0.2)
+        return None
+    try:
+        while not select.select([ended], [], [], 0.2)[0]:
+            if pressed.is_set():
+                return None
     finally:
-        # Output that comes after stream() has returned (from a process outside the group,
-        # which nothing stops) is read and dropped: the sinks may be closed by then.
-        for pump in pumps:
-            pump.returned.set()
-    return code, False
-
-
-def _waited(proc: subprocess.Popen[Any]) -> int:
-    """proc.wait(), on a thread; the main thread waits for it in short waits. Ctrl-C that the
-    kernel hands to another thread of toolkit (a pump, the facts) is acted on once the main
-    thread runs Python code: blocked in one long waitpid, it would be held until the program
-    ended. (Popen.wait(timeout) polls, and would see the end up to 50 ms late.)"""
-    import threading
-
-    ended = threading.Event()
-
-    def wait() -> None:
-        proc.wait()
-        ended.set()
-
-    threading.Thread(target=wait, name="toolkit-wait", daemon=True).start()
-    while not ended.wait(0.2):
-        pass
-    return proc.returncode
+        os.close(ended)
+    return proc.wait()
 
 
 def _stop_group(
     proc: subprocess.Popen[Any],
     signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL),
+    again: Presses | None = None,
 ) -> None:
     """`signals` to the program's process group, until no process of it is left (the
     program's own children included), each 10 s after the last (LEFTOVER_GRACE after the
-    program itself ended); Ctrl-C again moves on to the next signal at once."""
+    program itself ended); Ctrl-C again (counted in `again`) moves on to the next signal."""
     for sig in signals:
         try:
             os.killpg(proc.pid, sig)
         except (ProcessLookupError, PermissionError):  # none left; none toolkit may signal
             return
-        if _group_ends(proc, seconds=10):
+        seen = again.count if again else 0
+
+        def skipped(seen: int = seen) -> bool:
+            return again is not None and again.count > seen
+
+        if _group_ends(proc, seconds=10, skipped=skipped):
             return
 
 
-def _group_ends(proc: subprocess.Popen[Any], seconds: float) -> bool:
+def _group_ends(
+    proc: subprocess.Popen[Any], seconds: float, skipped: Callable[[], bool] = lambda: False
+) -> bool:
     """Whether every process of the program's group is gone within `seconds`, and within
-    LEFTOVER_GRACE of the program's own end (Ctrl-C: no)."""
+    LEFTOVER_GRACE of the program's own end (no once `skipped()`: Ctrl-C)."""
     import time
 
     deadline = time.monotonic() + seconds
     program_ended = False
-    try:
-        while time.monotonic() < deadline:
-            if not program_ended and proc.poll() is not None:  # reaped; init reaps orphans
-                program_ended = True
-                deadline = min(deadline, time.monotonic() + LEFTOVER_GRACE)
-            if not _group_runs(proc.pid):
-                return True
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        pass
+    while time.monotonic() < deadline and not skipped():
+        if not program_ended and proc.poll() is not None:  # reaped; init reaps orphans
+            program_ended = True
+            deadline = min(deadline, time.monotonic() + LEFTOVER_GRACE)
+        if not _group_runs(proc.pid):
+            return True
+        time.sleep(0.05)
     return False
 
 

@@ -590,7 +590,7 @@ class _Finishing:
     """While a run's record is written, Ctrl-C sets `pressed` instead of raising; the slow
     steps call `check` between blocks of work, which then raises _Skipped."""
 
-    def __init__(self, pressed: threading.Event) -> None:
+    def __init__(self, pressed: interrupt.Presses) -> None:
         self._pressed = pressed
 
     @property

@@ -324,6 +324,19 @@ def test_a_container_run_whose_stdout_is_full_goes_on_to_its_end(
     assert "cannot write to stdout (No space left on device)" in stderr
 
 
+def test_two_presses_at_once_stop_a_container_run_cleanly(example: Path, tmp_path: Path) -> None:
+    from tests.integration.test_run_native import interrupt_run
+
+    for attempt in range(4):
+        copy = tmp_path / f"copy{attempt}"
+        shutil.copytree(example, copy, ignore=shutil.ignore_patterns("runs"))
+        ended = interrupt_run(copy, presses=2, gap=0)
+        assert ended.code == 130 and ended.record["status"] == "interrupted", ended.stderr
+        assert ended.seconds < 8  # stopped, not waited out (the program sleeps 120 s)
+        run_label = f"io.toolkit.run={ended.record['id']}"
+        assert engine.client().containers.list(filters={"label": run_label}) == []
+
+
 def test_ctrl_c_again_kills_a_container_that_will_not_stop(example: Path, tmp_path: Path) -> None:
     from tests.integration.test_run_native import STUBBORN, interrupt_run
 

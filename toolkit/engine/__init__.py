@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from toolkit import interrupt
 from toolkit.engine import wire
 from toolkit.errors import EngineUnavailable, UserError
 from toolkit.pump import Pump
@@ -269,23 +270,73 @@ def run_container(
     for removal, start; then the output is read until the container ends. `starting` is called
     just before the start, which takes the engine a while: work beside it costs no time.
     """
-    from toolkit import interrupt
-
     where = wire.endpoint()
-    # Ctrl-C waits for the create's answer: cut short, it would leave a container nobody knows.
+    # Ctrl-C is held for the container's whole life, and acted on between short waits: a
+    # KeyboardInterrupt could land anywhere, a second one inside the handling of the first,
+    # and leave a container nobody knows, or one that runs on unstopped.
     with interrupt.held() as pressed:
         try:
-            created = wire.call(
-                where, "POST", "/containers/create", body=_create_body(spec, labels)
-            )
-        except wire.ApiError as exc:
-            raise _refused("the engine refused the container", exc) from None
+            reader = _started(where, spec, labels, on_stdout, on_stderr, starting, pressed)
+        except _NotStarted as exc:  # the engine failed on the way: no container is left
+            return ContainerExit(None, engine_error=str(exc))
+        try:
+            reader.start()
+            while not reader.wait(0.2):
+                if pressed.is_set():
+                    _stop(where, reader, pressed)
+                    return ContainerExit(None, interrupted=True)
+            if reader.error is not None:
+                raise reader.error
+            ended = reader.waiting.json() or {}
+        except (OSError, ValueError) as exc:
+            return ContainerExit(None, engine_error=_reason(exc))
+        finally:
+            reader.returned = True
+            reader.close()
+            _close(reader.attached, reader.waiting)
+    if (ended.get("Error") or {}).get("Message"):
+        return ContainerExit(None, engine_error=str(ended["Error"]["Message"])[:300])
+    return ContainerExit(int(ended.get("StatusCode", -1)))
+
+
+_Sinks = dict[int, Callable[[bytes], None]]
+
+
+class _NotStarted(Exception):
+    """The engine failed while the container was being started (it was removed)."""
+
+
+class _Output(Pump):
+    """A started container's output, read on a thread (what the experiment prints while
+    Ctrl-C stops it is still shown and logged), with the container's answers."""
+
+    def __init__(
+        self, container: str, attached: wire.Response, waiting: wire.Response, sinks: _Sinks
+    ) -> None:
+        frames = ((sinks.get(kind, sinks[wire.STDOUT]), chunk) for kind, chunk in attached.frames())
+        super().__init__(frames, "toolkit-output")
+        self.container, self.attached, self.waiting = container, attached, waiting
+
+
+def _started(
+    where: wire.Endpoint,
+    spec: ContainerSpec,
+    labels: dict[str, str],
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+    starting: Callable[[], None],
+    pressed: interrupt.Presses,
+) -> _Output:
+    """The calls `docker run --rm` makes: create, attach, wait for removal, start."""
+    try:
+        created = wire.call(where, "POST", "/containers/create", body=_create_body(spec, labels))
+    except wire.ApiError as exc:
+        raise _refused("the engine refused the container", exc) from None
     container = f"/containers/{created['Id']}"
-    if pressed.is_set():
-        _remove(where, container)
-        raise KeyboardInterrupt
     attached = waiting = None
     try:
+        if pressed.is_set():  # before the start began: no run (raised once Ctrl-C is let go)
+            raise KeyboardInterrupt
         attached = wire.send(
             where,
             "POST",
@@ -300,51 +351,32 @@ def run_container(
         )
         starting()
         wire.call(where, "POST", f"{container}/start", timeout=None)
-    except BaseException as exc:  # Ctrl-C included: no container is left behind
+    except BaseException as exc:  # no container is left behind
         _close(attached, waiting)
         _remove(where, container)
         if isinstance(exc, wire.ApiError):
             raise _refused("the container did not start", exc) from None
         if isinstance(exc, (OSError, UserError)):
-            return ContainerExit(None, engine_error=_reason(exc))
+            raise _NotStarted(_reason(exc)) from None
         raise
-    # The output is read on a thread, so that what the experiment prints while Ctrl-C stops it
-    # ("saving a checkpoint…", an error in its handler) is still shown and logged.
-    sinks = {wire.STDOUT: on_stdout, wire.STDERR: on_stderr}
-    frames = ((sinks.get(kind, on_stdout), chunk) for kind, chunk in attached.frames())
-    reader = Pump(frames, "toolkit-output")
-    try:
-        reader.start()
-        while not reader.finished.wait(0.2):  # short waits: see proc._waited
-            pass
-        if reader.error is not None:
-            raise reader.error
-        ended = waiting.json() or {}
-    except KeyboardInterrupt:
-        _stop(where, container, waiting)
-        with contextlib.suppress(KeyboardInterrupt):
-            reader.finished.wait(5)  # the last of the output, once the container has ended
-        return ContainerExit(None, interrupted=True)
-    except (OSError, ValueError) as exc:
-        return ContainerExit(None, engine_error=_reason(exc))
-    finally:
-        reader.returned.set()
-        _close(attached, waiting)
-    if (ended.get("Error") or {}).get("Message"):
-        return ContainerExit(None, engine_error=str(ended["Error"]["Message"])[:300])
-    return ContainerExit(int(ended.get("StatusCode", -1)))
+    return _Output(container, attached, waiting, {wire.STDOUT: on_stdout, wire.STDERR: on_stderr})
 
 
-def _stop(where: wire.Endpoint, container: str, waiting: wire.Response) -> None:
-    """Stop the container (SIGTERM, SIGKILL 10 s later); Ctrl-C again kills it at once."""
-    for action, query in (("stop", {"t": "10"}), ("kill", {})):
-        try:
-            with contextlib.suppress(OSError, UserError, wire.ApiError):
-                wire.call(where, "POST", f"{container}/{action}", query, timeout=30)
-                waiting.read()  # the container is gone once its wait answers
-            return
-        except KeyboardInterrupt:
-            continue
+def _stop(where: wire.Endpoint, reader: _Output, presses: interrupt.Presses) -> None:
+    """Stop the container as `docker stop` does (SIGTERM, SIGKILL 10 s later); Ctrl-C again
+    (counted in `presses`) kills it at once. Done once it is gone, its output (`reader`) all
+    shown."""
+    import time
+
+    for sig, grace in (("SIGTERM", 10.0), ("SIGKILL", 30.0)):
+        with contextlib.suppress(OSError, UserError, wire.ApiError):  # it has ended
+            wire.call(where, "POST", f"{reader.container}/kill", {"signal": sig}, timeout=30)
+        seen, deadline = presses.count, time.monotonic() + grace
+        while presses.count == seen and time.monotonic() < deadline:
+            if reader.wait(0.2):
+                with contextlib.suppress(OSError, ValueError):
+                    reader.waiting.read()  # the wait for its removal answers: it is gone
+                return
 
 
 def _refused(what: str, exc: wire.ApiError) -> UserError:

@@ -10,6 +10,7 @@ DOCKER_TLS_VERIFY is set (certificates from DOCKER_CERT_PATH, as the docker CLI 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -169,6 +170,10 @@ class Response:
             yield kind, self._exactly(size)
 
     def close(self) -> None:
+        # Shut down first: a thread blocked reading this answer (a container's output) returns,
+        # where closing the file alone would wait for that read to end.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._file.close()
         self._sock.close()
 
