@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
-from toolkit.metrics import NON_FINITE
 from toolkit.paths import RUNS_DIR
 
 SCHEMA = "toolkit.run/1"
@@ -112,6 +111,8 @@ def _read_non_finite(metrics: Any) -> None:
     Only metric values: elsewhere such a string may be just a string. Records written before
     hold bare NaN, which Python's json reads as it is.
     """
+    from toolkit.metrics import NON_FINITE  # here: `toolkit run` loads this module at its start
+
     if not isinstance(metrics, dict):
         return
     final = metrics.get("primary_final")
