@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from toolkit.cli import output
 from toolkit.errors import ToolkitError
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def main() -> None:
 
 def _main() -> None:
     try:
-        from toolkit.cli import launch, output  # in the try: Ctrl-C may come this early
+        from toolkit.cli import launch  # in the try: Ctrl-C may come this early
 
         fast = launch.parse(sys.argv[1:])
         if fast is None:
@@ -72,8 +73,6 @@ def _main() -> None:
             _options.config, _options.debug = fast.config, fast.debug
             sys.exit(launch.run(fast))
     except ToolkitError as exc:
-        from toolkit.cli import output
-
         _traceback_if_debug()
         output.error(exc.message, exc.hint)
         log = getattr(exc, "log", None)
@@ -81,13 +80,9 @@ def _main() -> None:
             output.error(f"full log: {log}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        from toolkit.cli import output
-
         output.error("interrupted")
         sys.exit(130)
     except Exception as exc:
-        from toolkit.cli import output
-
         _traceback_if_debug()
         output.error(
             f"internal error: {type(exc).__name__}: {exc}",
