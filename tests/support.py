@@ -67,6 +67,11 @@ def toolkit(
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gpu-reference"
 
 
+def run_python_argv(program: str, *options: str) -> list[str]:
+    """`toolkit run OPTIONS -- python -c PROGRAM`, as a command line to start a process with."""
+    return [sys.executable, "-m", "toolkit", "run", *options, "--", "python", "-c", program]
+
+
 def reference_run(name: str, dest: Path) -> Path:
     """A run folder (record.json + outputs/) made from one of shared/data/gpu-reference's runs."""
     import json

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import toolkit
+from tests.support import run_python_argv, toolkit
 from toolkit import engine
 from toolkit.config import load_config
 
@@ -35,6 +34,12 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = toolkit("build", "--target", "cpu", cwd=root, timeout=1800)
     assert built.returncode == 0, built.stdout + built.stderr
     return root
+
+
+def copy_of(example: Path, dest: Path) -> Path:
+    """A copy of the example project at `dest`, without its runs: a test's own to change."""
+    shutil.copytree(example, dest, ignore=shutil.ignore_patterns("runs"))
+    return dest
 
 
 def run(example: Path, *args: str) -> tuple[int, dict, str]:  # type: ignore[type-arg]
@@ -135,7 +140,7 @@ def test_two_runs_at_once_keep_their_own_outputs(example: Path) -> None:
         "import sys, time; open('metrics.jsonl', 'w').write("
         '\'{"step": 0, "val_loss": %s}\\n\' % sys.argv[1]); time.sleep(2)'
     )
-    argv = [sys.executable, "-m", "toolkit", "run", "--", "python", "-c", script]
+    argv = run_python_argv(script)
     procs = [
         subprocess.Popen([*argv, value], cwd=example, stderr=subprocess.PIPE, text=True)
         for value in ("1.5", "2.5")
@@ -223,8 +228,7 @@ def test_stdout_is_the_containers_alone(example: Path) -> None:
 def test_a_stale_lockfile_is_said_by_the_run_and_by_a_missing_image(
     example: Path, tmp_path: Path
 ) -> None:
-    copy = tmp_path / "copy"
-    shutil.copytree(example, copy, ignore=shutil.ignore_patterns("runs"))
+    copy = copy_of(example, tmp_path / "copy")
     with (copy / "requirements.in").open("a") as requirements:
         requirements.write("six\n")  # not locked yet; the lockfile (and so the image) as it was
     result = toolkit("run", "--", "python", "-c", "pass", cwd=copy)
@@ -247,7 +251,7 @@ def test_a_stale_lockfile_is_said_by_the_run_and_by_a_missing_image(
 def test_ctrl_c_stops_the_container_and_records_it(example: Path, tmp_path: Path) -> None:
     from tests.integration.test_run_native import interrupt_run
 
-    shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
+    copy_of(example, tmp_path / "copy")
     ended = interrupt_run(tmp_path / "copy")
     assert ended.code == 130
     assert ended.record["status"] == "interrupted"
@@ -260,7 +264,7 @@ def test_what_a_stopped_container_prints_on_its_way_out_is_shown_and_logged(
 ) -> None:
     from tests.integration.test_run_native import SAVING, interrupt_run
 
-    shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
+    copy_of(example, tmp_path / "copy")
     ended = interrupt_run(tmp_path / "copy", handler=SAVING)
     assert ended.code == 130 and ended.record["status"] == "interrupted"
     assert "SAVING 15" in ended.stdout and "SAVED" in ended.stderr  # docker stop: SIGTERM
@@ -274,7 +278,7 @@ def test_a_container_run_whose_reader_left_goes_on_to_its_end(
 ) -> None:
     from tests.integration.test_run_native import run_into_a_closed_pipe
 
-    shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
+    copy_of(example, tmp_path / "copy")
     code, stderr, record = run_into_a_closed_pipe(tmp_path / "copy")
     assert (code, record["status"]) == (0, "succeeded"), stderr
     assert "Traceback" not in stderr and "error" not in stderr
@@ -296,9 +300,8 @@ def test_all_a_stopped_container_prints_reaches_a_slow_reader(
         "signal.signal(signal.SIGTERM, leave)\n"
         "print('READY', flush=True); time.sleep(60)\n"
     )
-    copy = tmp_path / "copy"
-    shutil.copytree(example, copy, ignore=shutil.ignore_patterns("runs"))
-    argv = [sys.executable, "-m", "toolkit", "run", "--", "python", "-c", program]
+    copy = copy_of(example, tmp_path / "copy")
+    argv = run_python_argv(program)
     proc = subprocess.Popen(argv, cwd=copy, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"READY\n"
@@ -318,7 +321,7 @@ def test_a_container_run_whose_stdout_is_full_goes_on_to_its_end(
 ) -> None:
     from tests.integration.test_run_native import run_into_a_full_disk
 
-    shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
+    copy_of(example, tmp_path / "copy")
     code, stderr, record = run_into_a_full_disk(tmp_path / "copy")
     assert (code, record["status"]) == (0, "succeeded"), stderr
     assert "cannot write to stdout (No space left on device)" in stderr
@@ -328,8 +331,7 @@ def test_two_presses_at_once_stop_a_container_run_cleanly(example: Path, tmp_pat
     from tests.integration.test_run_native import interrupt_run
 
     for attempt in range(4):
-        copy = tmp_path / f"copy{attempt}"
-        shutil.copytree(example, copy, ignore=shutil.ignore_patterns("runs"))
+        copy = copy_of(example, tmp_path / f"copy{attempt}")
         ended = interrupt_run(copy, presses=2, gap=0)
         assert ended.code == 130 and ended.record["status"] == "interrupted", ended.stderr
         assert ended.seconds < 8  # stopped, not waited out (the program sleeps 120 s)
@@ -340,7 +342,7 @@ def test_two_presses_at_once_stop_a_container_run_cleanly(example: Path, tmp_pat
 def test_ctrl_c_again_kills_a_container_that_will_not_stop(example: Path, tmp_path: Path) -> None:
     from tests.integration.test_run_native import STUBBORN, interrupt_run
 
-    shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
+    copy_of(example, tmp_path / "copy")
     ended = interrupt_run(tmp_path / "copy", handler=STUBBORN, presses=2)
     assert ended.code == 130 and ended.record["status"] == "interrupted"
     assert ended.seconds < 8  # not the 10 s the engine gives a stop before its SIGKILL
@@ -354,7 +356,7 @@ def test_ctrl_c_while_the_container_starts_leaves_a_record_or_nothing(
 ) -> None:
     from tests.integration.test_run_native import ctrl_c_during_start
 
-    shutil.copytree(example, tmp_path / "copy", ignore=shutil.ignore_patterns("runs"))
+    copy_of(example, tmp_path / "copy")
     folder = ctrl_c_during_start(tmp_path / "copy", "toolkit-start-probe", delay)
     if folder is not None:
         assert json.loads((folder / "record.json").read_text())["status"] == "interrupted"
@@ -367,8 +369,7 @@ def test_ctrl_c_while_huge_outputs_are_hashed_keeps_the_record(
 ) -> None:
     from tests.integration.test_run_native import ctrl_c_when_finishing
 
-    copy = tmp_path / "copy"
-    shutil.copytree(example, copy, ignore=shutil.ignore_patterns("runs"))
+    copy = copy_of(example, tmp_path / "copy")
     write = "open('checkpoints/huge.pt', 'wb').truncate(256 * 2**30)"  # sparse: no disk used
     finished = ctrl_c_when_finishing(copy, "run", "--", "python", "-c", write)
     assert finished.returncode == 0, finished.stderr  # the experiment itself succeeded

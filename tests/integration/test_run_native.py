@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import running_processes, toolkit
+from tests.support import run_python_argv, running_processes, toolkit
 
 SCRIPT = """
 import os, random, sys
@@ -219,7 +219,7 @@ def run_into_a_closed_pipe(cwd: Path, *args: str) -> tuple[int, str, dict]:  # t
     code, its stderr, the record)."""
     program = "for i in range(100_000): print('line', i)"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "run", *args, "--", "python", "-c", program],
+        run_python_argv(program, *args),
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -242,7 +242,7 @@ def run_into_a_full_disk(cwd: Path, *args: str) -> tuple[int, str, dict]:  # typ
     """`toolkit run ARGS -- (a program printing 100,000 lines) > /dev/full`: (toolkit's exit
     code, its stderr, the record)."""
     program = "for i in range(100_000): print('line', i)"
-    argv = [sys.executable, "-m", "toolkit", "run", *args, "--", "python", "-c", program]
+    argv = run_python_argv(program, *args)
     with open("/dev/full", "wb") as full:
         done = subprocess.run(
             argv, cwd=cwd, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120
@@ -347,17 +347,7 @@ def interrupt_run(
 
     program = "import os, time; print('READY', 6 * 7, os.getpid(), flush=True); time.sleep(120)"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "toolkit",
-            "run",
-            *args,
-            "--",
-            "python",
-            "-c",
-            handler + program,
-        ],
+        run_python_argv(handler + program, *args),
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -522,7 +512,7 @@ def ctrl_c_during_start(cwd: Path, marker: str, delay: float, *args: str) -> Pat
 
     sleeper = f"import time; time.sleep(120)  # {marker}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "run", *args, "--", "python", "-c", sleeper],
+        run_python_argv(sleeper, *args),
         cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -556,13 +546,15 @@ def test_ctrl_c_stops_what_the_program_started_too(project: Path) -> None:
     # The program starts a helper that ignores SIGINT, then ends on Ctrl-C itself.
     helper = "import subprocess; subprocess.Popen(['sh', '-c', \"trap '' INT; sleep 77\"]); "
     proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "run", "--native", "--", "python", "-c",
-         helper + "import os, time; print('READY', os.getpid(), flush=True); time.sleep(120)"],
+        run_python_argv(
+            helper + "import os, time; print('READY', os.getpid(), flush=True); time.sleep(120)",
+            "--native",
+        ),
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     assert proc.stdout is not None
     line = next(line for line in proc.stdout if line.startswith("READY"))
     proc.send_signal(__import__("signal").SIGINT)
