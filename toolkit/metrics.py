@@ -185,15 +185,20 @@ def missing_primary(primary: str | None, seen: Iterable[str]) -> str | None:
     return f"primary metric {primary!r} was not found; metrics seen: {', '.join(names)}{hint}"
 
 
-def run_warnings(run_dir: Path, recorded: Mapping[str, Any]) -> tuple[str, ...]:
-    """What to tell the user about a finished run's metrics: lines of its metrics files that were
-    left out, and a primary metric that was never logged. `recorded`: the record's `metrics`."""
+def read_run_files(run_dir: Path, file: str | None) -> dict[str, Parsed]:
+    """A run's metrics files, read once, by their paths in the run folder: what
+    toolkit.runtime.log() wrote, and `file` (experiment.metrics.file) as the run collected it."""
     from toolkit.runtime import METRICS_FILE
 
-    files = [METRICS_FILE]  # what toolkit.runtime.log() wrote
-    if recorded.get("file"):
-        files.append(f"outputs/{recorded['file']}")  # the experiment's own file, as collected
-    notes = [s.describe(f) for f in files for s in read_file(run_dir / f).skipped]
+    names = [METRICS_FILE, *([f"outputs/{file}"] if file else [])]
+    return {name: read_file(run_dir / name) for name in names}
+
+
+def run_warnings(files: Mapping[str, Parsed], recorded: Mapping[str, Any]) -> tuple[str, ...]:
+    """What to tell the user about a finished run's metrics: lines of its metrics files
+    (`read_run_files`) that were left out, and a primary metric that was never logged.
+    `recorded`: the record's `metrics`."""
+    notes = [s.describe(name) for name, parsed in files.items() for s in parsed.skipped]
     missing = missing_primary(recorded.get("primary"), recorded.get("series") or {})
     return (*notes, *([missing] if missing else []))
 

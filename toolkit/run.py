@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from toolkit import __version__, engine, image, interrupt, record
 from toolkit.config import MAX_SEED, Config, DeterminismConfig, TargetConfig
 from toolkit.errors import ConfigError, RecordNotWritten, UserError
 from toolkit.paths import STATE_DIR
+
+if TYPE_CHECKING:
+    from toolkit import metrics
 
 CONTAINER_PROJECT = "/project"
 CONTAINER_RUN_DIR = "/toolkit/run"
@@ -195,6 +198,11 @@ def execute(
         copied_from = (workdir, earlier) if req.native else None
         outputs = _outputs(outputs_dir, declared, copied_from, finishing.check)
         gathered = _gathered(facts, on_note, finishing)
+        from toolkit import metrics
+
+        metrics_files = metrics.read_run_files(
+            run_dir, experiment.metrics.file if experiment else None
+        )
         doc = _record(
             cfg,
             req,
@@ -208,6 +216,7 @@ def execute(
             env,
             outputs,
             gathered,
+            metrics_files,
         )
         try:
             record.write_record(run_dir, doc)
@@ -232,7 +241,7 @@ def execute(
         tuple(doc["incomplete"]),
         finishing.pressed,
         doc["engine_error"],
-        tuple(_warnings(cfg, doc, run_dir)),
+        tuple(_warnings(cfg, doc, metrics_files)),
     )
 
 
@@ -515,14 +524,14 @@ def _record(
     env: dict[str, str],
     outputs: dict[str, Any] | None,
     facts: dict[str, Any],
+    metrics_files: Mapping[str, metrics.Parsed],
 ) -> dict[str, Any]:
     from toolkit import metrics
 
     exp = cfg.experiment
     reports = _runtime_reports(run_dir)
     series = metrics.merge(
-        metrics.from_file(run_dir / "metrics.jsonl"),
-        metrics.from_file(run_dir / OUTPUTS / exp.metrics.file) if exp and exp.metrics.file else {},
+        *(parsed.series for parsed in metrics_files.values()),
         metrics.from_stdout(
             (run_dir / "stdout.log").read_text(errors="replace").splitlines(),
             exp.metrics.patterns if exp else (),
@@ -710,7 +719,9 @@ def _lock_state(cfg: Config, target: str) -> dict[str, str]:
     return {"state": found.state, "reason": found.reason}
 
 
-def _warnings(cfg: Config, doc: dict[str, Any], run_dir: Path) -> list[str]:
+def _warnings(
+    cfg: Config, doc: dict[str, Any], metrics_files: Mapping[str, metrics.Parsed]
+) -> list[str]:
     """Where the record says less than it seems to: inputs it cannot see, an environment that
     is not the one declared, metrics it could not read."""
     from toolkit import metrics
@@ -753,7 +764,7 @@ def _warnings(cfg: Config, doc: dict[str, Any], run_dir: Path) -> list[str]:
             "(all of them in the record's package_drift)"
         )
     if doc["status"] == "succeeded":  # a stopped run's torn last line is no news
-        found += metrics.run_warnings(run_dir, doc["metrics"])
+        found += metrics.run_warnings(metrics_files, doc["metrics"])
     return found
 
 

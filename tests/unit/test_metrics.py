@@ -11,6 +11,7 @@ from toolkit.metrics import (
     missing_primary,
     parse_json_lines,
     read_file,
+    read_run_files,
     run_warnings,
 )
 
@@ -98,7 +99,8 @@ def test_run_warnings_read_the_run_folder_and_its_record(tmp_path: Path) -> None
         "file": "log.jsonl",
         "series": {"loss": [[0, 1.0]], "acc": [[0, 0.1]]},
     }
-    assert run_warnings(tmp_path, recorded) == (
+    files = read_run_files(tmp_path, recorded["file"])
+    assert run_warnings(files, recorded) == (
         "outputs/log.jsonl: 1 line skipped (not JSON; line 2)",
         "outputs/log.jsonl: 1 line with numbers written as strings, and those values left out "
         "(line 3); "
@@ -111,4 +113,5 @@ def test_run_warnings_read_the_run_folder_and_its_record(tmp_path: Path) -> None
 def test_a_clean_run_has_no_metric_warnings(tmp_path: Path) -> None:
     (tmp_path / "metrics.jsonl").write_text('{"step": 0, "values": {"loss": 0.5}}\n')
     recorded = {"primary": "loss", "file": None, "series": {"loss": [[0, 0.5]]}}
-    assert run_warnings(tmp_path, recorded) == ()
+    files = read_run_files(tmp_path, recorded["file"])
+    assert run_warnings(files, recorded) == ()
