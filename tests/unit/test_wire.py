@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import socketserver
 import struct
 import tempfile
@@ -250,7 +252,7 @@ def spec(gpus: str | None = None) -> ContainerSpec:
 
 
 def run(
-    container: ContainerSpec, starting: Callable[[], None] = lambda: None
+    container: ContainerSpec, started: Callable[[], None] = lambda: None
 ) -> tuple[ContainerExit, list[tuple[str, bytes]]]:
     """Run `container` on the fake engine; its exit and its output as ("out"/"err", bytes)."""
     output: list[tuple[str, bytes]] = []
@@ -259,7 +261,7 @@ def run(
         LABELS,
         on_stdout=lambda data: output.append(("out", data)),
         on_stderr=lambda data: output.append(("err", data)),
-        starting=starting,
+        started=started,
     )
     return ended, output
 
@@ -399,18 +401,14 @@ def test_run_container_streams_output_and_returns_the_exit_code(
         exit_status={"StatusCode": 3, "Error": None},
     )
     fake = serve(script.routes())
-    seen_when_starting: list[list[str]] = []
-    ended, output = run(spec(), starting=lambda: seen_when_starting.append(fake.targets()))
+    seen_when_started: list[list[str]] = []
+    ended, output = run(spec(), started=lambda: seen_when_started.append(fake.targets()))
     assert ended == ContainerExit(3)
     assert output == [("out", b"hello "), ("err", b"warn\n"), ("out", b"wor"), ("out", b"ld\n")]
-    # `starting` ran once, after attach and wait were answered and before the start was sent.
-    assert seen_when_starting == [["POST /containers/create", ATTACH, WAIT_REMOVED]]
-    assert fake.targets() == [
-        "POST /containers/create",
-        ATTACH,
-        WAIT_REMOVED,
-        "POST /containers/abc/start",
-    ]
+    calls = ["POST /containers/create", ATTACH, WAIT_REMOVED, "POST /containers/abc/start"]
+    # `started` ran once, when the engine had answered the start: nothing in the way of it
+    assert seen_when_started == [calls]
+    assert fake.targets() == calls
     assert fake.request(ATTACH).headers["upgrade"] == "tcp"
 
 
@@ -502,12 +500,14 @@ def test_a_refused_create_is_a_user_error_with_the_engines_message(
 def test_ctrl_c_before_the_start_leaves_no_container(
     serve: Callable[[Routes], FakeEngine],
 ) -> None:
-    fake = serve(ContainerScript(output=[], exit_status={"StatusCode": 0}).routes())
+    script = ContainerScript(output=[], exit_status={"StatusCode": 0})
+    routes = script.routes()
 
-    def interrupted() -> None:
-        raise KeyboardInterrupt
+    def pressed_while_created(request: Request, conn: _Handler) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the engine creates the container
+        conn.wfile.write(script.create_answer)
 
+    fake = serve({**routes, ("POST", "/containers/create"): pressed_while_created})
     with pytest.raises(KeyboardInterrupt):
-        run(spec(), starting=interrupted)
-    assert fake.targets()[-1] == "DELETE /containers/abc?force=1"
-    assert "POST /containers/abc/start" not in fake.targets()
+        run(spec())
+    assert fake.targets() == ["POST /containers/create", "DELETE /containers/abc?force=1"]

@@ -262,13 +262,14 @@ def run_container(
     *,
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
-    starting: Callable[[], None] = lambda: None,
+    started: Callable[[], None] = lambda: None,
 ) -> ContainerExit:
     """Run a command in a new container, streaming its output; Ctrl-C stops the container.
 
     The calls `docker run --rm` makes, over the engine's socket (`wire`): create, attach, wait
-    for removal, start; then the output is read until the container ends. `starting` is called
-    just before the start, which takes the engine a while: work beside it costs no time.
+    for removal, start; then the output is read until the container ends. `started` is called
+    once the engine has started the container: work beside the start would compete with the
+    engine for the CPU (10-20 ms of ~200 on 2 cores, benchmarks/launch.py).
     """
     where = wire.endpoint()
     # Ctrl-C is held for the container's whole life, and acted on between short waits: a
@@ -276,7 +277,7 @@ def run_container(
     # and leave a container nobody knows, or one that runs on unstopped.
     with interrupt.held() as pressed:
         try:
-            reader = _started(where, spec, labels, on_stdout, on_stderr, starting, pressed)
+            reader = _started(where, spec, labels, on_stdout, on_stderr, started, pressed)
         except _NotStarted as exc:  # the engine failed on the way: no container is left
             return ContainerExit(None, engine_error=str(exc))
         try:
@@ -324,7 +325,7 @@ def _started(
     labels: dict[str, str],
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
-    starting: Callable[[], None],
+    started: Callable[[], None],
     pressed: interrupt.Presses,
 ) -> _Output:
     """The calls `docker run --rm` makes: create, attach, wait for removal, start."""
@@ -349,8 +350,8 @@ def _started(
         waiting = wire.send(
             where, "POST", f"{container}/wait", {"condition": "removed"}, timeout=None
         )
-        starting()
         wire.call(where, "POST", f"{container}/start", timeout=None)
+        started()
     except BaseException as exc:  # no container is left behind
         _close(attached, waiting)
         _remove(where, container)
