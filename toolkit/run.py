@@ -379,11 +379,13 @@ def shell(
     on_stderr: Callable[[bytes], None],
 ) -> int:
     """A shell (or one command) in the target's image, set up exactly as `run` sets it up."""
+    from toolkit.runtime.policy import SHELL_VAR
+
     image_ref, _ = image.current_image(cfg, req.target)
     workdir_rel = cfg.experiment.workdir if cfg.experiment else "."
     scratch = cfg.root / STATE_DIR / "shell"
     scratch.mkdir(parents=True, exist_ok=True)
-    env = policy_environment(req.policy)
+    env = {**policy_environment(req.policy), SHELL_VAR: "1"}
     spec = container_spec(cfg, image_ref, req, workdir_rel, scratch, runtime_bundle(cfg.root), env)
     if interactive:
         return engine.run_interactive(spec)

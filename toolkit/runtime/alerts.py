@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
 import warnings
 
+from toolkit.runtime.policy import SHELL_VAR
 from toolkit.runtime.report import Report
 
 TYPE_CHECKING = False
@@ -79,6 +81,10 @@ def _record_raised(report: Report, exc: BaseException | None) -> list[str]:
 
 
 def _hint(names: list[str]) -> None:
+    """Under `toolkit run` the launcher gives the hint once the run has ended (from the
+    record); under `toolkit shell` nobody else would."""
+    if not os.environ.get(SHELL_VAR):
+        return
     for name in names:
         sys.stderr.write(HINT.format(op=name) + "\n")
 

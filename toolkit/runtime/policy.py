@@ -12,6 +12,9 @@ POLICY_VAR = "TOOLKIT_POLICY"
 # TOOLKIT_POLICY=null: apply nothing, record what the libraries do by default (--no-policy).
 OBSERVE = "null"
 RUN_DIR_VAR = "TOOLKIT_RUN_DIR"
+# Set by `toolkit shell`, where no launcher reads the record after a command to explain how it
+# ended: the runtime then says itself what to do about a strict-mode stop.
+SHELL_VAR = "TOOLKIT_SHELL"
 CPU_LEVELS = ("fixed", "portable")
 
 # Any of these left in the environment would turn TF32 back on behind the policy's back.

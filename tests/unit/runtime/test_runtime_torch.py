@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from toolkit.runtime.policy import Policy
+from toolkit.runtime.policy import SHELL_VAR, Policy
 
 from .conftest import Run, RunPython
 
@@ -248,6 +248,13 @@ def test_strict_mode_names_the_op_that_stopped_the_run(run_python: RunPython) ->
     assert run.returncode == 1 and "finished" not in run.stdout
     assert run.main_report()["nondeterministic_ops"] == [{"op": "put_", "mode": "raised"}]
     assert "RuntimeError: put_ does not have a deterministic implementation" in run.stderr
+    # the launcher reads the record and says what to do, once: the runtime leaves it to it
+    assert "toolkit:" not in run.stderr
+
+
+def test_under_toolkit_shell_the_runtime_says_what_to_do(run_python: RunPython) -> None:
+    run = run_python(NONDETERMINISTIC, Policy(seed=1, strict=True), "main", env={SHELL_VAR: "1"})
+    assert run.returncode == 1
     assert "toolkit: put_ has no deterministic implementation" in run.stderr
     assert "--no-strict" in run.stderr
 
