@@ -67,7 +67,7 @@ def portable(value: Any) -> Any:
     """`value` with NaN and infinities as the strings "NaN", "Infinity", "-Infinity": strict JSON
     has no such numbers, and parsers other than Python's (JavaScript, Go, jq) refuse them."""
     if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return json.dumps(value)  # the word Python's json writes bare: metrics.NON_FINITE
     if isinstance(value, dict):
         return {key: portable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
