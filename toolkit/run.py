@@ -12,7 +12,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -814,13 +814,35 @@ def _packages(root: Path, req: RunRequest, image_info: engine.ImageInfo | None) 
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(found, sort_keys=True))
         return dict(found)
-    import shutil
-
     from toolkit import proc
 
-    python = shutil.which(req.command[0]) if req.command[0].startswith("python") else None
-    text = proc.output([python or sys.executable, "-c", _PACKAGES_SCRIPT])
+    text = proc.output([native_python(req.command), "-c", _PACKAGES_SCRIPT])
     return dict(json.loads(text)) if text else {}
+
+
+def native_python(command: Sequence[str]) -> str:
+    """The interpreter a native run's Python most likely is, found as its shell finds it: the
+    command itself (`python3.11 train.py`), the `#!` interpreter of a script (torchrun,
+    accelerate), else `python` on PATH (`sh -c ...`, `env VAR=1 python ...`, `make train`)."""
+    import shutil
+
+    first = shutil.which(command[0]) if command else None
+    if first and Path(command[0]).name.startswith("python"):
+        return first
+    words: list[str] = []
+    if first:
+        with contextlib.suppress(OSError), open(first, "rb") as script:
+            line = script.readline(512)
+            if line.startswith(b"#!"):
+                words = line[2:].decode(errors="replace").split()
+    if words and Path(words[0]).name == "env":  # #!/usr/bin/env python3
+        words = [w for w in words[1:] if not w.startswith("-")]
+        found = shutil.which(words[0]) if words else None
+        if found and Path(found).name.startswith("python"):
+            return found
+    elif words and Path(words[0]).name.startswith("python"):
+        return words[0]
+    return shutil.which("python") or shutil.which("python3") or sys.executable
 
 
 def _drift(lock_text: str, packages: dict[str, str]) -> list[dict[str, str | None]]:

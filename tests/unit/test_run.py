@@ -52,3 +52,28 @@ def test_no_policy_with_a_policy_option_says_the_option_would_do_nothing(
     cfg = load_config(tmp_path / "toolkit.yaml")
     with pytest.raises(ConfigError, match=f"libraries' defaults: {named} would have no effect"):
         run.request(cfg, "cpu", ["python"], apply_policy=False, **overrides)  # type: ignore[arg-type]
+
+
+def test_a_native_runs_packages_come_from_the_python_its_command_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found as the run's shell finds it, not toolkit's own interpreter (a false drift)."""
+
+    def program(name: str, first_line: bytes) -> Path:
+        path = tmp_path / name
+        path.write_bytes(first_line + b"\n")
+        path.chmod(0o755)
+        return path
+
+    python, python3 = program("python", b"#!/bin/sh"), program("python3", b"#!/bin/sh")
+    versioned = program("python3.11", b"#!/bin/sh")
+    program("torchrun", b"#!/opt/venv/bin/python3 -s")
+    program("accelerate", b"#!/usr/bin/env -S python3")
+    program("make", b"\x7fELF\x02\x01")
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    assert run.native_python(["python3.11", "train.py"]) == str(versioned)
+    assert run.native_python(["torchrun", "train.py"]) == "/opt/venv/bin/python3"
+    assert run.native_python(["accelerate", "launch", "train.py"]) == str(python3)
+    for command in (["make", "train"], ["sh", "-c", "exec python t.py"], ["env", "A=1", "python"]):
+        assert run.native_python(command) == str(python)
