@@ -747,6 +747,13 @@ def _warnings(
             f"lockfile {lockfile['path']}: {lockfile['reason']}, so {used}: run "
             f"`toolkit lock --target {doc['target']}`{after}"
         )
+    ran = doc["status"] in ("succeeded", "failed") and doc["exit_code"] not in (126, 127)
+    if ran and not doc["processes"]:
+        found.append(
+            "no Python process of this run loaded toolkit's runtime, so no determinism setting "
+            "was applied or recorded: if the experiment runs Python, the command replaced "
+            "PYTHONPATH, whose first entry toolkit sets (extend it: PYTHONPATH=src:$PYTHONPATH)"
+        )
     code = doc.get("code")
     if code is not None and code.get("commit") is None:
         found.append(

@@ -104,6 +104,19 @@ def test_what_the_record_cannot_see_is_said_when_the_run_ends(project: Path) -> 
     assert clean.returncode == 0 and "warning" not in clean.stderr, clean.stderr
 
 
+def test_a_command_that_replaces_pythonpath_is_told_the_policy_never_loaded(
+    project: Path,
+) -> None:
+    """A src layout's `env PYTHONPATH=src python ...` drops toolkit's runtime: said, not silent."""
+    result = toolkit(
+        "run", "--native", "--", "env", "PYTHONPATH=src", sys.executable, "job.py", cwd=project
+    )
+    assert result.returncode == 0, result.stderr
+    assert record_of(project, result.stderr)["processes"] == []
+    assert "warning: no Python process of this run loaded toolkit's runtime" in result.stderr
+    assert "PYTHONPATH=src:$PYTHONPATH" in result.stderr
+
+
 def test_stdout_is_the_experiments_alone(project: Path) -> None:
     result = toolkit("run", "--native", "--", "python", "-c", "print('only this')", cwd=project)
     assert result.returncode == 0, result.stderr
