@@ -79,6 +79,25 @@ def test_html_report_is_self_contained_with_plots(tmp_path: Path) -> None:
     assert "<script" not in text and "http" not in text.replace('xmlns="http://www.w3.org', "")
 
 
+def test_an_html_path_that_cannot_be_written_is_said_up_front(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "r.html"
+    result = diff(tmp_path, "gpu-default-run1", "gpu-default-run2", "--html", str(missing))
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"--html {missing}: folder {missing.parent} does not exist" in result.stderr
+    assert "mkdir -p" in result.stderr and "Traceback" not in result.stderr
+    folder = diff(tmp_path, "gpu-default-run1", "gpu-default-run2", "--html", str(tmp_path))
+    assert folder.returncode == 2 and f"--html {tmp_path} is a folder" in folder.stderr
+    # repro-check says so before its runs (no toolkit.yaml is read before the check either)
+    check = toolkit("repro-check", "--html", str(missing), cwd=tmp_path)
+    assert check.returncode == 2 and "does not exist" in check.stderr
+
+
+def test_a_failed_html_write_comes_after_the_comparison_is_shown(tmp_path: Path) -> None:
+    result = diff(tmp_path, "gpu-default-run1", "gpu-default-run2", "--html", "/dev/full")
+    assert result.returncode == 2 and result.stdout.startswith("diverged")
+    assert "cannot write the HTML report /dev/full: No space left on device" in result.stderr
+
+
 def test_missing_and_corrupt_records_are_errors_not_tracebacks(tmp_path: Path) -> None:
     good = reference_run("cpu-threads16-run1", tmp_path)
     bad = tmp_path / "bad"

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from toolkit.cli.app import TargetsOption, app, errors_exit, options, output
+from toolkit.errors import UserError
 
 RtolOption = Annotated[float | None, typer.Option("--rtol", min=0, help="Relative tolerance.")]
 AtolOption = Annotated[float | None, typer.Option("--atol", min=0, help="Absolute tolerance.")]
@@ -39,15 +40,17 @@ def diff_command(
     from toolkit.diff import diff_runs, tolerance_policy
     from toolkit.runref import load_runs
 
+    _check_html(html)
     cfg = options().load_optional()
     root = cfg.root if cfg else Path.cwd()
+    page = None
     with tempfile.TemporaryDirectory(prefix="toolkit-diff-") as scratch:
         (a,) = load_runs(root, run_a, Path(scratch) / "a", single=True)
         (b,) = load_runs(root, run_b, Path(scratch) / "b", single=True)
         policy = tolerance_policy(cfg.compare if cfg else None, rtol, atol)
         result = diff_runs(a, b, policy)
         if html:
-            html.write_text(report.diff_html(result, a, b), encoding="utf-8")
+            page = report.diff_html(result, a, b)
     if json_output:
         output.as_json(report.diff_json(result))
     elif markdown:
@@ -55,8 +58,8 @@ def diff_command(
     else:
         for line in report.diff_text(result, show_all=show_all):
             output.info(line)
-    if html:
-        output.note(f"HTML report: {html}")
+    if html and page is not None:
+        _write_html(html, page)
     if result.verdict == "diverged":
         raise typer.Exit(1)
 
@@ -92,6 +95,7 @@ def repro_check_command(
     from toolkit.record import read_record
     from toolkit.runref import load_runs
 
+    _check_html(html)  # before the runs, which take a while
     cfg = options().load()
     targets = [cfg.target(t).name for t in target] if target else [cfg.default_target().name]
     variations = reprocheck.parse_variations(vary or [])
@@ -125,6 +129,7 @@ def repro_check_command(
             raise KeyboardInterrupt
         return Run(read_record(result.path), result.path)
 
+    page = None
     with tempfile.TemporaryDirectory(prefix="toolkit-repro-") as scratch:
         outside = [
             found
@@ -134,10 +139,10 @@ def repro_check_command(
         groups = reprocheck.collect(targets, runs, variations, run_one)
         groups += reprocheck.imported_groups(outside)
         result = reprocheck.compare(groups, tolerance_policy(cfg.compare, rtol, atol))
-        if html:
+        if html:  # while imported runs are still unpacked
             from toolkit.report import repro_html
 
-            html.write_text(repro_html(result), encoding="utf-8")
+            page = repro_html(result)
     if json_output:
         output.as_json(reprocheck.as_json(result))
     elif markdown:
@@ -155,9 +160,31 @@ def repro_check_command(
         if log.is_file():  # imported runs were unpacked in a folder that is gone by now
             shown = log.relative_to(Path.cwd()) if log.is_relative_to(Path.cwd()) else log
             output.note(f"{failed.label} {failed.status}: its output is in {shown}")
-    if html:
-        output.note(f"HTML report: {html}")
+    if html and page is not None:
+        _write_html(html, page)
     if result.verdict in ("failed", "not_compared"):
         raise typer.Exit(2)  # the check could not be made: neither "same" (0) nor "differ" (1)
     if result.verdict == "diverged":
         raise typer.Exit(1)
+
+
+def _check_html(html: Path | None) -> None:
+    """An --html path that cannot be written is said before any work."""
+    if html is None:
+        return
+    if html.is_dir():
+        raise UserError(f"--html {html} is a folder", hint=f"name a file: {html / 'report.html'}")
+    if not html.parent.is_dir():
+        raise UserError(
+            f"--html {html}: folder {html.parent} does not exist",
+            hint=f"create it first (mkdir -p {html.parent}), or name a file in another folder",
+        )
+
+
+def _write_html(html: Path, page: str) -> None:
+    """Write the report once the results are shown: a failed write loses nothing printed."""
+    try:
+        html.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write the HTML report {html}: {exc.strerror or exc}") from None
+    output.note(f"HTML report: {html}")
