@@ -157,7 +157,8 @@ def compare(groups: list[Group], policy: TolerancePolicy | None = None) -> Repro
         for i, run in enumerate(group.runs)
         if not _succeeded(run)
     )
-    control = next((run for run in groups[0].runs if _succeeded(run)), None)
+    first = {g.label: next((run for run in g.runs if _succeeded(run)), None) for g in groups}
+    control = first[groups[0].label]
     pairs = []
     for group in groups:
         ok = [run for run in group.runs if _succeeded(run)]
@@ -165,8 +166,10 @@ def compare(groups: list[Group], policy: TolerancePolicy | None = None) -> Repro
             continue
         for other in ok[1:]:
             pairs.append(Pair("noise", group.label, diff_runs(ok[0], other, policy)))
-        if control is not None and ok[0] is not control:
-            pairs.append(Pair("gap", group.label, diff_runs(control, ok[0], policy)))
+        # a variation is one change at a time: against its own target's runs, not the control
+        reference = first.get(group.target) if group.kind == "variation" else control
+        if reference is not None and ok[0] is not reference:
+            pairs.append(Pair("gap", group.label, diff_runs(reference, ok[0], policy)))
     verdict: ReproVerdict
     if failed:
         verdict = "failed"
@@ -219,20 +222,48 @@ def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, .
             continue
         if pair.diff.verdict == "identical":
             parts.append(f"{group.label} matches {control_label} bitwise")
+        elif _within_noise(pair, pairs, control_label):  # the gap may be that noise alone
+            parts.append(
+                f"{group.label} differs from {control_label} {_gap_text(pair.diff)}, but no more "
+                "than repeated runs do"
+            )
         else:
             parts.append(f"{group.label} differs from {control_label} {_gap_text(pair.diff)}")
     changed: dict[str, list[str]] = {}
+    untold: dict[str, list[str]] = {}
     for pair in pairs:
         group = next(g for g in groups if g.label == pair.group)
         if pair.role == "gap" and group.variation and pair.diff.verdict != "identical":
-            changed.setdefault(group.variation.name, []).append(str(group.variation.value))
+            noisy = _within_noise(pair, pairs, group.target)
+            found = untold if noisy else changed
+            found.setdefault(group.variation.name, []).append(str(group.variation.value))
     for name, values in changed.items():
         parts.append(f"{VARIABLES[name]} changes results ({name}={','.join(values)})")
+    for name, values in untold.items():
+        parts.append(
+            f"cannot tell whether the {VARIABLES[name]} changes results ({name}="
+            f"{','.join(values)}): repeated runs differ as much"
+        )
     varied = {g.variation.name for g in groups if g.variation}
     unchecked = {g.variation.name for g in groups if g.variation and g.label in failing}
-    for name in sorted(varied - changed.keys() - unchecked):
+    for name in sorted(varied - changed.keys() - untold.keys() - unchecked):
         parts.append(f"{VARIABLES[name]} does not change results")
     return "; ".join(parts)
+
+
+def _within_noise(gap: Pair, pairs: list[Pair], reference: str) -> bool:
+    """Whether repeated runs, in the gap's group or the group it is measured against, differ
+    at least as much as the gap: it then says nothing of its cause."""
+    noise = [
+        p.diff.headline
+        for p in pairs
+        if p.role == "noise" and p.group in (gap.group, reference) and p.diff.verdict != "identical"
+    ]
+    if not noise:
+        return False
+    if gap.diff.headline is None or None in noise:
+        return True  # no one number to weigh them by
+    return max(abs(h) for h in noise if h is not None) >= abs(gap.diff.headline)
 
 
 def _succeeded(run: Run) -> bool:
