@@ -315,11 +315,15 @@ def _num(value: float | None) -> str:
 def repro_rows(r: ReproReport) -> list[list[str]]:
     """One row per comparison: role, group, runs, verdict, primary deviation, first step, causes."""
     rows = []
+    kinds = {g.label: g for g in r.groups}
     for p in r.pairs:
         d = p.diff
+        group = kinds[p.group]
+        own = group.kind == "variation" and group.target != r.groups[0].label
+        against = f"vs {group.target}" if own else "vs control"  # a variation: its own target
         rows.append(
             [
-                "run-to-run" if p.role == "noise" else "vs control",
+                "run-to-run" if p.role == "noise" else against,
                 p.group,
                 f"{_short(d.b)} vs {_short(d.a)}",
                 verdict_text(d.verdict),

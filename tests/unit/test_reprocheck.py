@@ -11,6 +11,7 @@ from toolkit import reprocheck
 from toolkit.diff import Run
 from toolkit.errors import ConfigError
 from toolkit.record import read_record
+from toolkit.report import repro_rows
 from toolkit.reprocheck import Group, Variation
 
 needs_reference = pytest.mark.skipif(
@@ -297,3 +298,7 @@ def test_a_variation_is_compared_with_its_own_target_not_the_control(tmp_path: P
     }
     assert gaps == {"gpu": ("c1", "g1"), "gpu threads=1": ("g1", "v1")}
     assert report.summary.endswith("; thread count does not change results")
+    assert [row[:2] for row in repro_rows(report)] == [
+        ["vs control", "gpu"],
+        ["vs gpu", "gpu threads=1"],
+    ]
