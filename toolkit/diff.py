@@ -159,12 +159,23 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
     data_a, data_b = ra.get("data") or {}, rb.get("data") or {}
     if "data" in known and data_a.get("digest") != data_b.get("digest"):
         files_a, files_b = data_a.get("files", {}), data_b.get("files", {})
-        changed = sorted(
+        differ = sorted(
             name
             for name in files_a.keys() | files_b.keys()
             if files_a.get(name) != files_b.get(name)
         )
-        check("data", "data files", ", ".join(changed[:5]) or data_a.get("digest"), "changed")
+        for name in differ[:5]:  # each with its content hash, "absent" where one run lacks it
+            ha, hb = files_a.get(name), files_b.get(name)
+            check(
+                "data",
+                f"data file {name}",
+                ha[:12] if ha else "absent",
+                hb[:12] if hb else "absent",
+            )
+        if len(differ) > 5:
+            check("data", "data files", f"{len(differ)} differ", "5 shown above")
+        if not differ:  # the digests differ, the file lists were not kept
+            check("data", "data digest", data_a.get("digest"), data_b.get("digest"))
 
     if "lockfile" in known:
         check("environment", "lockfile", _get(ra, "lockfile.sha256"), _get(rb, "lockfile.sha256"))

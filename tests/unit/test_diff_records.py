@@ -130,3 +130,22 @@ def test_diff_json_is_strict_json_with_nan_spelt_as_records_spell_it(tmp_path: P
     b = Run(record("b", [1.0, 0.5]), tmp_path / "b")
     text = json.dumps(diff_json(diff_runs(a, b)), allow_nan=False)  # raises on a bare NaN
     assert '"NaN"' in text and '"nan"' not in text
+
+
+def test_a_data_file_in_one_run_only_is_said_to_be_absent_from_the_other() -> None:
+    files = {"d/train.csv": "a" * 64, "d/val.csv": "b" * 64}
+    a = record("a", [1.0], data={"digest": "x", "files": files})
+    b = record(
+        "b",
+        [1.0],
+        data={"digest": "y", "files": {**files, "d/val.csv": "c" * 64, "d/extra.csv": "e" * 64}},
+    )
+    assert [c for c in attribute(a, b) if c.category == "data"] == [
+        InputChange("data", "data file d/extra.csv", "absent", "e" * 12),
+        InputChange("data", "data file d/val.csv", "b" * 12, "c" * 12),
+    ]
+    many = record("c", [1.0], data={"digest": "z", "files": {f"f{i}": "0" * 64 for i in range(7)}})
+    data = [c for c in attribute(a, many) if c.category == "data"]
+    assert len(data) == 6 and data[-1] == InputChange(
+        "data", "data files", "9 differ", "5 shown above"
+    )
