@@ -136,19 +136,33 @@ def from_file(path: Path) -> Series:
 
 
 def from_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) -> Series:
-    """Series read from printed lines with one regex (one group) per metric; steps count matches."""
+    """Series read from printed lines with one regex (one group) per metric.
+
+    As in a metrics file, `step`, `time` and `epoch` are not metrics: a `step` pattern gives
+    the step of the metrics on its line and on the lines after it, up to the next step. With
+    none, a metric's steps count its matches.
+    """
     compiled = [(name, re.compile(pattern)) for name, pattern in patterns]
     series: Series = {}
+    counters: dict[str, int] = {}
+    step: int | None = None
     for line in lines:
+        found = {}
         for name, regex in compiled:
             match = regex.search(line)
             if match:
                 try:
-                    value = float(match.group(1))
+                    found[name] = float(match.group(1))
                 except ValueError:
                     continue
-                points = series.setdefault(name, [])
-                points.append((len(points), value))
+        if "step" in found and found["step"].is_integer():
+            step = int(found["step"])
+        for name, value in found.items():
+            if name in _NOT_METRICS:
+                continue
+            at = step if step is not None else counters.get(name, 0)
+            counters[name] = at + 1
+            series.setdefault(name, []).append((at, value))
     return series
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from toolkit.metrics import (
     Skipped,
+    from_stdout,
     missing_primary,
     parse_json_lines,
     read_file,
@@ -115,3 +116,27 @@ def test_a_clean_run_has_no_metric_warnings(tmp_path: Path) -> None:
     recorded = {"primary": "loss", "file": None, "series": {"loss": [[0, 0.5]]}}
     files = read_run_files(tmp_path, recorded["file"])
     assert run_warnings(files, recorded) == ()
+
+
+def test_stdout_patterns_take_their_steps_from_a_step_pattern() -> None:
+    printed = [
+        "step 0: loss=1.5",
+        "eval acc=0.5",  # printed after step 0's line: still step 0
+        "step 10: loss=1e-3",
+        "step 20: loss=0.0005 acc=0.75",
+    ]
+    patterns = (
+        ("step", r"step (\d+)"),
+        ("loss", r"loss=([-+0-9.eE]+)"),
+        ("acc", r"acc=([-+0-9.eE]+)"),
+        ("epoch", r"epoch (\d+)"),
+    )
+    assert from_stdout(printed, patterns) == {
+        "loss": [(0, 1.5), (10, 0.001), (20, 0.0005)],
+        "acc": [(0, 0.5), (20, 0.75)],
+    }
+    # with no step pattern, each metric's steps count its own matches
+    assert from_stdout(printed, patterns[1:3]) == {
+        "loss": [(0, 1.5), (1, 0.001), (2, 0.0005)],
+        "acc": [(0, 0.5), (1, 0.75)],
+    }
