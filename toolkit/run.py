@@ -754,6 +754,11 @@ def _warnings(
             "was applied or recorded: if the experiment runs Python, the command replaced "
             "PYTHONPATH, whose first entry toolkit sets (extend it: PYTHONPATH=src:$PYTHONPATH)"
         )
+    if lockfile.get("state") == "missing" and doc["native"]:
+        found.append(
+            f"no lockfile {lockfile['path']}, so the record cannot tell whether the installed "
+            f"packages are the ones the project pins: run `toolkit lock --target {doc['target']}`"
+        )
     code = doc.get("code")
     if code is not None and code.get("commit") is None:
         found.append(

@@ -117,6 +117,17 @@ def test_a_command_that_replaces_pythonpath_is_told_the_policy_never_loaded(
     assert "PYTHONPATH=src:$PYTHONPATH" in result.stderr
 
 
+def test_a_native_run_with_requirements_but_no_lockfile_says_drift_is_unknown(
+    project: Path,
+) -> None:
+    (project / "requirements.in").write_text("numpy\n")
+    result = toolkit("run", "--native", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "warning: no lockfile lockfiles/cpu.txt, so the record cannot tell" in result.stderr
+    assert "run `toolkit lock --target cpu`" in result.stderr
+    assert record_of(project, result.stderr)["lockfile"]["state"] == "missing"
+
+
 def test_stdout_is_the_experiments_alone(project: Path) -> None:
     result = toolkit("run", "--native", "--", "python", "-c", "print('only this')", cwd=project)
     assert result.returncode == 0, result.stderr
