@@ -13,3 +13,17 @@ def logs_dir(root: Path) -> Path:
     path = root / STATE_DIR / "logs"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_destination(path: Path, example: str) -> None:
+    """A file toolkit was asked to write, checked before any work: not a folder, and in a
+    folder that exists. `example` names a file for the hint ("report.html")."""
+    from toolkit.errors import UserError
+
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a file", hint=f"name a file: {path / example}")
+    if not path.parent.is_dir():
+        raise UserError(
+            f"{path}: folder {path.parent} does not exist",
+            hint=f"create it first (mkdir -p {path.parent}), or name a file in another folder",
+        )

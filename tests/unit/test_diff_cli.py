@@ -83,10 +83,10 @@ def test_an_html_path_that_cannot_be_written_is_said_up_front(tmp_path: Path) ->
     missing = tmp_path / "nowhere" / "r.html"
     result = diff(tmp_path, "gpu-default-run1", "gpu-default-run2", "--html", str(missing))
     assert result.returncode == 2 and result.stdout == ""
-    assert f"--html {missing}: folder {missing.parent} does not exist" in result.stderr
+    assert f"{missing}: folder {missing.parent} does not exist" in result.stderr
     assert "mkdir -p" in result.stderr and "Traceback" not in result.stderr
     folder = diff(tmp_path, "gpu-default-run1", "gpu-default-run2", "--html", str(tmp_path))
-    assert folder.returncode == 2 and f"--html {tmp_path} is a folder" in folder.stderr
+    assert folder.returncode == 2 and f"{tmp_path} is a folder, not a file" in folder.stderr
     # repro-check says so before its runs (no toolkit.yaml is read before the check either)
     check = toolkit("repro-check", "--html", str(missing), cwd=tmp_path)
     assert check.returncode == 2 and "does not exist" in check.stderr

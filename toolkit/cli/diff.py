@@ -10,6 +10,7 @@ import typer
 
 from toolkit.cli.app import TargetsOption, app, errors_exit, options, output
 from toolkit.errors import UserError
+from toolkit.paths import check_destination
 
 RtolOption = Annotated[float | None, typer.Option("--rtol", min=0, help="Relative tolerance.")]
 AtolOption = Annotated[float | None, typer.Option("--atol", min=0, help="Absolute tolerance.")]
@@ -170,15 +171,8 @@ def repro_check_command(
 
 def _check_html(html: Path | None) -> None:
     """An --html path that cannot be written is said before any work."""
-    if html is None:
-        return
-    if html.is_dir():
-        raise UserError(f"--html {html} is a folder", hint=f"name a file: {html / 'report.html'}")
-    if not html.parent.is_dir():
-        raise UserError(
-            f"--html {html}: folder {html.parent} does not exist",
-            hint=f"create it first (mkdir -p {html.parent}), or name a file in another folder",
-        )
+    if html is not None:
+        check_destination(html, "report.html")
 
 
 def _write_html(html: Path, page: str) -> None:
