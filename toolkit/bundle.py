@@ -7,17 +7,20 @@ import json
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from toolkit import record
 from toolkit.diff import Run
 from toolkit.errors import UserError
+from toolkit.paths import check_destination
 
 SCHEMA = "toolkit.bundle/1"
 TOP = "toolkit-runs"
 MANIFEST = f"{TOP}/manifest.json"
 _MAX_BYTES = 8 * 1024**3  # refuse absurd archives rather than fill the disk
+_IMAGE_ARCHIVE = {"manifest.json", "repositories", "oci-layout", "index.json"}  # docker save
 
 
 @dataclass(frozen=True)
@@ -28,21 +31,27 @@ class Imported:
     skipped: tuple[str, ...]
 
 
-def export_runs(folders: list[Path], dest: Path) -> None:
-    """Write run folders (record, logs, outputs) into one .tar.gz bundle, atomically."""
-    ids = []
+def export_runs(folders: list[Path], dest: Path) -> int:
+    """Write run folders (record, logs, outputs) into one .tar.gz bundle, atomically; a run
+    named twice goes in once. Returns how many runs it holds."""
+    check_destination(dest, "runs.tar.gz")
+    ids: list[str] = []
     partial = dest.with_name(dest.name + ".partial")
-    with tarfile.open(partial, "w:gz") as archive:
-        for folder in folders:
-            doc = record.read_record(folder)
-            run_id = str(doc["id"])
-            ids.append(run_id)
-            archive.add(folder, arcname=f"{TOP}/{run_id}", filter=_no_links)
-        manifest = json.dumps({"schema": SCHEMA, "runs": ids}, indent=2).encode()
-        info = tarfile.TarInfo(MANIFEST)
-        info.size = len(manifest)
-        archive.addfile(info, io.BytesIO(manifest))
-    partial.replace(dest)
+    try:
+        with tarfile.open(partial, "w:gz") as archive:
+            for folder in folders:
+                run_id = str(record.read_record(folder)["id"])
+                if run_id not in ids:
+                    ids.append(run_id)
+                    archive.add(folder, arcname=f"{TOP}/{run_id}", filter=_no_links)
+            manifest = json.dumps({"schema": SCHEMA, "runs": ids}, indent=2).encode()
+            info = tarfile.TarInfo(MANIFEST)
+            info.size = len(manifest)
+            archive.addfile(info, io.BytesIO(manifest))
+        partial.replace(dest)
+    finally:  # Ctrl-C or a full disk: no half-written bundle left beside the destination
+        partial.unlink(missing_ok=True)
+    return len(ids)
 
 
 def import_runs(source: Path, runs_dir: Path) -> Imported:
@@ -53,10 +62,19 @@ def import_runs(source: Path, runs_dir: Path) -> Imported:
         added, skipped = [], []
         for run in runs:
             dest = runs_dir / run.id
-            if dest.exists():
+            if (dest / record.RECORD_FILE).is_file():
                 skipped.append(run.id)
                 continue
-            shutil.copytree(run.folder, dest)
+            # copied under a hidden name, then renamed: Ctrl-C or a full disk leaves no
+            # half-copied run, and a folder with no record (left by such a copy) is replaced
+            partial = runs_dir / f".{run.id}.importing"
+            try:
+                shutil.copytree(run.folder, partial, dirs_exist_ok=True)
+                if dest.exists():
+                    shutil.rmtree(dest)
+                partial.rename(dest)
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
             added.append(run.id)
     return Imported(tuple(added), tuple(skipped))
 
@@ -67,12 +85,27 @@ def open_bundle(source: Path, scratch: Path) -> list[Run]:
 
 
 def _unpack(source: Path, scratch: Path) -> list[Run]:
+    if source.is_dir():
+        raise UserError(f"{source} is a folder, not a run bundle")
     try:
         archive = tarfile.open(source, "r:*")  # noqa: SIM115  (closed by the `with` below)
-    except (OSError, tarfile.TarError) as exc:
-        raise UserError(f"{source}: not a run bundle ({exc})") from None
+    except tarfile.ReadError:
+        raise UserError(f"{source}: not a run bundle (not a tar archive)") from None
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
+        raise UserError(f"{source}: not a run bundle ({_reason(exc)})") from None
     with archive:
-        members = archive.getmembers()
+        try:
+            members = archive.getmembers()
+        except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
+            raise UserError(f"{source}: damaged bundle ({_reason(exc)})") from None
+        names = {PurePosixPath(m.name).parts[0] for m in members if m.name}
+        if TOP not in names:
+            if names & _IMAGE_ARCHIVE:
+                raise UserError(
+                    f"{source} is an image archive (toolkit image export), not a run bundle",
+                    hint=f"load it with `toolkit image import {source}`",
+                )
+            raise UserError(f"{source}: not a run bundle (no {TOP}/ in it)")
         total = 0
         for member in members:
             path = PurePosixPath(member.name)
@@ -88,8 +121,8 @@ def _unpack(source: Path, scratch: Path) -> list[Run]:
                 archive.extractall(scratch, filter="data")
             else:  # Python before 3.11.4: every member was checked above
                 archive.extractall(scratch)
-        except (OSError, tarfile.TarError) as exc:
-            raise UserError(f"{source}: damaged bundle ({exc})") from None
+        except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
+            raise UserError(f"{source}: damaged bundle ({_reason(exc)})") from None
     top = scratch / TOP
     try:
         manifest = json.loads((top / "manifest.json").read_text())
@@ -102,6 +135,12 @@ def _unpack(source: Path, scratch: Path) -> list[Run]:
         folder = top / str(run_id)
         runs.append(Run(record.read_record(folder), folder))
     return runs
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "it ends early: truncated in transfer?"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _no_links(info: tarfile.TarInfo) -> tarfile.TarInfo | None:

@@ -8,13 +8,11 @@ from toolkit import bundle, record
 from toolkit.diff import Run
 from toolkit.errors import UserError
 
-BUNDLE_SUFFIXES = (".tar.gz", ".tgz", ".bundle")
-
 
 def load_runs(root: Path, ref: str, scratch: Path, *, single: bool = False) -> list[Run]:
     """The runs `ref` names; bundles unpack into `scratch`. `single`: exactly one run expected."""
     path = Path(ref)
-    if path.is_file() and ref.endswith(BUNDLE_SUFFIXES):
+    if path.is_file() and path.name != record.RECORD_FILE:  # a bundle, whatever its name
         scratch.mkdir(parents=True, exist_ok=True)
         runs = bundle.open_bundle(path, scratch)
     elif path.is_dir() and not (path / record.RECORD_FILE).is_file():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -55,8 +56,10 @@ def _archive(path: Path, members: dict[str, bytes]) -> Path:
     ("members", "message"),
     [
         ({"toolkit-runs/../../escape.txt": b"x"}, "unsafe path"),
-        ({"/etc/evil": b"x"}, "unsafe path"),
-        ({"elsewhere/file": b"x"}, "unsafe path"),
+        ({"toolkit-runs/manifest.json": b"{}", "/etc/evil": b"x"}, "unsafe path"),
+        ({"toolkit-runs/manifest.json": b"{}", "elsewhere/file": b"x"}, "unsafe path"),
+        ({"elsewhere/file": b"x"}, "not a run bundle (no toolkit-runs/ in it)"),
+        ({"manifest.json": b"[]", "repositories": b"{}"}, "is an image archive"),
         ({"toolkit-runs/run/record.json": b"{}"}, "no manifest"),
         (
             {
@@ -97,3 +100,71 @@ def test_not_a_bundle(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         open_bundle(junk, tmp_path / "scratch")
     assert "not a run bundle" in info.value.message
+
+
+@needs_reference
+def test_a_truncated_bundle_is_said_to_be_damaged(tmp_path: Path) -> None:
+    bundle = tmp_path / "runs.tar.gz"
+    export_runs([reference_run("cpu-threads16-run1", tmp_path / "src")], bundle)
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(bundle.read_bytes()[: bundle.stat().st_size // 2])
+    with pytest.raises(UserError, match=r"damaged bundle \(it ends early: truncated in transfer"):
+        open_bundle(cut, tmp_path / "scratch")
+    # not "Aborted." with exit 1, which diff and repro-check use for "diverged"
+    result = toolkit("diff", str(cut), str(bundle), cwd=tmp_path)
+    assert result.returncode == 2 and "damaged bundle" in result.stderr, result.stderr
+
+
+@needs_reference
+def test_export_writes_each_run_once_and_leaves_nothing_when_it_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = reference_run("cpu-threads16-run1", tmp_path / "src")
+    assert export_runs([run, run], tmp_path / "twice.tar.gz") == 1
+    with pytest.raises(UserError, match="does not exist"):
+        export_runs([run], tmp_path / "nowhere" / "r.tar.gz")
+    with pytest.raises(UserError, match="is a folder"):
+        export_runs([run], tmp_path)
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tarfile.TarFile, "add", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        export_runs([run], tmp_path / "stopped.tar.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src", "twice.tar.gz"]
+
+
+@needs_reference
+def test_an_import_cut_short_leaves_no_half_run_and_is_repaired_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "runs.tar.gz"
+    export_runs([reference_run("cpu-threads16-run1", tmp_path / "src")], bundle)
+    dest = tmp_path / "runs"
+    copy = shutil.copyfile
+    copied = []
+
+    def copy_then_ctrl_c(source: str, target: str, **kwargs: bool) -> object:
+        if len(copied) == 2:  # Ctrl-C half-way through the run's files
+            raise KeyboardInterrupt
+        copied.append(source)
+        return copy(source, target, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", copy_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        import_runs(bundle, dest)
+    assert len(copied) == 2 and list(dest.iterdir()) == []
+    monkeypatch.setattr(shutil, "copyfile", copy)
+    (dest / "cpu-threads16-run1").mkdir()  # what an older toolkit's interrupted import left
+    assert import_runs(bundle, dest).added == ("cpu-threads16-run1",)
+    assert (dest / "cpu-threads16-run1" / "record.json").is_file()
+    assert [p.name for p in dest.iterdir()] == ["cpu-threads16-run1"]
+
+
+@needs_reference
+def test_diff_reads_a_bundle_whatever_its_name(tmp_path: Path) -> None:
+    a = reference_run("gpu-deterministic-run1", tmp_path)
+    export_runs([reference_run("gpu-deterministic-run2", tmp_path)], tmp_path / "b.tar")
+    result = toolkit("diff", str(a), str(tmp_path / "b.tar"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr

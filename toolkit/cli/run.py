@@ -124,8 +124,8 @@ def runs_export_command(
     cfg = options().load()
     *refs, dest = items
     folders = [find_run(cfg.root, ref) for ref in refs]
-    export_runs(folders, Path(dest))
-    output.success(f"wrote {dest} ({_count(len(folders), 'run')})")
+    count = export_runs(folders, Path(dest))
+    output.success(f"wrote {dest} ({_count(count, 'run')})")
 
 
 @runs_app.command("import")
@@ -178,14 +178,15 @@ def show_command(
 
 
 def _not_one_run(ref: str, ids: list[str]) -> UserError:
+    from pathlib import Path
+
     from toolkit.errors import UserError
-    from toolkit.runref import BUNDLE_SUFFIXES
 
     if not ids:
         return UserError(f"{ref} holds no runs")
     hint = (
         f"`toolkit runs import {ref}`, then `toolkit show` one of these ids"
-        if ref.endswith(BUNDLE_SUFFIXES)
+        if Path(ref).is_file()
         else "give one run's folder, or its id"
     )
     return UserError(f"{ref} holds {len(ids)} runs: {', '.join(ids)}; show takes one", hint=hint)
