@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -115,15 +116,17 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
         if run.record.get("incomplete"):
             lacking = ", ".join(run.record["incomplete"])
             warnings.append(f"{run.id}'s record has no {lacking}: not compared")
-    metrics = compare_all_series(_series(ra), _series(rb), policy)
+    series_a, series_b = _series(ra), _series(rb)
+    metrics = compare_all_series(series_a, series_b, policy)
     warnings += [_nonfinite_warning(m) for m in metrics if m.first_nonfinite]
     outputs = _compare_outputs(a, b, policy, worst(m.verdict for m in metrics))
     primary = ra.get("metrics", {}).get("primary") or rb.get("metrics", {}).get("primary")
     primary_diff = next((m for m in metrics if m.name == primary), None)
     headline = primary_diff.final_rel if primary_diff else None
-    firsts = [
-        (m.first_differing_step, m.name) for m in metrics if m.first_differing_step is not None
-    ]
+    if primary_diff and primary_diff.first_unshared_step is not None:
+        # one run logged steps the other did not: its final value is its own last one
+        headline = _relative(_last(series_a.get(primary)), _last(series_b.get(primary)))
+    firsts = [(m.first_difference, m.name) for m in metrics if m.first_difference is not None]
     first = min(firsts) if firsts else None
     verdict = worst([m.verdict for m in metrics] + [o.verdict for o in outputs])
     return RunDiff(
@@ -311,6 +314,20 @@ def _get(record: dict[str, Any], dotted: str) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+def _last(points: list[tuple[int, float]] | None) -> float | None:
+    """The value at the last step a run logged (a repeated step keeps its last value)."""
+    by_step = dict(points or ())
+    return by_step[max(by_step)] if by_step else None
+
+
+def _relative(a: float | None, b: float | None) -> float | None:
+    """|a - b| / max(|a|, |b|), as the metric comparison measures it; None where not finite."""
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    scale = max(abs(a), abs(b))
+    return abs(a - b) / scale if scale else 0.0
 
 
 def _show(value: Any) -> str:

@@ -74,7 +74,7 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
         if m.verdict == "identical" and not show_all:
             lines.append(f"  {m.name:<16} identical over {m.steps_compared} steps")
             continue
-        first = "-" if m.first_differing_step is None else str(m.first_differing_step)
+        first = "-" if m.first_difference is None else str(m.first_difference)
         lines.append(
             f"  {m.name:<16} {verdict_text(m.verdict)}: first differs at step {first}, "
             f"max abs {m.max_abs:.3g}, max rel {percent(m.max_rel)}{_series_extra(m)}"
@@ -115,7 +115,7 @@ def diff_markdown(d: RunDiff) -> str:
         "|---|---|---|---|---|",
     ]
     for m in d.metrics:
-        first = "-" if m.first_differing_step is None else str(m.first_differing_step)
+        first = "-" if m.first_difference is None else str(m.first_difference)
         out.append(
             f"| {m.name} | {verdict_text(m.verdict)}{_series_extra(m)} | {first} | "
             f"{m.max_abs:.3g} | {percent(m.max_rel)} |"
@@ -154,7 +154,7 @@ def diff_html(d: RunDiff, a: Run, b: Run) -> str:
             svg_plot(
                 {a.label: sa, b.label: sb},
                 title=f"{m.name} per step",
-                marker=m.first_differing_step,
+                marker=m.first_difference,
             )
         )
         bb = dict(sb)
@@ -163,7 +163,7 @@ def diff_html(d: RunDiff, a: Run, b: Run) -> str:
             svg_plot(
                 {"|A - B|": deviation},
                 title=f"{m.name}: deviation per step",
-                marker=m.first_differing_step,
+                marker=m.first_difference,
             )
         )
     rows = []

@@ -149,3 +149,20 @@ def test_a_data_file_in_one_run_only_is_said_to_be_absent_from_the_other() -> No
     assert len(data) == 6 and data[-1] == InputChange(
         "data", "data files", "9 differ", "5 shown above"
     )
+
+
+def test_a_run_with_more_steps_is_measured_by_its_own_final_value(tmp_path: Path) -> None:
+    """--epochs 4 against --epochs 3: the common steps agree, the final values do not."""
+    a, b = (
+        Run(record("a", [1.0, 0.5, 0.25]), tmp_path / "a"),
+        Run(record("b", [1.0, 0.5]), tmp_path / "b"),
+    )
+    d = diff_runs(a, b)
+    assert d.verdict == "diverged"
+    assert d.headline == 0.5  # 0.25 (A's step 2) against 0.5 (B's step 1), not 0% at step 1
+    assert d.first_divergence == ("loss", 2)  # the first step one run has and the other lacks
+    text = toolkit(
+        "diff", str(folder(tmp_path, a.record)), str(folder(tmp_path, b.record)), cwd=tmp_path
+    )
+    assert "loss differs by 50%, first at step 2 (loss)" in text.stdout
+    assert "first differs at step 2" in text.stdout and "1 step only in A" in text.stdout

@@ -43,11 +43,9 @@ def test_summary_answers_the_team_question(tmp_path: Path) -> None:
     assert report.verdict == "diverged"
     assert report.summary.startswith("reproducible on cpu (2/2 identical); NOT reproducible on gpu")
     assert "first at step 4" in report.summary  # gpu default runs part at step 4
-    # gpu's default runs differ by 0.855% between repeats, and from cpu by 0.0093%
-    assert (
-        "gpu differs from cpu by 0.00928% in loss, first at step 0, but no more than repeated "
-        "runs do" in report.summary
-    )
+    # gpu's default runs differ by 0.855% between repeats; its 300 steps end 19.5% below the
+    # cpu runs' 60 (at step 59, the last both logged, they were 0.0093% apart)
+    assert "gpu differs from cpu by 19.5% in loss, first at step 0;" in report.summary
     assert report.summary.endswith("thread count changes results (threads=4)")
     roles = [(p.role, p.group, p.diff.verdict) for p in report.pairs]
     assert roles == [

@@ -29,6 +29,7 @@ class SeriesDiff:
     only_in_a: int  # steps logged only by A
     only_in_b: int
     first_differing_step: int | None  # first common step whose values differ bitwise
+    first_unshared_step: int | None  # first step logged by one run only
     first_beyond_tolerance_step: int | None
     max_abs: float  # over common steps where both values are finite; 0.0 if none
     max_rel: float  # |a - b| / max(|a|, |b|), over the same steps
@@ -41,6 +42,12 @@ class SeriesDiff:
     first_nonfinite: tuple[int, float, float] | None  # (step, a, b): first NaN/inf mismatch
     tolerance: Tolerance
     verdict: Verdict
+
+    @property
+    def first_difference(self) -> int | None:
+        """The first step where the runs differ: in value, or logged by one run only."""
+        steps = [s for s in (self.first_differing_step, self.first_unshared_step) if s is not None]
+        return min(steps) if steps else None
 
 
 def compare_series(
@@ -59,6 +66,7 @@ def compare_series(
     differs = (va.view(np.uint64) != vb.view(np.uint64)) & ~(nan_a & nan_b)
     dev = deviations(va, vb, tolerance)
     nonfinite = ~dev.finite & differs
+    unshared = by_step_a.keys() ^ by_step_b.keys()
     only_in_a = len(by_step_a.keys() - by_step_b.keys())
     only_in_b = len(by_step_b.keys() - by_step_a.keys())
     beyond = ~dev.within
@@ -74,6 +82,7 @@ def compare_series(
         only_in_a=only_in_a,
         only_in_b=only_in_b,
         first_differing_step=_first(steps, differs),
+        first_unshared_step=min(unshared) if unshared else None,
         first_beyond_tolerance_step=_first(steps, beyond),
         max_abs=float(dev.abs.max(initial=0.0)),
         max_rel=float(dev.rel.max(initial=0.0)),
