@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -146,12 +146,17 @@ def read_requirements(path: Path, root: Path) -> list[tuple[str, list[str]]]:
     """Normalised lines of a requirements file and the files it includes, as (path, lines)."""
     files: list[tuple[str, list[str]]] = []
     _read_requirements(path, root, files, seen=set())
-    if not any(not line.startswith("-") for _, lines in files for line in lines):
+    if not any(_is_requirement(line) for _, lines in files for line in lines):
         raise ConfigError(
             f"{path}: no requirements in it",
             hint="list the project's top-level dependencies, one per line, e.g. torch==2.13.0",
         )
     return files
+
+
+def _is_requirement(line: str) -> bool:
+    # -e ./mylib names a package too (one the lock then refuses, saying what to do instead)
+    return not line.startswith("-") or line.startswith(("-e", "--editable"))
 
 
 def _read_requirements(
@@ -278,13 +283,13 @@ def lock_target(
 
         result = piptools.pip_compile(args, cwd=config.root, log=log, on_line=watch)
         if not result.ok:
-            failure = piptools.explain(result.lines)
+            failure = piptools.explain(result.lines, name)
             hint = failure.hint or piptools.unreachable_hint(failure, sources)
             raise LockError(
                 f"locking target {name} failed: {failure.message}",
                 hint=f"{hint}; full log: {log}" if hint else f"full log: {log}",
             )
-        body = _portable(work.read_text(encoding="utf-8"), config, sources, work_dir)
+        body = _portable(work.read_text(encoding="utf-8"), config, sources, work_dir, name)
     finally:
         with suppress(FileNotFoundError):
             work.unlink()
@@ -349,7 +354,9 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _portable(body: str, config: Config, sources: piptools.Sources, work_dir: Path) -> str:
+def _portable(
+    body: str, config: Config, sources: piptools.Sources, work_dir: Path, target: str = "<name>"
+) -> str:
     """pip-compile's output with no source options and no machine paths, or a LockError."""
     lines = []
     for line in body.splitlines():
@@ -369,10 +376,28 @@ def _portable(body: str, config: Config, sources: piptools.Sources, work_dir: Pa
             raise LockError(
                 f"the lockfile would name a path of this machine ({leak}) on line {number}: "
                 f"{line.strip()}",
-                hint="refer to local packages by name and put their folder in "
-                "targets.<name>.index.find_links",
+                hint=_local_package_hint(line, config.root, target),
             )
     return "\n".join(lines).strip("\n") + "\n"
+
+
+def _local_package_hint(line: str, root: Path, target: str) -> str:
+    # A source folder in find_links is no package to pip (it looks for wheels and sdists there):
+    # it would lock whatever an index has under that name.
+    url = re.search(r"file://(/\S+)", line)
+    path = Path(url.group(1)) if url else None
+    shown = "./mylib"
+    if path is not None:
+        inside = path.is_relative_to(root.resolve())
+        shown = f"./{path.relative_to(root.resolve()).as_posix()}" if inside else str(path)
+    where = f"targets.{target}.index.find_links"
+    by_name = "require the package by name and exact version in requirements.in (NAME==VERSION)"
+    if path is not None and path.suffix == ".whl":
+        return f"put the wheel's folder ({Path(shown).parent}) in {where} and {by_name}"
+    return (
+        "lock a local package from its wheel, not its source: build it (e.g. `pip wheel "
+        f"--no-deps -w wheels {shown}`), put that wheels folder in {where}, and {by_name}"
+    )
 
 
 def _remove_abandoned_work_files(work_dir: Path) -> None:
@@ -481,6 +506,7 @@ class Parity:
     targets: tuple[str, ...]
     shared: int  # packages pinned identically everywhere
     mismatches: tuple[ParityMismatch, ...]
+    stale: tuple[str, ...] = ()  # targets whose lockfile is not current: re-lock those first
 
     @property
     def ok(self) -> bool:
@@ -500,13 +526,16 @@ def compare_pins(pins: Mapping[str, Mapping[str, str]]) -> Parity:
 
 
 def parity(config: Config) -> Parity:
-    """Parity across every target whose lockfile exists."""
+    """Parity across every target whose lockfile exists, and which of those are stale."""
     pins = {}
     for name, target in config.targets.items():
         text = _read_text(target.lockfile)
         if text is not None:
             pins[name] = read_pins(text)
-    return compare_pins(pins)
+    # A mismatch between a current and a stale lockfile is usually the staleness itself
+    # (a package added to requirements.in and locked for one target only).
+    stale = tuple(name for name in pins if status(config, name).state != "current")
+    return replace(compare_pins(pins), stale=stale)
 
 
 @dataclass(frozen=True)

@@ -446,12 +446,31 @@ def download_wheels(
     dest.mkdir(parents=True, exist_ok=True)
     result = _run(argv, config.root, log, pip_environment())
     if not result.ok:
-        failure = explain(result.lines)
+        failure = explain(result.lines, target.name)
+        message, hint = failure.message, failure.hint or unreachable_hint(failure, sources)
+        if failure.kind == "not-found" and failure.requirement:
+            # The lock found this pin, so what is missing is a wheel (the build takes nothing else).
+            message, hint = _no_wheel(
+                failure.requirement, failure.versions, target.name, config.python
+            )
         raise BuildError(
-            f"downloading the wheels of {lockfile.name} failed: {failure.message}",
-            hint=failure.hint or unreachable_hint(failure, sources),
-            log=log,
+            f"downloading the wheels of {lockfile.name} failed: {message}", hint=hint, log=log
         )
+
+
+def _no_wheel(requirement: str, versions: str | None, target: str, python: str) -> tuple[str, str]:
+    message = (
+        f"no wheel of {requirement} for Python {python} on this platform (builds install wheels "
+        "only): the target's sources have only a source distribution of it, or nothing for "
+        "this platform"
+    )
+    with_wheels = f" (versions with a wheel: {versions})" if versions else ""
+    hint = (
+        f"pin a version that has wheels in requirements.in{with_wheels}, or build a wheel with "
+        f"Python {python} (`pip wheel --no-deps -w wheels {requirement}`) and add that folder to "
+        f"targets.{target}.index.find_links; then `toolkit lock --target {target}`"
+    )
+    return message, hint
 
 
 def unreachable_hint(failure: Failure, sources: Sources) -> str | None:
@@ -489,6 +508,8 @@ class Failure:
     message: str
     hint: str | None = None
     host: str | None = None  # for "unreachable"
+    requirement: str | None = None  # for "not-found": what pip could not satisfy, e.g. x==1.0
+    versions: str | None = None  # for "not-found": the versions pip did find, comma-separated
 
 
 # (text in pip's output, reason, whether retrying can help)
@@ -526,8 +547,9 @@ def network_failure(line: str, *, final_only: bool = False) -> str | None:
     return None
 
 
-def explain(lines: Sequence[str]) -> Failure:
-    """Turn pip-compile's output (tracebacks included) into a short explanation."""
+def explain(lines: Sequence[str], target: str = "<target>") -> Failure:
+    """Turn pip-compile's output (tracebacks included) into a short explanation (`target`: the
+    one being locked or built, for the commands a hint gives)."""
     unreachable = _unreachable(lines)
     if unreachable:
         return unreachable
@@ -538,12 +560,20 @@ def explain(lines: Sequence[str]) -> Failure:
                 for m in (re.match(r"^\s+(\S+==\S+) from ", x) for x in lines[i + 1 :])
                 if m
             ]
+            named = list(dict.fromkeys(pins))
+            # `toolkit lock` keeps a lockfile's hashes (pip-tools reuses them): only
+            # --upgrade-package recomputes a package's, here at the version it has
+            relock = (
+                " ".join(f"--upgrade-package {pin}" for pin in named)
+                or "--upgrade-package NAME==VERSION"
+            )
             return Failure(
                 "hash",
                 "downloaded files do not match the hashes in the lockfile: "
-                + (", ".join(dict.fromkeys(pins)) or "see the log"),
-                hint="the lockfile or a file on the index or mirror changed since the lock: "
-                "find out which before trusting it; relock only for a change you expect",
+                + (", ".join(named) or "see the log"),
+                hint="the lockfile (edited by hand?) or a file on the index or mirror changed "
+                "since the lock: find out which before trusting it; to record the index's "
+                f"hashes for a change you expect: `toolkit lock --target {target} {relock}`",
             )
     for i, line in enumerate(lines):
         match = re.search(r"Invalid requirement: (.*)", line)
@@ -588,6 +618,8 @@ def explain(lines: Sequence[str]) -> Failure:
                 f"no matching distribution for {match.group(1)} (versions found: {found})",
                 hint="check the name and version in requirements.in, and that the target's "
                 "index (or mirror) carries it for this Python and platform",
+                requirement=match.group(1),
+                versions=None if found == "none" else found,
             )
     for line in lines:
         match = re.search(r"No matching distribution found for (\S+)", line)

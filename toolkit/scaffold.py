@@ -1,8 +1,9 @@
 """`toolkit init`: the files a project needs to start, rendered as text and written with care.
 
 Rendering is pure; `write_scaffold` writes, and never replaces a user's file unless forced:
-toolkit.yaml and requirements.in are created (overwritten with force), the Makefile gains a
-marked block (rewritten with force), .gitignore gains the lines it lacks.
+toolkit.yaml is created (overwritten with force), requirements.in is created (replaced only with
+force and requirements given: it is the user's dependency list), the Makefile gains a marked
+block (rewritten with force), .gitignore gains the lines it lacks.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from toolkit.config import CONFIG_FILE, parse_config
 from toolkit.errors import ConfigError, UserError
 
 REQUIREMENTS_FILE = "requirements.in"
+REQUIREMENTS_TXT = "requirements.txt"  # a project's existing list, included when nothing is given
 MAKEFILE = "Makefile"
 GITIGNORE = ".gitignore"
 MAKE_BEGIN = "# --- toolkit ---"
@@ -147,14 +149,17 @@ def render_config(
     return "\n".join(lines) + "\n"
 
 
-def render_requirements(requirements: tuple[str, ...]) -> str:
-    """The text of requirements.in: the given requirements, or a commented example."""
+def render_requirements(requirements: tuple[str, ...], include: str | None = None) -> str:
+    """The text of requirements.in: the given requirements, an include of `include` (a file
+    beside it), or a commented example."""
     header = (
         "# Top-level dependencies of the experiment, one per line, for every target\n"
         "# (`toolkit lock` pins them, with hashes, in lockfiles/<target>.txt).\n"
     )
     if requirements:
         return header + "".join(f"{r.strip()}\n" for r in requirements)
+    if include:
+        return header + f"# The project's existing list (found by `toolkit init`):\n-r {include}\n"
     return header + "# For example:\n# torch==2.13.0\n# numpy>=2,<3\n"
 
 
@@ -252,7 +257,7 @@ def write_scaffold(root: Path, options: InitOptions, *, force: bool = False) -> 
     ignored = GITIGNORE_ENTRIES if skipped else gitignore_entries(options, outputs)
     files = [
         config,
-        _write_new(root / REQUIREMENTS_FILE, render_requirements(options.requirements), force),
+        _write_requirements(root, options.requirements, force),
         _write_makefile(root / MAKEFILE, render_make_block(options.gpu), force),
         _write_gitignore(root / GITIGNORE, ignored),
     ]
@@ -274,6 +279,18 @@ def _write_config(
     # What init writes must load: a bad --name or --data fails here, naming the key.
     parse_config(text, path)
     return _write_new(path, text, force)
+
+
+def _write_requirements(root: Path, requirements: tuple[str, ...], force: bool) -> FileResult:
+    path = root / REQUIREMENTS_FILE
+    # The user's dependency list: --force alone (e.g. to add --gpu) must not erase it.
+    if path.exists() and not (force and requirements):
+        return FileResult(path, "skipped", "exists (--force with -r replaces it)")
+    include = None if requirements or not (root / REQUIREMENTS_TXT).is_file() else REQUIREMENTS_TXT
+    result = _write_new(path, render_requirements(requirements, include), force)
+    if include:
+        return FileResult(result.path, result.action, f"includes your {include}: -r {include}")
+    return result
 
 
 def _write_new(path: Path, text: str, force: bool) -> FileResult:

@@ -96,11 +96,14 @@ def collect(pins: list[Pin], wheelhouse: Path, dest: Path) -> list[Path]:
         chosen = next((c for c in candidates if sha256_of(c) in pin.hashes), None)
         if chosen is None:
             names = ", ".join(c.name for c in candidates)
+            pinned = f"{pin.name}=={pin.version}"
             raise BuildError(
-                f"wheel for {pin.name}=={pin.version} does not match the lockfile's hashes"
-                f" ({names}): it was tampered with or corrupted",
-                hint=f"delete it from {wheelhouse} and build again; if the lockfile is wrong, "
-                "run `toolkit lock`",
+                f"wheel for {pinned} does not match the lockfile's hashes ({names}): either the "
+                "wheel is corrupt (or was tampered with), or the lockfile was edited by hand",
+                hint=f"to tell which, delete {names} from {wheelhouse} and build again: a good "
+                "wheel is downloaded and checked; if that fails too, the lockfile is wrong: "
+                "restore it from version control, or record the index's hashes with "
+                f"`toolkit lock --target <target> --upgrade-package {pinned}`",
             )
         target = dest / chosen.name
         try:

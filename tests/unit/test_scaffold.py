@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tests.support import toolkit
 from toolkit.config import load_config, parse_config
+from toolkit.lock import read_requirements
 from toolkit.scaffold import (
     MAKE_BEGIN,
     MAKE_END,
@@ -135,6 +136,42 @@ def test_force_overwrites_config_requirements_and_the_make_block(project: Path) 
     assert makefile.count(MAKE_BEGIN) == 1 and makefile.count(MAKE_END) == 1
     assert "gpu-run" in make_targets(makefile)
     assert "overwrote toolkit.yaml" in done.stdout
+
+
+def test_force_without_requirements_keeps_the_users_requirements_in(project: Path) -> None:
+    assert init(project, "--command", "python a.py").returncode == 0
+    mine = "torch==2.13.0\nlightning>=2.5\n"
+    (project / "requirements.in").write_text(mine)
+    done = init(project, "--command", "python a.py", "--gpu", "--force")
+    assert done.returncode == 0, done.stderr
+    assert "gpu" in load_config(project / "toolkit.yaml").targets
+    assert (project / "requirements.in").read_text() == mine
+    assert "kept requirements.in: exists (--force with -r replaces it)" in done.stdout
+    assert "overwrote requirements.in" not in done.stdout
+
+
+def test_an_existing_requirements_txt_is_included(project: Path) -> None:
+    (project / "requirements.txt").write_text("numpy==2.1.0\n")
+    done = init(project, "--command", "python a.py")
+    assert done.returncode == 0, done.stderr
+    assert "created requirements.in (includes your requirements.txt: -r requirements.txt)" in (
+        done.stdout
+    )
+    # what toolkit lock reads: requirements.txt's pins, through the include
+    assert read_requirements(project / "requirements.in", project) == [
+        ("requirements.in", ["-r requirements.txt"]),
+        ("requirements.txt", ["numpy==2.1.0"]),
+    ]
+
+
+def test_requirements_given_replace_the_requirements_txt_include(project: Path) -> None:
+    (project / "requirements.txt").write_text("numpy==2.1.0\n")
+    done = init(project, "--command", "python a.py", "-r", "scipy")
+    assert done.returncode == 0, done.stderr
+    assert read_requirements(project / "requirements.in", project) == [
+        ("requirements.in", ["scipy"])
+    ]
+    assert "requirements.txt" not in done.stdout
 
 
 def test_existing_makefile_gets_the_block_appended_once(project: Path) -> None:

@@ -54,11 +54,20 @@ def init_command(
     ] = "loss",
     requirement: Annotated[
         list[str] | None,
-        typer.Option("--requirement", "-r", help="A top-level dependency for requirements.in."),
+        typer.Option(
+            "--requirement",
+            "-r",
+            help="A top-level dependency for requirements.in; default: include requirements.txt "
+            "if it exists.",
+        ),
     ] = None,
     python: Annotated[str, typer.Option("--python", help="Python version of the images.")] = "3.11",
     force: Annotated[
-        bool, typer.Option("--force", help="Overwrite toolkit.yaml, requirements.in, make block.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Overwrite toolkit.yaml and the make block (requirements.in only with -r).",
+        ),
     ] = False,
 ) -> None:
     """Start using toolkit in an existing project; never overwrites a file without --force."""

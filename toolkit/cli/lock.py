@@ -89,6 +89,12 @@ def _show_parity(parity: Parity, *, strict: bool) -> None:
             output.success(f"parity: {line}")
         return
     fix = "pin the package in requirements.in, then run `toolkit lock`"
+    if parity.stale:
+        relock = " ".join(f"--target {name}" for name in parity.stale)
+        fix = (
+            f"re-lock the stale target{'s' if len(parity.stale) > 1 else ''} first: "
+            f"`toolkit lock {relock}` (if they still differ, pin the package in requirements.in)"
+        )
     for mismatch in parity.mismatches:
         if strict:
             output.status_line("fail", "parity", mismatch.describe(), fix)

@@ -66,6 +66,25 @@ def test_collect_refuses_a_tampered_wheel_naming_the_package(tmp_path: Path) -> 
     assert "beta==1.0 does not match the lockfile's hashes" in info.value.message
 
 
+def test_a_mismatch_names_both_culprits_and_how_to_tell_them_apart(tmp_path: Path) -> None:
+    house = tmp_path / "house"
+    good = _wheel(house, "tqdm", b"a fine wheel")
+    edited = Pin("tqdm", "1.0", frozenset({"0" * 64}))  # one sha256 changed by hand
+    assert good.hashes != edited.hashes
+    with pytest.raises(BuildError) as info:
+        collect([edited], house, tmp_path / "ctx")
+    assert info.value.message == (
+        "wheel for tqdm==1.0 does not match the lockfile's hashes (tqdm-1.0-py3-none-any.whl): "
+        "either the wheel is corrupt (or was tampered with), or the lockfile was edited by hand"
+    )
+    assert info.value.hint == (
+        f"to tell which, delete tqdm-1.0-py3-none-any.whl from {house} and build again: a good "
+        "wheel is downloaded and checked; if that fails too, the lockfile is wrong: restore it "
+        "from version control, or record the index's hashes with "
+        "`toolkit lock --target <target> --upgrade-package tqdm==1.0`"
+    )
+
+
 def test_missing_lists_pins_without_wheels(tmp_path: Path) -> None:
     house = tmp_path / "house"
     present = _wheel(house, "alpha", b"a")

@@ -227,6 +227,40 @@ def test_portable_refuses_machine_paths(tmp_path: Path, line: str) -> None:
         lock._portable(body, cfg, sources(tmp_path), tmp_path / ".toolkit")
 
 
+def test_a_local_source_package_is_refused_with_how_to_lock_it_from_a_wheel(
+    tmp_path: Path,
+) -> None:
+    cfg = project(tmp_path)
+    body = f"-e file://{tmp_path}/libs/mylib\n    # via -r requirements.in\nsix==1.0\n"
+    with pytest.raises(LockError, match="path of this machine") as err:
+        lock._portable(body, cfg, sources(tmp_path), tmp_path / ".toolkit", "gpu")
+    # A source folder in find_links makes pip lock an index's package of the same name instead.
+    assert err.value.hint == (
+        "lock a local package from its wheel, not its source: build it (e.g. `pip wheel "
+        "--no-deps -w wheels ./libs/mylib`), put that wheels folder in "
+        "targets.gpu.index.find_links, and require the package by name and exact version in "
+        "requirements.in (NAME==VERSION)"
+    )
+
+
+def test_a_local_wheel_is_refused_with_its_folder_for_find_links(tmp_path: Path) -> None:
+    cfg = project(tmp_path)
+    body = "tiny @ file:///srv/wheels/tiny-1.0-py3-none-any.whl\n"
+    with pytest.raises(LockError) as err:
+        lock._portable(body, cfg, sources(tmp_path), tmp_path / ".toolkit", "cpu")
+    assert err.value.hint is not None
+    assert err.value.hint.startswith(
+        "put the wheel's folder (/srv/wheels) in targets.cpu.index.find_links and require"
+    )
+
+
+def test_an_editable_requirement_alone_is_not_an_empty_file(tmp_path: Path) -> None:
+    cfg = project(tmp_path, requirements="-e ./mylib\n")
+    assert lock.read_requirements(cfg.requirements, tmp_path) == [
+        ("requirements.in", ["-e ./mylib"])
+    ]
+
+
 def test_write_atomic_replaces_whole_file_and_keeps_mode(tmp_path: Path) -> None:
     path = tmp_path / "lockfiles" / "cpu.txt"
     lock.write_atomic(path, "one\n")

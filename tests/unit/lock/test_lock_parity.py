@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from tests.support import toolkit
 from toolkit import lock
+from toolkit.config import Config, parse_config
 
 CPU = """\
 # toolkit lock: target=cpu python=3.11 format=1 inputs=sha256:00
@@ -86,3 +90,53 @@ def test_identical_pins_and_single_targets_are_in_parity() -> None:
     assert lock.compare_pins({"cpu": pins, "gpu": dict(pins, torch="2.13.0")}).ok
     assert lock.compare_pins({"cpu": pins}).ok
     assert lock.compare_pins({}).ok
+
+
+def test_parity_names_the_targets_whose_lockfile_is_stale(tmp_path: Path) -> None:
+    cfg = stale_cpu_project(tmp_path)
+    parity = lock.parity(cfg)
+    assert [m.describe() for m in parity.mismatches] == ["joblib: cpu (absent), gpu 1.6.0"]
+    assert parity.stale == ("cpu",)
+
+
+def test_stale_lockfile_parity_fix_is_to_relock_it(tmp_path: Path) -> None:
+    stale_cpu_project(tmp_path)
+    done = toolkit("lock", "--check", cwd=tmp_path, timeout=60)
+    assert done.returncode == 1, done.stderr
+    lines = [line.strip() for line in done.stdout.splitlines()]
+    parity = lines.index("fail  parity           joblib: cpu (absent), gpu 1.6.0")
+    assert lines[parity + 1] == (
+        "fix: re-lock the stale target first: `toolkit lock --target cpu` "
+        "(if they still differ, pin the package in requirements.in)"
+    )
+
+
+def test_parity_fix_of_current_lockfiles_is_to_pin(tmp_path: Path) -> None:
+    cfg = stale_cpu_project(tmp_path)
+    write_lock(cfg, "cpu", "six==1.0\njoblib==1.5.0\n")
+    assert lock.parity(cfg).stale == ()
+    done = toolkit("lock", "--check", cwd=tmp_path, timeout=60)
+    assert done.returncode == 1
+    assert "fix: pin the package in requirements.in, then run `toolkit lock`" in done.stdout
+
+
+def write_lock(cfg: Config, name: str, body: str) -> None:
+    inputs = lock.lock_inputs(cfg, cfg.targets[name])
+    header = lock.LockHeader(
+        name, inputs.python, lock.FORMAT, inputs.digest, inputs.requirements, inputs.index
+    )
+    path = cfg.targets[name].lockfile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(lock.render_header(header) + body)
+
+
+def stale_cpu_project(root: Path) -> Config:
+    """joblib added to requirements.in, then only the gpu target locked again."""
+    yaml = 'name: demo\npython: "3.11"\ntargets:\n  cpu: {}\n  gpu: {}\n'
+    (root / "toolkit.yaml").write_text(yaml)
+    (root / "requirements.in").write_text("six\n")
+    cfg = parse_config(yaml, root / "toolkit.yaml")
+    write_lock(cfg, "cpu", "six==1.0\n")
+    (root / "requirements.in").write_text("six\njoblib\n")
+    write_lock(cfg, "gpu", "six==1.0\njoblib==1.6.0\n")
+    return cfg

@@ -58,6 +58,29 @@ REFUSED = (
 )
 
 
+# a lockfile with one sha256 edited by hand (real pip output, from pip-compile or pip download)
+HASH_MISMATCH = [
+    *TRACEBACK[:2],
+    "pip._internal.exceptions.hashes.HashMismatch: THESE PACKAGES DO NOT MATCH THE HASHES FROM "
+    "THE REQUIREMENTS FILE. If you have updated the package versions, please update the hashes. "
+    "Otherwise, examine the package contents carefully; someone may have tampered with them.",
+    "    alpha==1.0 from file:///tmp/w/alpha-1.0-py3-none-any.whl (from -r requirements.in "
+    "(line 1)):",
+    "        Expected sha256 00002d9dd1016d740c954a3a500cd1a9e4c52ff15aab527589a0502dbf7b43e8",
+    "             Got        00d02d9dd1016d740c954a3a500cd1a9e4c52ff15aab527589a0502dbf7b43e8",
+]
+
+
+def test_hash_mismatch_says_how_to_recompute_the_hashes() -> None:
+    failure = piptools.explain(HASH_MISMATCH, "cpu")
+    assert failure.kind == "hash"
+    assert failure.message == "downloaded files do not match the hashes in the lockfile: alpha==1.0"
+    # plain `toolkit lock` keeps the lockfile's hashes: only --upgrade-package recomputes them
+    assert failure.hint is not None
+    assert failure.hint.startswith("the lockfile (edited by hand?) or a file on the index")
+    assert failure.hint.endswith("`toolkit lock --target cpu --upgrade-package alpha==1.0`")
+
+
 def test_no_matching_distribution() -> None:
     failure = piptools.explain(NOT_FOUND)
     assert failure.kind == "not-found"
