@@ -300,3 +300,22 @@ def test_a_variation_is_compared_with_its_own_target_not_the_control(tmp_path: P
         ["vs control", "gpu"],
         ["vs gpu", "gpu threads=1"],
     ]
+
+
+def test_runs_from_elsewhere_of_another_experiment_are_left_out_and_each_run_counts_once(
+    tmp_path: Path,
+) -> None:
+    """A folder of a teammate's runs holds one-offs and other settings: not machine noise."""
+    policy = {"determinism": {"policy": {"seed": 0}}, "command": ["python", "train.py"]}
+    here = target("cpu", made(tmp_path, "c1", **policy))
+    same = made(tmp_path, "far1", **policy)
+    other_seed = made(tmp_path, "far2", **{**policy, "determinism": {"policy": {"seed": 1}}})
+    one_off = made(tmp_path, "far3", **{**policy, "command": ["python", "-c", "pass"]})
+    kept, left_out = reprocheck.comparable(
+        [same, other_seed, one_off, same, made(tmp_path, "c1", **policy)], [here]
+    )
+    assert [run.id for run in kept] == ["far1"]
+    assert left_out == [
+        "far2 left out: another determinism policy than the control",
+        "far3 left out: another command than the control",
+    ]

@@ -138,6 +138,9 @@ def repro_check_command(
             for found in load_runs(cfg.root, ref, Path(scratch) / str(i))
         ]
         groups = reprocheck.collect(targets, runs, variations, run_one)
+        outside, left_out = reprocheck.comparable(outside, groups)
+        for reason in left_out:
+            output.note(reason)
         groups += reprocheck.imported_groups(outside)
         result = reprocheck.compare(groups, tolerance_policy(cfg.compare, rtol, atol))
         if html:  # while imported runs are still unpacked
