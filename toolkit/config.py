@@ -159,9 +159,10 @@ class Config:
             return self.default_target()
         if name not in self.targets:
             known = ", ".join(self.targets) or "none"
+            close = _close_match(name, list(self.targets))  # the targets are in the message
             raise ConfigError(
                 f"{self.path}: unknown target {name!r} (targets: {known})",
-                hint=_did_you_mean(name, list(self.targets)),
+                hint=f"did you mean {close!r}?" if close else None,
             )
         return self.targets[name]
 
@@ -466,12 +467,17 @@ class _Expected(Exception):
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str | None:
+    close = _close_match(word, choices)
+    if close:
+        return f"did you mean {close!r}?"
+    return f"known keys: {', '.join(sorted(choices))}" if choices else None
+
+
+def _close_match(word: str, choices: list[str]) -> str | None:
     import difflib
 
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return f"known keys: {', '.join(sorted(choices))}" if choices else None
+    return close[0] if close else None
 
 
 def _show(value: object) -> str:

@@ -233,3 +233,15 @@ def test_data_and_outputs_are_not_code_but_the_workdir_always_is() -> None:
     )
     # `.` is the workdir itself and `..` holds it: leaving either out would hide train.py
     assert exp.not_code() == ("exp/data", "shared", "exp/ckpt", "exp/metrics.jsonl")
+
+
+def test_an_unknown_target_lists_the_targets_once(tmp_path: Path) -> None:
+    (tmp_path / "toolkit.yaml").write_text("name: x\ntargets: {cpu: {}, gpu: {}}\n")
+    cfg = load_config(tmp_path / "toolkit.yaml")
+    with pytest.raises(ConfigError) as far:
+        cfg.target("xyzzy")
+    assert far.value.message.endswith("unknown target 'xyzzy' (targets: cpu, gpu)")
+    assert far.value.hint is None
+    with pytest.raises(ConfigError) as near:
+        cfg.target("gpv")
+    assert near.value.hint == "did you mean 'gpu'?"
