@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,10 +13,11 @@ from pathlib import Path
 from toolkit import __version__, base, engine
 from toolkit.config import Config, TargetConfig
 from toolkit.errors import BuildError, UserError
-from toolkit.paths import STATE_DIR
+from toolkit.paths import STATE_DIR, check_destination
 
 IMAGE_UID = 1000  # the image's user; `run` maps the host uid over it
 LABEL = "io.toolkit"
+RUN_BUNDLE_TOP = "toolkit-runs"  # bundle.TOP (importing bundle would import numpy)
 TEMPLATE = Path(__file__).resolve().parent.parent / "docker" / "Dockerfile.tmpl"
 
 
@@ -227,25 +229,33 @@ class ProjectImage:
 
 @dataclass(frozen=True)
 class ImportedImage:
-    """An image loaded from an archive and tagged after its labels checked out."""
+    """An image loaded from an archive or pulled, and tagged after its labels checked out."""
 
-    ref: str
+    ref: str  # as this project runs it, when it was built from this project's current inputs
     id: str
+    project: str  # the project that built it
     target: str
-    current: bool
+    current: bool  # `toolkit run` uses it
+    state: str  # what it is to this project, in words: "current for this project", ...
 
 
 def project_images(cfg: Config) -> list[ProjectImage]:
-    """Every image of this project in the engine, newest first."""
+    """Every image of this project in the engine (built here, or imported and tagged for it),
+    newest first."""
     current = {}
     for tgt in cfg.targets.values():
         with contextlib.suppress(UserError):  # no lockfile or no base yet: nothing is current
             current[tgt.name] = plan(cfg, tgt).content_hash
     found = []
-    for img in engine.images(f"{LABEL}.project={cfg.name}"):
+    for img in engine.images(f"{LABEL}.content-hash"):
         target = img.labels.get(f"{LABEL}.target", "?")
         chash = img.labels.get(f"{LABEL}.content-hash", "")
-        ref = next((t for t in img.tags if t.endswith(chash)), img.tags[0] if img.tags else img.id)
+        # Another project's image from the same inputs, imported, carries this project's tag.
+        ours = [t for t in img.tags if t.startswith(f"{image_repository(cfg, target)}:")]
+        if img.labels.get(f"{LABEL}.project") != cfg.name and not ours:
+            continue
+        tags = ours or list(img.tags)
+        ref = next((t for t in tags if t.endswith(chash)), tags[0] if tags else img.id)
         found.append(
             ProjectImage(
                 target=target,
@@ -293,6 +303,7 @@ def export_image(cfg: Config, target: TargetConfig, dest: Path) -> str:
     """Write the target's current image to a gzip-compressed archive; returns the image id."""
     import gzip
 
+    check_destination(dest, "image.tar.gz")
     _, found = current_image(cfg, target)
     partial = dest.with_name(dest.name + ".partial")
     try:
@@ -309,8 +320,19 @@ def export_image(cfg: Config, target: TargetConfig, dest: Path) -> str:
 
 def import_image(cfg: Config | None, source: Path) -> ImportedImage:
     """Load an exported archive, check its toolkit labels, then tag it by its content hash."""
+    if source.is_dir():
+        raise UserError(
+            f"{source} is a folder, not an image archive",
+            hint="name the file `toolkit image export` wrote, e.g. image.tar.gz",
+        )
     if not source.is_file():
         raise UserError(f"{source}: no such file")
+    if _is_run_bundle(source):
+        raise UserError(
+            f"{source} is a run bundle (toolkit runs export), not an image archive",
+            hint=f"use `toolkit runs import {source}`",
+        )
+    before = engine.all_images()
     with source.open("rb") as handle:
         try:
             image_id = engine.load(handle)
@@ -318,11 +340,39 @@ def import_image(cfg: Config | None, source: Path) -> ImportedImage:
             if isinstance(exc, UserError):
                 raise
             raise UserError(f"{source}: not a loadable image archive ({exc})") from None
-    return _adopt(cfg, image_id, str(source))
+    return _adopt_loaded(cfg, image_id, str(source), before)
+
+
+def _is_run_bundle(source: Path) -> bool:
+    """Whether `source` is what `toolkit runs export` writes: its first member says so."""
+    import tarfile
+    import zlib
+    from pathlib import PurePosixPath
+
+    try:
+        with tarfile.open(source, "r:*") as archive:
+            first = archive.next()
+    except (OSError, EOFError, tarfile.TarError, zlib.error):
+        return False  # not a tar archive at all: the engine says what it is not
+    return first is not None and PurePosixPath(first.name).parts[:1] == (RUN_BUNDLE_TOP,)
+
+
+def _adopt_loaded(
+    cfg: Config | None, image_id: str, origin: str, before: dict[str, tuple[str, ...]]
+) -> ImportedImage:
+    """`_adopt` an image just loaded or pulled; one it refuses goes again, unless the engine
+    had it before (`before`: `engine.all_images()` taken first)."""
+    try:
+        return _adopt(cfg, image_id, origin)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the refusal is the error to show
+            engine.discard_loaded(image_id, before)
+        raise
 
 
 def _adopt(cfg: Config | None, image_id: str, origin: str) -> ImportedImage:
-    """Check a loaded image's toolkit labels, then tag it `<project>-<target>:<content hash>`."""
+    """Check a loaded image's toolkit labels, then tag it `<project>-<target>:<content hash>`:
+    this project's name when it was built from this project's current inputs."""
     found = engine.image(image_id)
     assert found is not None
     project = found.labels.get(f"{LABEL}.project")
@@ -330,15 +380,39 @@ def _adopt(cfg: Config | None, image_id: str, origin: str) -> ImportedImage:
     chash = found.labels.get(f"{LABEL}.content-hash")
     if not (project and target and chash):
         raise UserError(f"{origin}: the image has no toolkit labels; toolkit did not build it")
+    current, state = _standing(cfg, project, target, chash)
     ref = f"{project}-{target}:{chash}"
+    if cfg is not None and current:
+        # The content hash covers all that makes the image (base, lockfile, Dockerfile, toolkit
+        # version), not the project's name: another project's image is this one's as it is.
+        ref = f"{image_repository(cfg, target)}:{chash}"
     engine.tag(image_id, ref)
-    current = False
-    if cfg is not None and target in cfg.targets:
-        try:
-            current = plan(cfg, cfg.targets[target]).content_hash == chash
-        except UserError:
-            current = False
-    return ImportedImage(ref, image_id, target, current)
+    return ImportedImage(ref, image_id, project, target, current, state)
+
+
+def _standing(cfg: Config | None, project: str, target: str, chash: str) -> tuple[bool, str]:
+    """Whether an image with these labels is current for this project, and what it is, in words."""
+    if cfg is None:
+        return False, "not checked against a project (no toolkit.yaml here)"
+    other = f"an image of project {project}, not of this project ({cfg.name})"
+    if target not in cfg.targets:
+        if project != cfg.name:
+            return False, other
+        return False, f"target {target} is not in toolkit.yaml ({', '.join(cfg.targets)})"
+    try:
+        today = plan(cfg, cfg.targets[target]).content_hash
+    except UserError as exc:
+        return False, f"not checked against this project: {exc.message}"
+    if today == chash:
+        if project != cfg.name:
+            return (
+                True,
+                f"built by project {project} from the same inputs: current for this project",
+            )
+        return True, "current for this project"
+    if project != cfg.name:
+        return False, other
+    return False, "stale: not built from this project's current lockfile, base and toolkit version"
 
 
 def push_image(cfg: Config, target: TargetConfig, repository: str) -> str:
@@ -350,9 +424,11 @@ def push_image(cfg: Config, target: TargetConfig, repository: str) -> str:
 
 def pull_image(cfg: Config | None, ref: str) -> ImportedImage:
     """Pull a pushed image by digest, check its toolkit labels, tag it by its content hash."""
+    hint = "pull what `toolkit image push` printed: REPOSITORY@sha256:<digest>"
     if "@sha256:" not in ref:
-        raise UserError(
-            f"{ref} is not pinned by digest",
-            hint="pull what `toolkit image push` printed: REPOSITORY@sha256:<digest>",
-        )
-    return _adopt(cfg, engine.pull(ref), ref)
+        raise UserError(f"{ref} is not pinned by digest", hint=hint)
+    digest = ref.rpartition("@")[2]
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise UserError(f"{ref}: invalid digest {digest} (sha256: and 64 hex digits)", hint=hint)
+    before = engine.all_images()
+    return _adopt_loaded(cfg, engine.pull(ref), ref, before)

@@ -349,6 +349,31 @@ def test_no_socket_is_engine_unavailable_naming_the_address(
     assert caught.value.hint == engine.ENGINE_HINT
 
 
+@pytest.fixture
+def fresh_client() -> Iterator[None]:
+    """engine.client() connects anew (it is cached for the process), before and after."""
+    engine.client.cache_clear()
+    yield
+    engine.client.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_client")
+def test_no_socket_is_said_the_same_way_on_the_sdks_paths(
+    short_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`images`, `image import|pull` and `doctor` go through the SDK; `run` through wire."""
+    from toolkit import doctor
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{short_dir}/docker.sock")
+    said = f"no Docker Engine answers at unix://{short_dir}/docker.sock (No such file or directory)"
+    for call in (engine.info, lambda: engine.images("io.toolkit.project=x")):
+        with pytest.raises(EngineUnavailable) as caught:
+            call()
+        assert (caught.value.message, caught.value.hint) == (said, engine.ENGINE_HINT)
+    checks = doctor.diagnose(None)
+    assert (checks[0].name, checks[0].status, checks[0].detail) == ("engine", "fail", said)
+
+
 def test_frames_separate_stdout_and_stderr_however_the_bytes_arrive(
     serve: Callable[[Routes], FakeEngine],
 ) -> None:

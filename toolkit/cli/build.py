@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from toolkit.cli.app import TargetOption, TargetsOption, app, options, output
+
+if TYPE_CHECKING:
+    from toolkit import image
 
 image_app = typer.Typer(help="Share images with teammates: archive files or a registry.")
 app.add_typer(image_app, name="image")
@@ -97,8 +100,7 @@ def import_command(
 
     with output.progress(f"import {file}"):
         imported = image.import_image(options().load_optional(), file)
-    state = "current for this project" if imported.current else "not built from your lockfile"
-    output.success(f"imported {imported.ref} ({imported.id[:19]}), {state}")
+    _adopted("imported", imported)
 
 
 @image_app.command("push")
@@ -126,5 +128,13 @@ def pull_command(
 
     with output.progress(f"pull {ref}"):
         pulled = image.pull_image(options().load_optional(), ref)
-    state = "current for this project" if pulled.current else "not built from your lockfile"
-    output.success(f"pulled {pulled.ref} ({pulled.id[:19]}), {state}")
+    _adopted("pulled", pulled)
+
+
+def _adopted(done: str, found: image.ImportedImage) -> None:
+    """An image brought in: a success when `toolkit run` will use it, else a warning why not."""
+    line = f"{done} {found.ref} ({found.id[:19]}), {found.state}"
+    if found.current:
+        output.success(line)
+    else:
+        output.warn(line)

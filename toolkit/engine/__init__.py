@@ -59,10 +59,17 @@ def client() -> Any:
     try:
         docker_client = docker.from_env(timeout=600)  # type: ignore[attr-defined]
         docker_client.ping()
-    except DockerException as exc:
+    except (DockerException, OSError) as exc:  # requests' errors are OSErrors
+        _ping()  # the SDK wraps the socket's error in its own words: `wire` says it as `run` does
         reason = str(exc).splitlines()[0][:200]
         raise EngineUnavailable(f"no Docker Engine answers ({reason})", hint=ENGINE_HINT) from None
     return docker_client
+
+
+def _ping() -> None:
+    """Raise EngineUnavailable naming the engine's address if nothing answers there."""
+    with contextlib.suppress(OSError, wire.ApiError):  # it answers: the SDK's reason stands
+        wire.send(wire.endpoint(), "GET", "/_ping", timeout=10).close()
 
 
 def info() -> EngineInfo:
@@ -93,6 +100,30 @@ def image(ref: str) -> ImageInfo | None:
 def images(label: str) -> list[ImageInfo]:
     """Every image carrying `label` (a key, or key=value)."""
     return [_image_info(i.attrs) for i in client().images.list(filters={"label": label})]
+
+
+def all_images() -> dict[str, tuple[str, ...]]:
+    """Every image in the engine, untagged ones too: its id and its tags."""
+    found = wire.call(wire.endpoint(), "GET", "/images/json", {"all": "1"}) or []
+    return {
+        str(i["Id"]): tuple(t for t in i.get("RepoTags") or () if t != "<none>:<none>")
+        for i in found
+    }
+
+
+def discard_loaded(image_id: str, before: dict[str, tuple[str, ...]]) -> None:
+    """Remove an image that a load or pull added, unless it was in `before` (`all_images()`
+    taken first); a tag it took from an image of `before` goes back to that image."""
+    if image_id in before:  # the user's own image: never removed
+        return
+    found = image(image_id)
+    if found is None:
+        return
+    for ref in found.tags:  # a `docker save NAME:TAG` archive moves NAME:TAG on load
+        owner = next((i for i, tags in before.items() if ref in tags), None)
+        if owner is not None:
+            tag(owner, ref)
+    remove_image(image_id)
 
 
 def import_rootfs(tarball: Path, repository: str, tag: str, changes: list[str]) -> ImageInfo:
@@ -221,8 +252,20 @@ def load(source: IO[bytes]) -> str:
 
 def tag(image_id: str, ref: str) -> None:
     """Point `ref` (repository:tag) at an image."""
+    from docker.errors import APIError
+
     repository, _, name = ref.rpartition(":")
-    client().images.get(image_id).tag(repository, name)
+    try:
+        client().images.get(image_id).tag(repository, name)
+    except APIError as exc:  # an invalid name: "repository name must be lowercase"
+        raise UserError(f"cannot tag the image as {ref}: {exc.explanation or exc}") from None
+
+
+def untag(ref: str) -> None:
+    """Remove the tag `ref`, never an image: a tag that is its image's only name stays."""
+    found = image(ref)
+    if found is not None and len(found.tags) > 1:
+        wire.call(wire.endpoint(), "DELETE", f"/images/{ref}", {"noprune": "1"})
 
 
 @dataclass(frozen=True)
@@ -436,24 +479,50 @@ def _reason(exc: BaseException) -> str:
 
 
 def push(image_id: str, repository: str, tag: str) -> str:
-    """Tag and push an image; returns the registry digest (sha256:...)."""
+    """Tag and push an image; returns the registry digest (sha256:...). A failed push takes
+    the tag away again (or gives it back to the image it named before)."""
     from docker.errors import APIError
 
     c = client()
-    c.images.get(image_id).tag(repository, tag)
-    digest = None
+    ref = f"{repository}:{tag}"
+    previous = None
+    with contextlib.suppress(UserError):  # a name the engine cannot parse: tagging says why
+        previous = image(ref)
+    tagged = False
     try:
+        c.images.get(image_id).tag(repository, tag)
+        tagged = True
+        digest = None
         for event in c.api.push(repository, tag=tag, stream=True, decode=True):
             if "error" in event:
-                raise UserError(f"push to {repository}:{tag} failed: {event['error']}")
+                raise UserError(f"push to {ref} failed: {event['error']}")
             aux = event.get("aux")
             if isinstance(aux, dict) and "Digest" in aux:
                 digest = str(aux["Digest"])
-    except APIError as exc:
-        raise UserError(f"push to {repository}:{tag} failed: {exc.explanation or exc}") from None
-    if digest is None:
-        raise UserError(f"the registry reported no digest for {repository}:{tag}")
+        if digest is None:
+            raise UserError(f"the registry reported no digest for {ref}")
+    except BaseException as exc:
+        if tagged:
+            _retag(ref, image_id, previous.id if previous else None)
+        if isinstance(exc, APIError):
+            reason = str(exc.explanation or exc)
+            hint = None
+            if "reference format" in reason:  # the engine would not tag it so
+                hint = "name a repository as [REGISTRY[:PORT]/]PATH, in lowercase: reg:5000/team/x"
+            raise UserError(f"push to {ref} failed: {reason}", hint=hint) from None
+        raise
     return digest
+
+
+def _retag(ref: str, image_id: str, previous: str | None) -> None:
+    """Undo `tag(image_id, ref)`: `ref` names `previous` again, or nothing."""
+    if previous == image_id:  # the tag was there before the push: it stays
+        return
+    with contextlib.suppress(Exception):  # the push's own error is the one to show
+        if previous is None:
+            untag(ref)
+        else:
+            tag(previous, ref)
 
 
 def pull(ref: str) -> str:
