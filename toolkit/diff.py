@@ -105,6 +105,8 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
     policy = policy or TolerancePolicy()
     ra, rb = a.record, b.record
     warnings = []
+    if a.id == b.id:
+        warnings.append(f"{a.id} on both sides: a run compared with itself is always identical")
     if ra.get("project") != rb.get("project"):
         warnings.append(
             f"different experiments: {ra.get('project')!r} vs {rb.get('project')!r}"

@@ -38,6 +38,7 @@ def diagnose(cfg: Config | None) -> list[Check]:
     checks.append(_disk_check(info))
     if info is not None:
         checks.extend(_base_checks(cfg))
+        checks.extend(_container_check())
     if cfg is not None:
         checks.extend(_lock_checks(cfg))
         checks.extend(_driver_checks(cfg, gpus))
@@ -144,6 +145,30 @@ def _base_checks(cfg: Config | None) -> list[Check]:
                 )
             )
     return checks
+
+
+def _container_check() -> list[Check]:
+    """Start a container as `toolkit run` does: an engine that answers may still fail to start
+    one (a missing bridge network, a broken runtime). Tried from a base image; none, no try."""
+    from toolkit.errors import UserError
+
+    present = engine.images(base.LABEL_HASH)
+    ref = next((t for img in present for t in img.tags if t.startswith(base.REPOSITORY + ":")), "")
+    if not ref:
+        return []
+    try:
+        engine.run_once(ref, ["true"])
+    except UserError as exc:
+        return [
+            Check(
+                "containers",
+                "fail",
+                f"the engine cannot start a container: {exc.message}",
+                "restart the engine (`systemctl restart docker`, or stop dockerd and run "
+                "`make engine`); its log says why",
+            )
+        ]
+    return [Check("containers", "ok", f"started and ended one from {ref}")]
 
 
 def _lock_checks(cfg: Config) -> list[Check]:

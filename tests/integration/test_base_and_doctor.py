@@ -48,6 +48,8 @@ def test_doctor_reports_the_engine(tmp_path: Path) -> None:
     assert checks["engine"]["status"] == "ok"
     assert checks["engine"]["detail"].startswith(f"Docker Engine {engine.info().version}")
     assert checks["gpu"]["status"] in ("ok", "warn")  # no GPU here is a fact, not a failure
+    # the engine answering is not enough: it started a container, as `toolkit run` will
+    assert checks["containers"]["status"] == "ok", checks["containers"]
 
 
 def test_doctor_flags_a_missing_base_for_the_project(tmp_path: Path) -> None:

@@ -83,6 +83,32 @@ def test_old_driver_fails_the_gpu_check(tmp_path: Path) -> None:
     assert new.status == "ok"
 
 
+def test_an_engine_that_cannot_start_a_container_fails_the_doctor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from toolkit import base, doctor, engine
+    from toolkit.errors import UserError
+
+    ref = f"{base.REPOSITORY}:bookworm-0"
+    found = engine.ImageInfo("sha256:1", (ref,), {}, 1, "2026-11-27")
+    monkeypatch.setattr(engine, "images", lambda label: [found])
+    tried: list[str] = []
+
+    def no_bridge(image: str, command: list[str], **kwargs: str) -> str:
+        tried.append(image)
+        raise UserError("the container did not start: could not find bridge docker0")
+
+    monkeypatch.setattr(engine, "run_once", no_bridge)
+    (check,) = doctor._container_check()
+    assert tried == [ref] and check.status == "fail"
+    assert check.detail == (
+        "the engine cannot start a container: the container did not start: could not find "
+        "bridge docker0"
+    )
+    monkeypatch.setattr(engine, "images", lambda label: [])
+    assert doctor._container_check() == []  # no base to start one from: not tried
+
+
 def test_commands_without_targets_say_so(tmp_path: Path) -> None:
     (tmp_path / "toolkit.yaml").write_text("name: x\nexperiment: {command: python -V}\n")
     for command in (["run"], ["build"], ["repro-check"]):

@@ -166,3 +166,10 @@ def test_a_run_with_more_steps_is_measured_by_its_own_final_value(tmp_path: Path
     )
     assert "loss differs by 50%, first at step 2 (loss)" in text.stdout
     assert "first differs at step 2" in text.stdout and "1 step only in A" in text.stdout
+
+
+def test_a_run_compared_with_itself_is_said_to_be_so(tmp_path: Path) -> None:
+    run = Run(record("a", [1.0, 0.5]), tmp_path / "a")
+    d = diff_runs(run, run)
+    assert d.verdict == "identical"
+    assert d.warnings == ("a on both sides: a run compared with itself is always identical",)
