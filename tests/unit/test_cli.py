@@ -132,3 +132,48 @@ def test_tables_off_a_terminal_are_plain_aligned_columns(
 
     output.table(["id", "status"], [["run-1", "succeeded"], ["r2", "[red]x"]])
     assert capsys.readouterr().out == "id     status\nrun-1  succeeded\nr2     [red]x\n"
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_lines_on_a_terminal_are_styled_without_loading_rich(no_color: bool) -> None:
+    """`toolkit run` on a terminal prints its lines without rich (~30 ms to load)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from toolkit.cli import output\n"
+        "output.success('done [x]'); output.warn('w'); output.error('bad', hint='fix it')\n"
+        "output.status_line('fail', 'lock cpu', 'stale', 'relock')\n"
+        "print('rich loaded:', 'rich' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
+    env["TERM"] = "xterm"
+    if no_color:
+        env["NO_COLOR"] = "1"
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdout=follower, stderr=follower, env=env
+    ) as child:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the child closed its side
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        child.wait(timeout=30)
+    os.close(leader)
+    text = b"".join(chunks).decode().replace("\r\n", "\n")
+    assert "rich loaded: False" in text
+    if no_color:
+        assert "\x1b[" not in text
+        assert "✓ done [x]\nwarning: w\nerror: bad\n  → fix it\nfail  lock cpu" in text
+    else:
+        assert "\x1b[32m✓\x1b[0m done [x]" in text  # the message as it is: no markup read
+        assert "\x1b[31merror:\x1b[0m bad\n  \x1b[2m→\x1b[0m fix it" in text
+        assert "\x1b[31mfail\x1b[0m  lock cpu" in text
