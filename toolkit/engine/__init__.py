@@ -312,7 +312,7 @@ def run_container(
     The calls `docker run --rm` makes, over the engine's socket (`wire`): create, attach, wait
     for removal, start; then the output is read until the container ends. `started` is called
     once the engine has started the container: work beside the start would compete with the
-    engine for the CPU (10-20 ms of ~200 on 2 cores, benchmarks/launch.py).
+    engine for the CPU (its start took 10-20 ms longer with them beside it, on 2 cores).
     """
     where = wire.endpoint()
     # Ctrl-C is held for the container's whole life, and acted on between short waits: a
