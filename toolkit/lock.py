@@ -465,7 +465,9 @@ def status(config: Config, name: str) -> LockStatus:
     if header.python != inputs.python:
         reasons.append(f"was locked for Python {header.python}, toolkit.yaml says {inputs.python}")
     if header.requirements and header.requirements != inputs.requirements:
-        reasons.append(f"{_relative(config.requirements, config.root)} changed")
+        files = [name for name, _ in read_requirements(config.requirements, config.root)]
+        included = f" or a file it includes ({', '.join(files[1:])})" if files[1:] else ""
+        reasons.append(f"{_relative(config.requirements, config.root)}{included} changed")
     if header.index and header.index != inputs.index:
         reasons.append(f"targets.{name}.index in toolkit.yaml changed")
     if not reasons:

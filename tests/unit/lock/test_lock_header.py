@@ -180,6 +180,18 @@ def test_status_current_missing_and_stale_with_the_reason(tmp_path: Path) -> Non
     assert "locked for Python 3.11, toolkit.yaml says 3.12" in lock.status(newer, "cpu").reason
 
 
+def test_a_stale_lock_names_the_files_requirements_in_includes(tmp_path: Path) -> None:
+    cfg = project(tmp_path)
+    (tmp_path / "requirements.in").write_text("-r requirements.txt\n")
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0\n")
+    write_lock(cfg, "cpu")
+    (tmp_path / "requirements.txt").write_text("torch==2.13.1\n")
+    assert lock.status(cfg, "cpu").reason == (
+        "requirements.in or a file it includes (requirements.txt) changed since the lock was "
+        "written"
+    )
+
+
 def test_status_of_a_header_without_component_digests_is_generic(tmp_path: Path) -> None:
     cfg = project(tmp_path)
     path = cfg.targets["cpu"].lockfile
