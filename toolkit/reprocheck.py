@@ -285,15 +285,28 @@ def _within_noise(gap: Pair, pairs: list[Pair], reference: str) -> bool:
     """Whether repeated runs, in the gap's group or the group it is measured against, differ
     at least as much as the gap: it then says nothing of its cause."""
     noise = [
-        p.diff.headline
+        _spread(p.diff)
         for p in pairs
         if p.role == "noise" and p.group in (gap.group, reference) and p.diff.verdict != "identical"
     ]
     if not noise:
         return False
-    if gap.diff.headline is None or None in noise:
-        return True  # no one number to weigh them by
-    return max(abs(h) for h in noise if h is not None) >= abs(gap.diff.headline)
+    measured = [n for n in noise if n is not None]
+    gap_spread = _spread(gap.diff)
+    if gap_spread is None:  # a NaN or inf of its own: noise only if repeated runs have one too
+        return len(measured) < len(noise)
+    if len(measured) < len(noise):
+        return True  # repeated runs part over a NaN or inf: no number to weigh the gap by
+    return max(measured) >= gap_spread
+
+
+def _spread(d: RunDiff) -> float | None:
+    """How far apart two runs' primary metric gets, at its worst step or in its final value;
+    None where no number says it (no primary series, or a NaN or inf in one run only)."""
+    series = next((m for m in d.metrics if m.name == d.primary), None)
+    if series is None or series.first_nonfinite or d.headline is None:
+        return None
+    return max(series.max_rel, abs(d.headline))
 
 
 def _succeeded(run: Run) -> bool:

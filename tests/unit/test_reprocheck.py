@@ -319,3 +319,19 @@ def test_runs_from_elsewhere_of_another_experiment_are_left_out_and_each_run_cou
         "far2 left out: another determinism policy than the control",
         "far3 left out: another command than the control",
     ]
+
+
+def test_a_gap_to_nan_or_beyond_the_noise_at_any_step_is_not_put_down_to_noise(
+    tmp_path: Path,
+) -> None:
+    barely = made(tmp_path, "c2", series=[[0, 1.0], [1, 0.5000001]])
+    noisy = target("cpu", made(tmp_path, "c1"), barely)
+    nan = varied(tmp_path, "threads=1", "v1", float("nan"))
+    report = reprocheck.compare([noisy, nan])
+    assert report.summary.endswith("; thread count changes results (threads=1)")
+    # repeated runs 200% apart at step 0 that end equal are noise, whatever their final values
+    wild = made(tmp_path, "c3", series=[[0, -1.0], [1, 0.5]])
+    report = reprocheck.compare(
+        [target("cpu", made(tmp_path, "c1"), wild), varied(tmp_path, "threads=1", "v2", 0.50001)]
+    )
+    assert "cannot tell whether the thread count changes results" in report.summary
