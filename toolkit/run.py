@@ -697,7 +697,7 @@ def _facts(
     }
     found["code"] = dataclasses.asdict(source_state(cfg.root, exp.not_code() if exp else ()))
     found["host"] = hardware.host_facts()
-    packages = _packages(cfg.root, req, image_info)
+    packages = _packages(cfg.root, req, image_info, cfg.root / (exp.workdir if exp else "."))
     found["packages"] = packages
     found["package_drift"] = (
         _drift(lock_bytes.decode(errors="replace"), packages) if req.native else []
@@ -747,12 +747,12 @@ def _warnings(
             f"lockfile {lockfile['path']}: {lockfile['reason']}, so {used}: run "
             f"`toolkit lock --target {doc['target']}`{after}"
         )
-    ran = doc["status"] in ("succeeded", "failed") and doc["exit_code"] not in (126, 127)
-    if ran and not doc["processes"]:
+    if doc["status"] == "succeeded" and not doc["processes"]:
         found.append(
             "no Python process of this run loaded toolkit's runtime, so no determinism setting "
             "was applied or recorded: if the experiment runs Python, the command replaced "
-            "PYTHONPATH, whose first entry toolkit sets (extend it: PYTHONPATH=src:$PYTHONPATH)"
+            "PYTHONPATH, whose first entry toolkit sets (extend it: PYTHONPATH=src:$PYTHONPATH), "
+            "or Python ignored it (python -I or -E)"
         )
     if lockfile.get("state") == "missing" and doc["native"]:
         found.append(
@@ -816,8 +816,11 @@ def _merged_ops(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def _packages(root: Path, req: RunRequest, image_info: engine.ImageInfo | None) -> dict[str, str]:
-    """Installed distributions: read once per image (cached), or from the native interpreter."""
+def _packages(
+    root: Path, req: RunRequest, image_info: engine.ImageInfo | None, workdir: Path
+) -> dict[str, str]:
+    """Installed distributions: read once per image (cached), or from the native interpreter
+    (the run's command starts in `workdir`)."""
     if image_info is not None:
         cache = root / STATE_DIR / "packages" / f"{image_info.id.replace(':', '-')}.json"
         if cache.is_file():
@@ -828,17 +831,18 @@ def _packages(root: Path, req: RunRequest, image_info: engine.ImageInfo | None) 
         return dict(found)
     from toolkit import proc
 
-    text = proc.output([native_python(req.command), "-c", _PACKAGES_SCRIPT])
+    text = proc.output([native_python(req.command, workdir), "-c", _PACKAGES_SCRIPT])
     return dict(json.loads(text)) if text else {}
 
 
-def native_python(command: Sequence[str]) -> str:
-    """The interpreter a native run's Python most likely is, found as its shell finds it: the
-    command itself (`python3.11 train.py`), the `#!` interpreter of a script (torchrun,
-    accelerate), else `python` on PATH (`sh -c ...`, `env VAR=1 python ...`, `make train`)."""
+def native_python(command: Sequence[str], cwd: Path) -> str:
+    """The interpreter a native run's Python most likely is, found as its shell finds it from
+    `cwd`: the command itself (`python3.11 train.py`), the `#!` interpreter of a script
+    (`./train.py`, torchrun, accelerate), else `python` on PATH (`sh -c ...`, `make train`)."""
     import shutil
 
-    first = shutil.which(command[0]) if command else None
+    program = str(cwd / command[0]) if command and "/" in command[0] else command[0]
+    first = shutil.which(program) if command else None
     if first and Path(command[0]).name.startswith("python"):
         return first
     words: list[str] = []

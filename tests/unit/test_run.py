@@ -72,8 +72,17 @@ def test_a_native_runs_packages_come_from_the_python_its_command_runs(
     program("make", b"\x7fELF\x02\x01")
     monkeypatch.setenv("PATH", str(tmp_path))
 
-    assert run.native_python(["python3.11", "train.py"]) == str(versioned)
-    assert run.native_python(["torchrun", "train.py"]) == "/opt/venv/bin/python3"
-    assert run.native_python(["accelerate", "launch", "train.py"]) == str(python3)
+    workdir = tmp_path / "exp"
+    workdir.mkdir()
+    (workdir / "train.py").write_bytes(b"#!/opt/own-venv/bin/python\nprint(1)\n")
+    (workdir / "train.py").chmod(0o755)
+
+    def found(*command: str) -> str:
+        return run.native_python(command, workdir)
+
+    assert found("python3.11", "train.py") == str(versioned)
+    assert found("torchrun", "train.py") == "/opt/venv/bin/python3"
+    assert found("accelerate", "launch", "train.py") == str(python3)
+    assert found("./train.py") == "/opt/own-venv/bin/python"  # found where the run starts
     for command in (["make", "train"], ["sh", "-c", "exec python t.py"], ["env", "A=1", "python"]):
-        assert run.native_python(command) == str(python)
+        assert found(*command) == str(python)
