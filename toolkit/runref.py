@@ -12,7 +12,7 @@ from toolkit.errors import UserError
 def load_runs(root: Path, ref: str, scratch: Path, *, single: bool = False) -> list[Run]:
     """The runs `ref` names; bundles unpack into `scratch`. `single`: exactly one run expected."""
     path = Path(ref)
-    if path.is_file() and path.name != record.RECORD_FILE:  # a bundle, whatever its name
+    if path.is_file() and path.suffix != ".json":  # a bundle, whatever its name
         scratch.mkdir(parents=True, exist_ok=True)
         runs = bundle.open_bundle(path, scratch)
     elif path.is_dir() and not (path / record.RECORD_FILE).is_file():
@@ -24,9 +24,8 @@ def load_runs(root: Path, ref: str, scratch: Path, *, single: bool = False) -> l
         if not runs:
             raise UserError(f"{path}: no run records in this folder")
     else:
-        folder = record.find_run(root, ref)
-        folder = folder.parent if folder.is_file() else folder
-        runs = [Run(record.read_record(folder), folder)]
+        found = record.find_run(root, ref)  # a run folder, or a record file of any name
+        runs = [Run(record.read_record(found), found.parent if found.is_file() else found)]
     if single and len(runs) != 1:
         raise UserError(f"{ref} holds {len(runs)} runs; name one run to diff")
     return runs

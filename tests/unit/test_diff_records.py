@@ -173,3 +173,12 @@ def test_a_run_compared_with_itself_is_said_to_be_so(tmp_path: Path) -> None:
     d = diff_runs(run, run)
     assert d.verdict == "identical"
     assert d.warnings == ("a on both sides: a run compared with itself is always identical",)
+
+
+def test_a_record_saved_under_another_name_is_read_as_it_is(tmp_path: Path) -> None:
+    a = folder(tmp_path, record("a", [1.0, 0.5]))
+    saved = tmp_path / "a-saved.json"
+    saved.write_text(json.dumps(record("saved", [1.0, 0.25])))  # not a's record.json beside it
+    result = toolkit("diff", str(a), str(saved), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("diverged: a (cpu native) vs saved (cpu native)")
