@@ -570,8 +570,8 @@ def _record(
         "determinism": {
             "policy": dataclasses.asdict(req.policy) if req.policy else None,
             "environment": env,
-            "applied": _merged(reports, "settings"),
-            "forced": _merged(reports, "forced"),
+            "applied": _merged_settings(reports),
+            "forced": _merged_forced(reports),
             "nondeterministic_ops": _merged_ops(reports),
         },
         "python": next((r["python"] for r in reports if r.get("python")), None),
@@ -803,9 +803,41 @@ def _runtime_reports(run_dir: Path) -> list[dict[str, Any]]:
     return reports
 
 
-def _merged(reports: list[dict[str, Any]], key: str) -> list[Any]:
-    """The main process's entries (the first report), which workers repeat."""
-    return list(reports[0].get(key, [])) if reports else []
+def _merged_settings(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The main process's settings (the first report), which its children repeat, with what a
+    child did differently: a setting that failed there, or a library only the child loaded
+    (a launcher script that runs `python train.py`)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for entry in report.get("settings", []):
+            name, status = str(entry.get("name")), entry.get("status")
+            known = merged.get(name)
+            if known is None:
+                merged[name] = dict(entry)
+            elif (status == "failed" and known.get("status") != "failed") or (
+                known.get("status") == "not_applicable" and status not in (None, "not_applicable")
+            ):
+                where = f"in process {report.get('pid')} ({_program(report)})"
+                detail = entry.get("detail")
+                merged[name] = {**entry, "detail": f"{where}: {detail}" if detail else where}
+    # "torch was not imported by this process": not so of the run when another process applied
+    # torch's settings
+    return [
+        entry
+        for name, entry in merged.items()
+        if entry.get("status") != "not_applicable"
+        or not any(other.startswith(f"{name}.") for other in merged)
+    ]
+
+
+def _merged_forced(reports: list[dict[str, Any]]) -> list[str]:
+    """Every value the policy overrode, in any process (a child's DataLoader too), once."""
+    return list(dict.fromkeys(str(change) for r in reports for change in r.get("forced", [])))
+
+
+def _program(report: dict[str, Any]) -> str:
+    argv = report.get("argv") or []
+    return " ".join(str(word) for word in argv[:2])[:80] or "?"
 
 
 def _merged_ops(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:

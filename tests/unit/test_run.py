@@ -86,3 +86,41 @@ def test_a_native_runs_packages_come_from_the_python_its_command_runs(
     assert found("./train.py") == "/opt/own-venv/bin/python"  # found where the run starts
     for command in (["make", "train"], ["sh", "-c", "exec python t.py"], ["env", "A=1", "python"]):
         assert found(*command) == str(python)
+
+
+def test_the_record_keeps_what_a_child_process_did_differently() -> None:
+    """A launcher script's child applied torch; another child's PYTHONHASHSEED failed."""
+
+    def setting(name: str, status: str, detail: str = "") -> dict[str, object]:
+        return {"name": name, "value": None, "status": status, "detail": detail}
+
+    main = {
+        "pid": 10,
+        "argv": ["launch.py"],
+        "settings": [
+            setting("env PYTHONHASHSEED", "applied"),
+            setting("torch", "not_applicable", "torch was not imported by this process"),
+        ],
+        "forced": [],
+    }
+    trainer = {
+        "pid": 11,
+        "argv": ["train.py", "--fast"],
+        "settings": [
+            setting("env PYTHONHASHSEED", "applied"),
+            setting("torch.manual_seed", "applied"),
+        ],
+        "forced": ["DataLoader num_workers 2 -> 0"],
+    }
+    child = {
+        "pid": 12,
+        "argv": ["-c", "x"],
+        "settings": [setting("env PYTHONHASHSEED", "failed", "was 'random' at startup")],
+        "forced": ["DataLoader num_workers 2 -> 0"],
+    }
+    applied = run._merged_settings([main, trainer, child])
+    assert applied == [
+        setting("env PYTHONHASHSEED", "failed", "in process 12 (-c x): was 'random' at startup"),
+        setting("torch.manual_seed", "applied"),
+    ]
+    assert run._merged_forced([main, trainer, child]) == ["DataLoader num_workers 2 -> 0"]
