@@ -29,6 +29,7 @@ CONTAINER_PROJECT = "/project"
 CONTAINER_RUN_DIR = "/toolkit/run"
 CONTAINER_RUNTIME = "/toolkit/runtime"
 OUTPUTS = "outputs"
+_LOG_TAIL = 256 * 1024  # what a failed run's stderr is searched for a strict-mode stop
 _PACKAGES_SCRIPT = (
     "import json, importlib.metadata as m; "
     "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
@@ -572,7 +573,8 @@ def _record(
             "environment": env,
             "applied": _merged_settings(reports),
             "forced": _merged_forced(reports),
-            "nondeterministic_ops": _merged_ops(reports),
+            "nondeterministic_ops": _merged_ops(reports)
+            or (_ops_in_log(run_dir / "stderr.log") if _status(ended_as) == "failed" else []),
         },
         "python": next((r["python"] for r in reports if r.get("python")), None),
         "processes": [{k: r.get(k) for k in ("pid", "ppid", "argv", "python")} for r in reports],
@@ -846,6 +848,22 @@ def _merged_ops(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for entry in report.get("nondeterministic_ops", []):
             seen.setdefault(str(entry.get("op")), entry)
     return list(seen.values())
+
+
+def _ops_in_log(log: Path) -> list[dict[str, Any]]:
+    """Ops a failed run names in its last output, as torch says them: a program that caught
+    the error and exited (`except Exception: traceback.print_exc(); sys.exit(1)`) never lets
+    the runtime see it."""
+    from toolkit.runtime.alerts import op_name
+
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - _LOG_TAIL))
+            tail = handle.read().decode(errors="replace")
+    except OSError:
+        return []
+    found = [op_name(line) for line in tail.splitlines()]
+    return [{"op": op, "mode": "raised"} for op in dict.fromkeys(f for f in found if f)]
 
 
 def _packages(

@@ -128,6 +128,24 @@ def test_a_native_run_with_requirements_but_no_lockfile_says_drift_is_unknown(
     assert record_of(project, result.stderr)["lockfile"]["state"] == "missing"
 
 
+def test_a_strict_stop_the_program_caught_is_named_from_its_output(project: Path) -> None:
+    """Hydra-style: the program catches the error, prints it and exits 1."""
+    script = (
+        "import sys, traceback, torch\n"
+        "try:\n"
+        "    torch.zeros(3).put_(torch.tensor([0]), torch.tensor([1.0]))\n"
+        "except Exception:\n"
+        "    traceback.print_exc()\n"
+        "    sys.exit(1)\n"
+    )
+    (project / "exp" / "caught.py").write_text(script)
+    result = toolkit("run", "--native", "--", sys.executable, "caught.py", cwd=project)
+    assert result.returncode == 1
+    ops = record_of(project, result.stderr)["determinism"]["nondeterministic_ops"]
+    assert [(o["op"], o["mode"]) for o in ops] == [("put_", "raised")]
+    assert "no deterministic implementation for: put_" in result.stderr
+
+
 def test_stdout_is_the_experiments_alone(project: Path) -> None:
     result = toolkit("run", "--native", "--", "python", "-c", "print('only this')", cwd=project)
     assert result.returncode == 0, result.stderr
