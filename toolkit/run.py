@@ -749,7 +749,14 @@ def _warnings(
             f"lockfile {lockfile['path']}: {lockfile['reason']}, so {used}: run "
             f"`toolkit lock --target {doc['target']}`{after}"
         )
-    if doc["status"] == "succeeded" and not doc["processes"]:
+    skipping = _runtime_skipped(doc["command"])
+    if skipping:
+        found.append(
+            f"the command runs Python with {skipping}, which skips toolkit's runtime (PYTHONPATH "
+            "and sitecustomize), so that process applied and recorded no determinism setting: "
+            "run it without it"
+        )
+    elif doc["status"] == "succeeded" and not doc["processes"]:
         found.append(
             "no Python process of this run loaded toolkit's runtime, so no determinism setting "
             "was applied or recorded: if the experiment runs Python, the command replaced "
@@ -784,6 +791,27 @@ def _warnings(
     if doc["status"] == "succeeded":  # a stopped run's torn last line is no news
         found += metrics.run_warnings(metrics_files, doc["metrics"])
     return found
+
+
+def _runtime_skipped(command: list[str]) -> str | None:
+    """The interpreter option (-I, -S or -E) with which a `python ...` command skips the
+    runtime, or None."""
+    if not command or not Path(command[0]).name.startswith("python"):
+        return None
+    words = iter(command[1:])
+    for word in words:
+        if not word.startswith("-") or word.startswith("--") or word == "-":
+            return None  # the script: what follows are its own arguments
+        for at, letter in enumerate(word[1:], start=2):
+            if letter in "ISE":
+                return f"-{letter}"
+            if letter in "cm":  # -c CODE, -m MODULE: the rest is the program's
+                return None
+            if letter in "WX":  # takes a value: the rest of the word, or the next word
+                if at == len(word):
+                    next(words, None)
+                break
+    return None
 
 
 def _status(ended: engine.ContainerExit) -> str:

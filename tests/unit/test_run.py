@@ -124,3 +124,21 @@ def test_the_record_keeps_what_a_child_process_did_differently() -> None:
         setting("torch.manual_seed", "applied"),
     ]
     assert run._merged_forced([main, trainer, child]) == ["DataLoader num_workers 2 -> 0"]
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (["python", "-I", "train.py"], "-I"),
+        (["python3.11", "-W", "ignore", "-uS", "train.py"], "-S"),
+        (["/venv/bin/python", "-Xdev", "-E", "-m", "pkg"], "-E"),
+        (["python", "train.py", "-I"], None),  # the script's own argument
+        (["python", "-c", "import x", "-I"], None),
+        (["python", "-m", "pkg.train", "-S"], None),
+        (["sh", "-c", "python -I train.py"], None),  # not seen through a shell
+    ],
+)
+def test_a_python_option_that_skips_the_runtime_is_found(
+    command: list[str], flag: str | None
+) -> None:
+    assert run._runtime_skipped(command) == flag
