@@ -203,7 +203,13 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
         gpus_a = [g.get("name") for g in _get(ra, "host.gpus") or []]
         gpus_b = [g.get("name") for g in _get(rb, "host.gpus") or []]
         check("hardware", "gpus", gpus_a, gpus_b)
-    check("hardware", "torch device", _device(ra), _device(rb))
+    check("hardware", "torch devices", _devices(ra), _devices(rb))
+    check(
+        "hardware",
+        "torch cpu capability",
+        _get(ra, "accelerator.cpu_capability"),
+        _get(rb, "accelerator.cpu_capability"),
+    )
 
     check("seed", "seed", _get(ra, "determinism.policy.seed"), _get(rb, "determinism.policy.seed"))
 
@@ -304,9 +310,11 @@ def _setting(value: Any, status: Any) -> str:
     return f"{_show(value)} ({str(status).replace('_', ' ')})"
 
 
-def _device(record: dict[str, Any]) -> Any:
-    accel = record.get("accelerator") or {}
-    return accel.get("device_name") or accel.get("cuda_device") or accel.get("device")
+def _devices(record: dict[str, Any]) -> str | None:
+    """The GPUs torch saw, by name and compute capability; None where it saw none."""
+    devices = _get(record, "accelerator.devices") or []
+    names = [f"{d.get('name')} ({d.get('capability')})" for d in devices if isinstance(d, dict)]
+    return ", ".join(names) or None
 
 
 def _get(record: dict[str, Any], dotted: str) -> Any:

@@ -182,3 +182,13 @@ def test_a_record_saved_under_another_name_is_read_as_it_is(tmp_path: Path) -> N
     result = toolkit("diff", str(a), str(saved), cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert result.stdout.startswith("diverged: a (cpu native) vs saved (cpu native)")
+
+
+def test_the_gpus_and_cpu_kernels_torch_used_are_hardware() -> None:
+    h200 = {"name": "NVIDIA H200", "capability": "9.0", "sm_count": 132}
+    a = record("a", [1.0], accelerator={"devices": [h200], "cpu_capability": "AVX512"})
+    b = record("b", [1.0], accelerator={"devices": [], "cpu_capability": "AVX2"})
+    assert [c for c in attribute(a, b) if c.category == "hardware"] == [
+        InputChange("hardware", "torch devices", "NVIDIA H200 (9.0)", "none"),
+        InputChange("hardware", "torch cpu capability", "AVX512", "AVX2"),
+    ]
