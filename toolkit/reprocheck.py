@@ -129,34 +129,39 @@ def collect(
     return groups
 
 
-def comparable(runs: list[Run], groups: list[Group]) -> tuple[list[Run], list[str]]:
+def comparable(runs: list[Run], control: Identity) -> tuple[list[Run], list[str]]:
     """The runs from elsewhere that are this check's experiment, each once; and why each other
-    one is left out. Another project, command or determinism policy than the control's is
-    another experiment: its difference would be read as noise between machines."""
-    made_here = [run for group in groups for run in group.runs]
-    like = next((r for r in made_here if _succeeded(r)), made_here[0] if made_here else None)
-    seen = {run.id for run in made_here}
+    one is left out. Another project, command or determinism policy than the control's
+    (`control`, from `run.identity`) is another experiment: its difference would be read as
+    noise between machines."""
+    seen: set[str] = set()
     kept, left_out = [], []
     for run in runs:
         if run.id in seen:
-            continue  # named twice (or one of this check's own runs): counted once
+            continue  # named twice: counted once
         seen.add(run.id)
-        differs = [] if like is None else _other_experiment(like.record, run.record)
+        theirs = identity_of(run.record)
+        differs = [name for name in control if control[name] != theirs.get(name)]
         if differs:
-            left_out.append(f"{run.id} left out: another {', '.join(differs)} than the control")
+            verb = "differs" if len(differs) == 1 else "differ"
+            left_out.append(
+                f"{run.id} left out: its {' and '.join(differs)} {verb} from this check's"
+            )
         else:
             kept.append(run)
     return kept, left_out
 
 
-def _other_experiment(control: dict[str, Any], other: dict[str, Any]) -> list[str]:
-    policy = (control.get("determinism") or {}).get("policy")
-    fields = {
-        "project": (control.get("project"), other.get("project")),
-        "command": (control.get("command"), other.get("command")),
-        "determinism policy": (policy, (other.get("determinism") or {}).get("policy")),
+Identity = dict[str, Any]  # project, command, determinism policy: what makes runs one experiment
+
+
+def identity_of(record: dict[str, Any]) -> Identity:
+    """A record's experiment, as `run.identity` gives a request's."""
+    return {
+        "project": record.get("project"),
+        "command": record.get("command"),
+        "determinism policy": (record.get("determinism") or {}).get("policy"),
     }
-    return [name for name, (a, b) in fields.items() if a != b]
 
 
 def imported_groups(runs: list[Run]) -> list[Group]:

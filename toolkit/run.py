@@ -110,6 +110,15 @@ def request(
     return RunRequest(tgt, argv, policy if apply_policy else None, native)
 
 
+def identity(cfg: Config, req: RunRequest) -> dict[str, Any]:
+    """What makes runs one experiment, as their records will hold it (reprocheck.identity_of)."""
+    return {
+        "project": cfg.name,
+        "command": list(req.command),
+        "determinism policy": dataclasses.asdict(req.policy) if req.policy else None,
+    }
+
+
 def execute(
     cfg: Config,
     req: RunRequest,

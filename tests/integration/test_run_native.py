@@ -355,6 +355,15 @@ def test_runs_from_another_machine_join_repro_check(project: Path, tmp_path: Pat
     assert check.returncode == 0, check.stdout + check.stderr
     assert "cpu native on" in check.stdout and "matches cpu bitwise" in check.stdout
 
+    # the same bundle against another experiment: said before any run, nothing compared
+    config = other / "toolkit.yaml"
+    config.write_text(config.read_text().replace("seed: 7", "seed: 8"))
+    refused = toolkit("repro-check", "--native", "--against", str(bundle), cwd=other)
+    assert refused.returncode == 2, refused.stderr
+    assert f"{run_id} left out: its determinism policy differs from this check's" in refused.stderr
+    assert "nothing to compare from --against" in refused.stderr
+    assert "run cpu #1" not in refused.stderr  # no run was made
+
 
 STUBBORN = (  # a program that ignores SIGINT and SIGTERM: only SIGKILL stops it
     "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "

@@ -137,10 +137,17 @@ def repro_check_command(
             for i, ref in enumerate(against or [])
             for found in load_runs(cfg.root, ref, Path(scratch) / str(i))
         ]
-        groups = reprocheck.collect(targets, runs, variations, run_one)
-        outside, left_out = reprocheck.comparable(outside, groups)
+        # said before the runs, which take a while
+        control = run.identity(cfg, run.request(cfg, targets[0], None, native=native))
+        outside, left_out = reprocheck.comparable(outside, control)
         for reason in left_out:
             output.note(reason)
+        if against and not outside:
+            raise ConfigError(
+                "nothing to compare from --against: every run there is another experiment",
+                hint="`toolkit diff RUN_A RUN_B` compares any two runs",
+            )
+        groups = reprocheck.collect(targets, runs, variations, run_one)
         groups += reprocheck.imported_groups(outside)
         result = reprocheck.compare(groups, tolerance_policy(cfg.compare, rtol, atol))
         if html:  # while imported runs are still unpacked
