@@ -14,10 +14,10 @@ from pathlib import Path, PurePosixPath
 from toolkit import record
 from toolkit.diff import Run
 from toolkit.errors import UserError
-from toolkit.paths import check_destination
+from toolkit.paths import RUN_BUNDLE_TOP, check_destination
 
 SCHEMA = "toolkit.bundle/1"
-TOP = "toolkit-runs"
+TOP = RUN_BUNDLE_TOP
 MANIFEST = f"{TOP}/manifest.json"
 _MAX_BYTES = 8 * 1024**3  # refuse absurd archives rather than fill the disk
 _IMAGE_ARCHIVE = {"manifest.json", "repositories", "oci-layout", "index.json"}  # docker save
@@ -68,8 +68,9 @@ def import_runs(source: Path, runs_dir: Path) -> Imported:
             # copied under a hidden name, then renamed: Ctrl-C or a full disk leaves no
             # half-copied run, and a folder with no record (left by such a copy) is replaced
             partial = runs_dir / f".{run.id}.importing"
+            shutil.rmtree(partial, ignore_errors=True)  # what a killed import left
             try:
-                shutil.copytree(run.folder, partial, dirs_exist_ok=True)
+                shutil.copytree(run.folder, partial)
                 if dest.exists():
                     shutil.rmtree(dest)
                 partial.rename(dest)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from toolkit.compare import (
+    METRIC_DEFAULT,
     SeriesDiff,
     TensorFileDiff,
     Tolerance,
@@ -16,6 +18,7 @@ from toolkit.compare import (
     Verdict,
     compare_all_series,
     compare_tensor_files,
+    deviations,
     worst,
 )
 from toolkit.config import CompareConfig
@@ -333,11 +336,12 @@ def _last(points: list[tuple[int, float]] | None) -> float | None:
 
 
 def _relative(a: float | None, b: float | None) -> float | None:
-    """|a - b| / max(|a|, |b|), as the metric comparison measures it; None where not finite."""
-    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+    """How far apart two final values are, as a series' final_rel says it (NaN and NaN agree;
+    None for a NaN or inf against another value)."""
+    if a is None or b is None:
         return None
-    scale = max(abs(a), abs(b))
-    return abs(a - b) / scale if scale else 0.0
+    dev = deviations(np.array([a]), np.array([b]), METRIC_DEFAULT)
+    return float(dev.rel[0]) if dev.within[0] or dev.finite[0] else None
 
 
 def _show(value: Any) -> str:

@@ -13,11 +13,10 @@ from pathlib import Path
 from toolkit import __version__, base, engine
 from toolkit.config import Config, TargetConfig
 from toolkit.errors import BuildError, UserError
-from toolkit.paths import STATE_DIR, check_destination
+from toolkit.paths import RUN_BUNDLE_TOP, STATE_DIR, check_destination
 
 IMAGE_UID = 1000  # the image's user; `run` maps the host uid over it
 LABEL = "io.toolkit"
-RUN_BUNDLE_TOP = "toolkit-runs"  # bundle.TOP (importing bundle would import numpy)
 TEMPLATE = Path(__file__).resolve().parent.parent / "docker" / "Dockerfile.tmpl"
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 STATE_DIR = ".toolkit"  # logs, wheelhouse, caches: never committed
 RUNS_DIR = "runs"  # one folder per run: record, logs, outputs
+RUN_BUNDLE_TOP = "toolkit-runs"  # the folder a run bundle (`toolkit runs export`) holds
 
 
 def logs_dir(root: Path) -> Path:

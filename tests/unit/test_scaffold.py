@@ -310,3 +310,14 @@ def test_gitignore_equivalents_count_as_present() -> None:
     assert missing_gitignore_entries("runs\n/.toolkit/\n") == ()
     assert missing_gitignore_entries("runs.txt\n") == ("runs/", ".toolkit/")
     assert missing_gitignore_entries("out/\n", ("/out/", "/m.jsonl")) == ("/m.jsonl",)
+
+
+def test_the_next_step_asks_for_a_dependency_list_only_when_there_is_none(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "next: list your dependencies in requirements.in" in init(empty, "--command", "x").stdout
+    adopted = tmp_path / "adopted"
+    adopted.mkdir()
+    (adopted / "requirements.txt").write_text("numpy\n")
+    done = init(adopted, "--command", "x")
+    assert "next: `toolkit lock` and" in done.stdout and "list your" not in done.stdout

@@ -72,7 +72,7 @@ def init_command(
 ) -> None:
     """Start using toolkit in an existing project; never overwrites a file without --force."""
     from toolkit.config import CONFIG_FILE
-    from toolkit.scaffold import MAKEFILE, InitOptions, write_scaffold
+    from toolkit.scaffold import MAKEFILE, REQUIREMENTS_FILE, InitOptions, write_scaffold
 
     needs_command = force or not (directory / CONFIG_FILE).exists()
     if command is None and needs_command and _interactive():
@@ -102,4 +102,7 @@ def init_command(
     makefile = next(f for f in done.files if f.path.name == MAKEFILE)
     has_make = makefile.action != "skipped" or makefile.detail.startswith("already has")
     then = "`make cpu-run`" if has_make else "`toolkit base`, `toolkit build`, `toolkit run`"
-    output.info(f"next: list your dependencies in requirements.in, then `toolkit lock` and {then}")
+    reqs = next(f for f in done.files if f.path.name == REQUIREMENTS_FILE)
+    template = not requirement and reqs.action != "skipped" and not reqs.detail  # no list yet
+    first = "list your dependencies in requirements.in, then " if template else ""
+    output.info(f"next: {first}`toolkit lock` and {then}")

@@ -42,7 +42,8 @@ def _print(stderr: bool, plain: str, styled: Callable[[], str] | None = None) ->
 
 
 def _colors(stream: TextIO) -> bool:
-    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+    # NO_COLOR set to anything but "" turns colors off (no-color.org), as rich reads it too
+    return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
 def _paint(text: str, style: str) -> str:

@@ -17,6 +17,7 @@ from toolkit.compare.tolerance import (
     Tolerance,
     TolerancePolicy,
     default_for_dtype,
+    deviations,
 )
 from toolkit.compare.verdict import Verdict, worst
 
@@ -35,6 +36,7 @@ __all__ = [
     "compare_series",
     "compare_tensor_files",
     "default_for_dtype",
+    "deviations",
     "ulp_distance",
     "worst",
 ]

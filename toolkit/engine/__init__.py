@@ -114,16 +114,15 @@ def all_images() -> dict[str, tuple[str, ...]]:
 def discard_loaded(image_id: str, before: dict[str, tuple[str, ...]]) -> None:
     """Remove an image that a load or pull added, unless it was in `before` (`all_images()`
     taken first); a tag it took from an image of `before` goes back to that image."""
-    if image_id in before:  # the user's own image: never removed
-        return
     found = image(image_id)
     if found is None:
         return
     for ref in found.tags:  # a `docker save NAME:TAG` archive moves NAME:TAG on load
         owner = next((i for i, tags in before.items() if ref in tags), None)
-        if owner is not None:
+        if owner is not None and owner != image_id:
             tag(owner, ref)
-    remove_image(image_id)
+    if image_id not in before:  # the user's own image is never removed
+        remove_image(image_id)
 
 
 def import_rootfs(tarball: Path, repository: str, tag: str, changes: list[str]) -> ImageInfo:
