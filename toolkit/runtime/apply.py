@@ -99,7 +99,7 @@ def _callbacks(policy: Policy, report: Report) -> dict[str, hooks.Callback]:
         report.setting("torch._inductor.config.deterministic", True, APPLIED)
 
     return {
-        "random": loaded("random", lambda module: seed_random(module, policy, report)),
+        "random": loaded("random", lambda module: seed_random(module, report)),
         "numpy": loaded("numpy", lambda module: seed_numpy(module, policy, report)),
         "torch": loaded("torch", torch_),
         "torch.utils.data": dataloader,
@@ -133,9 +133,37 @@ def guarded(
         report.setting(name, value, APPLIED, detail)
 
 
-def seed_random(module: ModuleType, policy: Policy, report: Report) -> None:
-    """Seed Python's global random generator."""
-    guarded(report, "random.seed", policy.seed, lambda: module.seed(policy.seed))
+def seed_random(module: ModuleType, report: Report) -> None:
+    """Seed Python's global random generator (with the policy seed, or in a forked child its
+    report's random_seed), here and in each child forked from now on."""
+    _seed_random(module, report)
+    if not report.reseeds_random:
+        # random registers its own hook as it loads, and reseeds every forked child from
+        # os.urandom; hooks run in the order registered, so this one runs after it.
+        os.register_at_fork(after_in_child=lambda: reseed_after_fork(module, report))
+        report.reseeds_random = True
+
+
+def reseed_after_fork(module: ModuleType, report: Report) -> None:
+    """In a forked child: seed random from its parent's seed and its fork index, as Python
+    gives each child its own sequence, but the same one in every run; then write its report."""
+    try:
+        if not report.execs:
+            _seed_random(module, report)
+    finally:
+        report.write()
+
+
+def _seed_random(module: ModuleType, report: Report) -> None:
+    seed = report.random_seed
+    detail = ""
+    if report.fork_index is not None:
+        # Python reseeds random in a forked child from os.urandom: a new sequence every run.
+        detail = (
+            f"forked child {report.fork_index}: its parent's seed + '/{report.fork_index}'"
+            " (numpy and torch keep the state copied from the parent)"
+        )
+    guarded(report, "random.seed", seed, lambda: module.seed(seed), detail)
 
 
 def seed_numpy(module: ModuleType, policy: Policy, report: Report) -> None:

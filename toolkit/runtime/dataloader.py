@@ -8,7 +8,7 @@ import itertools
 import sys
 
 from toolkit.runtime.policy import Policy
-from toolkit.runtime.report import Report, current
+from toolkit.runtime.report import APPLIED, NOT_APPLICABLE, Report, current
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,11 +53,7 @@ def patch(loader_class: type, policy: Policy, report: Report) -> None:
 
 def force(arguments: dict[str, object], policy: Policy, report: Report, index: int) -> None:
     """Rewrite one DataLoader's arguments in place, recording each change."""
-    workers = policy.dataloader_workers
-    asked = arguments.get("num_workers", 0)
-    if asked != workers:
-        arguments["num_workers"] = workers
-        report.force(f"DataLoader num_workers {asked} -> {workers}")
+    workers = _force_workers(arguments, policy.dataloader_workers, report)
     if workers == 0:
         for name, off in MULTIPROCESS_ONLY.items():
             if arguments.get(name, off) != off:
@@ -76,6 +72,40 @@ def force(arguments: dict[str, object], policy: Policy, report: Report, index: i
     user_fn = arguments.get("worker_init_fn")
     if not isinstance(user_fn, WorkerInit):
         arguments["worker_init_fn"] = WorkerInit(user_fn)  # type: ignore[arg-type]
+
+
+def _force_workers(arguments: dict[str, object], workers: int, report: Report) -> int:
+    """Force num_workers to the policy's count, unless that would change the data; the count
+    the DataLoader gets."""
+    asked = arguments.get("num_workers", 0)
+    dataset = arguments.get("dataset")
+    if isinstance(asked, int) and asked < workers and _iterable(dataset):
+        # Each worker iterates its own copy of an IterableDataset: unless the dataset splits
+        # itself by get_worker_info(), n workers yield every item n times.
+        detail = (
+            f"kept at {asked} for IterableDataset {type(dataset).__name__}, not forced to"
+            f" {workers}: each worker would yield the whole dataset"
+        )
+        report.setting("DataLoader num_workers", workers, NOT_APPLICABLE, detail)
+        return asked
+    if asked == workers:
+        return workers
+    arguments["num_workers"] = workers
+    report.force(f"DataLoader num_workers {asked} -> {workers}")
+    user_fn = arguments.get("worker_init_fn")
+    if isinstance(user_fn, WorkerInit):  # another DataLoader's, already wrapped
+        user_fn = user_fn.user_fn
+    if workers == 0 and user_fn is not None:
+        # torch calls worker_init_fn in each worker process: with none, never.
+        name = getattr(user_fn, "__qualname__", type(user_fn).__name__)
+        report.force(f"DataLoader worker_init_fn {name} not run (num_workers {asked} -> 0)")
+    return workers
+
+
+def _iterable(dataset: object) -> bool:
+    data = sys.modules.get("torch.utils.data")
+    kind = getattr(data, "IterableDataset", None)
+    return isinstance(kind, type) and isinstance(dataset, kind)
 
 
 class WorkerInit:
@@ -105,4 +135,9 @@ def seed_worker(worker_id: int) -> None:
     report = current()
     if report is not None:
         report.dataloader_worker = {"id": worker_id, "seed": seed}
+        threads = report.settings.get("torch.set_num_threads")
+        if threads is not None and threads["value"] != 1 and torch.get_num_threads() == 1:
+            # torch's worker loop does this before worker_init_fn: not the user's override.
+            detail = "one thread in a DataLoader worker, set by torch's worker loop"
+            report.setting("torch.set_num_threads", 1, APPLIED, detail)
         report.write()

@@ -50,8 +50,9 @@ class Policy:
         cpu: str = "fixed",
     ) -> None:
         values = (seed, threads, dataloader_workers, strict, cpu)
-        for name, value in zip(self.FIELDS, values, strict=True):
-            object.__setattr__(self, name, value)
+        # Not zip(..., strict=True): the runtime runs on the image's Python, 3.8 and later.
+        for index, name in enumerate(self.FIELDS):
+            object.__setattr__(self, name, values[index])
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Policy is frozen: cannot set {name}")

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
     # A provider of facts for the report (e.g. torch's hardware); True at exit.
     Facts = Callable[[bool], dict[str, object]]
+    # Given the facts just collected: the settings the program changed after the policy.
+    Check = Callable[[dict[str, object]], list[dict[str, object]]]
 
 SCHEMA = 1
 APPLIED = "applied"
@@ -38,6 +40,16 @@ class Report:
         self.run_dir = run_dir
         self.pid = os.getpid()
         self.forked_from: int | None = None
+        # This process is the fork_index-th fork of forked_from; `forks` counts its own.
+        self.fork_index: int | None = None
+        self.forks = 0
+        # What Python's global random generator is seeded with here: the policy seed, and in a
+        # forked child "<parent's>/<fork index>" (see apply.reseed_after_fork).
+        self.random_seed: int | str | None = policy.seed if policy else None
+        # Set once a fork hook reseeds random in children; that hook then writes their report.
+        self.reseeds_random = False
+        # A child that subprocess forked to run a preexec_fn and exec: it leaves no report.
+        self.execs = False
         self.dataloader_worker: dict[str, int] | None = None
         self.settings: dict[str, dict[str, object]] = {}
         self.forced: list[str] = []
@@ -45,6 +57,7 @@ class Report:
         self.errors: list[str] = []
         self.hooked: set[str] = set()
         self.facts: dict[str, Facts] = {}
+        self.checks: list[Check] = []
         # _thread, not threading: the latter costs an import at every process start.
         self.lock = _thread.RLock()
         self._printed: set[str] = set()
@@ -83,11 +96,16 @@ class Report:
         except Exception:
             pass
 
-    def after_fork(self) -> None:
+    def after_fork(self, execs: bool = False) -> None:
         """In a forked child: same settings (inherited), its own pid and its own findings."""
         self.lock = _thread.RLock()
         self.forked_from = self.pid
         self.pid = os.getpid()
+        self.fork_index = self.forks
+        self.forks = 0
+        if self.random_seed is not None:
+            self.random_seed = f"{self.random_seed}/{self.fork_index}"
+        self.execs = execs
         self.forced = []
         self.ops = []
         self.errors = []
@@ -112,12 +130,19 @@ class Report:
                 facts[name] = provider(final)
             except Exception as exc:
                 self.error(f"collecting {name} facts", exc)
+        overridden: list[dict[str, object]] = []
+        for check in self.checks:
+            try:
+                overridden.extend(check(facts))
+            except Exception as exc:
+                self.error("comparing settings with the policy", exc)
         names = [*environment(self.policy or Policy()), *UNSET]
         return {
             "schema": SCHEMA,
             "pid": self.pid,
             "ppid": os.getppid(),
             "forked_from": self.forked_from,
+            "fork_index": self.fork_index,
             "dataloader_worker": self.dataloader_worker,
             "argv": list(sys.argv),
             "executable": sys.executable,
@@ -126,10 +151,12 @@ class Report:
             "settings": settings,
             "forced": list(self.forced),
             "nondeterministic_ops": list(self.ops),
+            "overridden": overridden,
             "libraries": _versions(),
             **facts,
             "env": {name: os.environ.get(name) for name in names},
             "errors": list(self.errors),
+            "final": final,
             "written_at": time.time(),
         }
 
@@ -141,6 +168,8 @@ class Report:
 
     def write(self, final: bool = False) -> None:
         """Replace this process's report atomically (temp file + rename); never raises."""
+        if self.execs:
+            return
         try:
             with self.lock:
                 path = self.path()
@@ -178,10 +207,31 @@ def start(policy: Policy | None, run_dir: str | None) -> Report:
     """Create this process's report; forked children keep it under their own pid."""
     global _current
     _current = Report(policy, run_dir)
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
     return _current
 
 
+def _before_fork() -> None:
+    if _current is not None and not _forks_to_exec():
+        _current.forks += 1
+
+
 def _after_fork() -> None:
-    if _current is not None:
-        _current.after_fork()
+    if _current is None:
+        return
+    _current.after_fork(_forks_to_exec())
+    # Written now: a child that ends with os._exit (every multiprocessing fork worker does)
+    # runs no atexit. When a later fork hook reseeds random, that one writes instead.
+    if not _current.reseeds_random:
+        _current.write()
+
+
+def _forks_to_exec() -> bool:
+    """Whether the fork under way is subprocess's for a preexec_fn (the only subprocess fork
+    that runs fork hooks): its child execs another program right after."""
+    try:
+        # 0: this function, 1: the fork hook, 2: the code that forks.
+        code = sys._getframe(2).f_code
+    except ValueError:
+        return False
+    return code.co_name == "_execute_child" and code.co_filename.endswith("subprocess.py")

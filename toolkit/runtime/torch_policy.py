@@ -21,6 +21,27 @@ if TYPE_CHECKING:
 FP32_PRECISION = ("cuda.matmul", "mkldnn", "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn")
 FP32_READ_ONLY = ("cudnn.conv", "cudnn.rnn")
 
+# The key of state() that reads back each setting the policy applies (overridden() compares).
+READ_BACK = {
+    "torch.backends.cudnn.deterministic": "cudnn.deterministic",
+    "torch.backends.cudnn.benchmark": "cudnn.benchmark",
+    "torch.backends.cuda.matmul.allow_tf32": "cuda.matmul.allow_tf32",
+    "torch.backends.cudnn.allow_tf32": "cudnn.allow_tf32",
+    "torch.set_float32_matmul_precision": "float32_matmul_precision",
+    "torch.set_num_threads": "num_threads",
+    "torch.set_num_interop_threads": "num_interop_threads",
+    "torch.backends.mkldnn.deterministic": "mkldnn.deterministic",
+    "torch.backends.mkldnn.enabled": "mkldnn.enabled",
+    "torch.utils.deterministic.fill_uninitialized_memory": "fill_uninitialized_memory",
+    **{
+        f"torch.backends.{path}.fp32_precision": f"{path}.fp32_precision"
+        for path in (*FP32_PRECISION, *FP32_READ_ONLY)
+    },
+}
+# Where the runtime only reads fp32_precision back, either of these means "no TF32".
+READ_ONLY = {f"torch.backends.{path}.fp32_precision" for path in FP32_READ_ONLY}
+NO_TF32 = ("ieee", "none")
+
 
 def apply(torch: ModuleType, policy: Policy, report: Report) -> None:
     """The torch part of the checklist, each item recorded with the value read back."""
@@ -63,6 +84,7 @@ def apply(torch: ModuleType, policy: Policy, report: Report) -> None:
         set_attr(report, "torch.backends.mkldnn.enabled", backends.mkldnn, "enabled", False)
         cpu_capability(torch, report)
     report.facts["torch"] = lambda final: facts(torch, final)
+    report.checks.append(lambda found: overridden(found.get("torch"), report))
     data = sys.modules.get("torch.utils.data")
     if data is not None:
         patch_dataloader(data, policy, report)
@@ -182,8 +204,11 @@ def facts(torch: ModuleType, final: bool) -> dict[str, object]:
     """torch's versions, hardware and flags as they are now (for the run record)."""
     cuda = torch.cuda
     devices = []
-    # Querying devices initializes CUDA; do it only once the user did, or at exit.
-    if _read(cuda.is_initialized) is True or (final and _read(cuda.is_available) is True):
+    # Querying devices initializes CUDA; do it only once the user did, or at exit, and never
+    # in a child forked after its parent initialized CUDA (torch raises there).
+    forked = _read(getattr(cuda, "_is_in_bad_fork", lambda: False)) is True
+    initialized = _read(cuda.is_initialized) is True
+    if not forked and (initialized or (final and _read(cuda.is_available) is True)):
         for index in range(cuda.device_count()):
             props = cuda.get_device_properties(index)
             devices.append(
@@ -226,6 +251,32 @@ def state(torch: ModuleType) -> dict[str, object]:
         owner = _lookup(backends, path)
         found[f"{path}.fp32_precision"] = getattr(owner, "fp32_precision", None)
     return found
+
+
+def overridden(torch_facts: object, report: Report) -> list[dict[str, object]]:
+    """Each applied setting whose value torch reads back differently now: the program set it
+    again after the policy (torch.set_num_threads(8), cudnn.benchmark = True, ...)."""
+    found = torch_facts.get("state") if isinstance(torch_facts, dict) else None
+    if not isinstance(found, dict):
+        return []
+    changed: list[dict[str, object]] = []
+    for entry in list(report.settings.values()):
+        name, policy = str(entry["name"]), entry["value"]
+        if entry["status"] != APPLIED:
+            continue  # never took: the settings list says so already
+        if name == "torch.use_deterministic_algorithms":
+            now: object = {
+                "mode": found.get("deterministic_algorithms"),
+                "warn_only": found.get("deterministic_warn_only"),
+            }
+        elif name in READ_BACK:
+            now = found.get(READ_BACK[name])
+        else:
+            continue
+        if (now in NO_TF32) if name in READ_ONLY else (now == policy):
+            continue
+        changed.append({"name": name, "policy": policy, "found": now})
+    return changed
 
 
 def patch_dataloader(data: ModuleType, policy: Policy, report: Report) -> None:

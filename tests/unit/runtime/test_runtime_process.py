@@ -60,11 +60,12 @@ def test_report_fields(run_python: RunPython) -> None:
     assert run.returncode == 3
     report = run.main_report()
     assert set(report) == {
-        "schema", "pid", "ppid", "forked_from", "dataloader_worker", "argv", "executable",
-        "python", "policy", "settings", "forced", "nondeterministic_ops", "libraries", "env",
-        "errors", "written_at",
+        "schema", "pid", "ppid", "forked_from", "fork_index", "dataloader_worker", "argv",
+        "executable", "python", "policy", "settings", "forced", "nondeterministic_ops",
+        "overridden", "libraries", "env", "errors", "final", "written_at",
     }  # fmt: skip
     assert report["argv"][1:] == ["arg"]
+    assert (report["final"], report["overridden"], report["fork_index"]) == (True, [], None)
     assert report["libraries"] == {}
     assert "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE" in report["env"]
     assert not list((run.run_dir / "runtime").glob("*.tmp"))

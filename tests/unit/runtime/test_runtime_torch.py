@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from toolkit.runtime import torch_policy
 from toolkit.runtime.policy import SHELL_VAR, Policy
 
 from .conftest import Run, RunPython
@@ -65,7 +66,77 @@ def test_torch_flags_follow_the_policy(run_python: RunPython) -> None:
     torch_facts = report["torch"]
     assert torch_facts["state"]["deterministic_algorithms"] is True
     assert torch_facts["cpu_capability"] == flags["cpu_capability"]
+    assert report["overridden"] == []
     assert run.stderr == ""
+
+
+OVERRIDES = """
+    import os, sys
+    import torch
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark = True
+    torch.set_float32_matmul_precision("medium")
+    sys.stdout.flush()
+    if sys.argv[1] == "os._exit":
+        os._exit(0)
+"""
+
+
+def test_settings_the_program_changes_afterwards_are_reported(run_python: RunPython) -> None:
+    """The policy was applied, then undone by the program: the report says which, with the
+    value found at exit, so the launcher can warn."""
+    run = run_python(OVERRIDES, Policy(seed=1, threads=2), "exit")
+    assert run.returncode == 0, run.stderr
+    report = run.main_report()
+    assert report["final"] is True
+    found = {entry["name"]: (entry["policy"], entry["found"]) for entry in report["overridden"]}
+    assert found["torch.set_num_threads"] == (2, 1)
+    assert found["torch.use_deterministic_algorithms"] == (
+        {"mode": True, "warn_only": False},
+        {"mode": False, "warn_only": False},
+    )
+    assert found["torch.backends.cudnn.benchmark"] == (False, True)
+    assert found["torch.set_float32_matmul_precision"] == ("highest", "medium")
+    # torch ties the other TF32 switches to the precision, and reports them changed too
+    assert set(found) <= {
+        "torch.set_num_threads",
+        "torch.use_deterministic_algorithms",
+        "torch.backends.cudnn.benchmark",
+        "torch.set_float32_matmul_precision",
+        "torch.backends.cuda.matmul.allow_tf32",
+        "torch.backends.cuda.matmul.fp32_precision",
+        "torch.backends.mkldnn.matmul.fp32_precision",
+    }
+    assert run.setting("torch.set_num_threads")["status"] == "applied"  # as it was
+    assert report["torch"]["state"]["num_threads"] == 1
+
+
+def test_a_process_that_skips_atexit_leaves_its_last_report(run_python: RunPython) -> None:
+    """os._exit, a signal, a crash: no final write, which `final` says."""
+    run = run_python(OVERRIDES, Policy(seed=1, threads=2), "os._exit")
+    assert run.returncode == 0, run.stderr
+    report = run.main_report()
+    assert (report["final"], report["overridden"]) == (False, [])  # as of torch's import
+
+
+def test_a_child_forked_after_cuda_started_does_not_query_devices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torch raises there ("Cannot re-initialize CUDA in forked subprocess"), and every forked
+    child now writes its report, some at exit too."""
+    import torch
+
+    def refuse(index: int) -> None:
+        raise RuntimeError("Cannot re-initialize CUDA in forked subprocess")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", refuse)
+    with pytest.raises(RuntimeError):
+        torch_policy.facts(torch, True)
+    monkeypatch.setattr(torch.cuda, "_is_in_bad_fork", lambda: True)
+    assert torch_policy.facts(torch, True)["devices"] == []
 
 
 def test_no_policy_leaves_torch_alone(run_python: RunPython) -> None:
@@ -162,11 +233,44 @@ def test_dataloader_workers_are_forced_to_zero(run_python: RunPython) -> None:
     assert first["workers"] == 0
     assert first["batches"] == second["batches"]
     assert sorted(row[0] for batch in first["batches"] for row in batch) == list(range(12))
+    # Without workers torch never calls worker_init_fn: said, so the launcher can warn.
+    assert "user init" not in runs[0].stderr
     assert runs[0].main_report()["forced"] == [
         "DataLoader num_workers 2 -> 0",
+        "DataLoader worker_init_fn user_init not run (num_workers 2 -> 0)",
         "DataLoader generator None -> torch.Generator seeded policy.seed + n",
     ]
     assert len(runs[0].reports()) == 1
+
+
+ITERABLE = """
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter(range(4))  # not split by get_worker_info(): each worker yields it all
+
+    loader = DataLoader(Stream(), batch_size=None)
+    mapped = DataLoader(range(4), batch_size=None)
+    print([int(x) for x in loader], loader.num_workers, mapped.num_workers)
+"""
+
+
+def test_an_iterable_dataset_is_not_forced_to_more_workers(run_python: RunPython) -> None:
+    """With 2 workers forced on it, that loader gave [0, 0, 1, 1, 2, 2, 3, 3]."""
+    run = run_python(ITERABLE, Policy(seed=1, dataloader_workers=2))
+    assert (run.returncode, run.stdout) == (0, "[0, 1, 2, 3] 0 2\n"), run.stderr
+    assert run.setting("DataLoader num_workers") == {
+        "name": "DataLoader num_workers",
+        "value": 2,
+        "status": "not_applicable",
+        "detail": "kept at 0 for IterableDataset Stream, not forced to 2:"
+        " each worker would yield the whole dataset",
+    }
+    assert run.main_report()["forced"] == [
+        "DataLoader generator None -> torch.Generator seeded policy.seed + n",
+        "DataLoader num_workers 0 -> 2",  # a map-style dataset still is
+    ]
 
 
 def test_multiprocess_only_options_go_with_the_workers(run_python: RunPython) -> None:
@@ -193,7 +297,7 @@ def _worker_reports(run: Run) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_dataloader_workers_are_seeded_and_reported(run_python: RunPython, context: str) -> None:
-    policy = Policy(seed=5, threads=1, dataloader_workers=2)
+    policy = Policy(seed=5, threads=2, dataloader_workers=2)
     runs = [run_python(LOADER, policy, context, "0", timeout=300) for _ in range(2)]
     for run in runs:
         assert run.returncode == 0, run.stderr
@@ -210,6 +314,9 @@ def test_dataloader_workers_are_seeded_and_reported(run_python: RunPython, conte
         # fork: the worker inherits the parent's torch state; spawn: it applies it anew.
         assert worker["forked_from"] == (main_pid if context == "fork" else None)
         assert worker["torch"]["state"]["deterministic_algorithms"] is True
+        # torch's worker loop runs one thread per worker: not an override by the program
+        assert worker["torch"]["state"]["num_threads"] == 1
+        assert worker["overridden"] == []
 
 
 def test_without_the_runtime_worker_batches_differ_between_runs(run_python: RunPython) -> None:
