@@ -226,6 +226,16 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
     for key in sorted(applied_a.keys() | applied_b.keys()):
         missing = "not recorded"  # a run of another toolkit version, or one that never started
         check("settings", key, applied_a.get(key, missing), applied_b.get(key, missing))
+    # what the program set itself after the policy (torch.set_num_threads(8) in its own code)
+    set_a, set_b = _overridden(ra), _overridden(rb)
+    for key in sorted(set_a.keys() | set_b.keys()):
+        unchanged = "as the policy set it"
+        check(
+            "settings",
+            f"{key}, set by the program",
+            set_a.get(key, unchanged),
+            set_b.get(key, unchanged),
+        )
     return changes
 
 
@@ -305,6 +315,11 @@ def _applied(record: dict[str, Any]) -> dict[str, str]:
         for entry in applied
         if isinstance(entry, dict)
     }
+
+
+def _overridden(record: dict[str, Any]) -> dict[str, str]:
+    entries = _get(record, "determinism.overridden") or []
+    return {str(e.get("name")): _show(e.get("found")) for e in entries if isinstance(e, dict)}
 
 
 def _setting(value: Any, status: Any) -> str:

@@ -582,6 +582,7 @@ def _record(
             "environment": env,
             "applied": _merged_settings(reports),
             "forced": _merged_forced(reports),
+            "overridden": _merged_overridden(reports),
             "nondeterministic_ops": _merged_ops(reports)
             or (_ops_in_log(run_dir / "stderr.log") if _status(ended_as) == "failed" else []),
         },
@@ -797,9 +798,29 @@ def _warnings(
             f"{len(drift)} packages differ from the lockfile: {shown}{more} "
             "(all of them in the record's package_drift)"
         )
+    overridden = (doc.get("determinism") or {}).get("overridden") or []
+    if overridden:
+        changes = ", ".join(
+            f"{o['name']} {_short(o.get('policy'))} -> {_short(o.get('found'))}" for o in overridden
+        )
+        found.append(
+            f"the program changed settings after toolkit applied them: {changes}; its results "
+            "depend on them (the record has them under determinism.overridden)"
+        )
+    forced = (doc.get("determinism") or {}).get("forced") or []
+    dropped = [f for f in forced if f.startswith("DataLoader worker_init_fn")]
+    for change in dropped:
+        found.append(
+            f"{change}: the loader runs in the main process, where torch never calls it; "
+            "set the policy's dataloader_workers (or --workers) to the loader's count to keep it"
+        )
     if doc["status"] == "succeeded":  # a stopped run's torn last line is no news
         found += metrics.run_warnings(metrics_files, doc["metrics"])
     return found
+
+
+def _short(value: Any) -> str:
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value)
 
 
 def _runtime_skipped(command: list[str]) -> str | None:
@@ -872,6 +893,16 @@ def _merged_settings(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _merged_forced(reports: list[dict[str, Any]]) -> list[str]:
     """Every value the policy overrode, in any process (a child's DataLoader too), once."""
     return list(dict.fromkeys(str(change) for r in reports for change in r.get("forced", [])))
+
+
+def _merged_overridden(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Settings the program changed after the policy applied them: each once, as the first
+    process that did (the main one first) found it, with that process's pid."""
+    seen: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for entry in report.get("overridden") or []:
+            seen.setdefault(str(entry.get("name")), {**entry, "pid": report.get("pid")})
+    return list(seen.values())
 
 
 def _program(report: dict[str, Any]) -> str:

@@ -146,6 +146,28 @@ def test_a_strict_stop_the_program_caught_is_named_from_its_output(project: Path
     assert "no deterministic implementation for: put_" in result.stderr
 
 
+def test_what_the_program_undid_or_lost_of_the_policy_is_said(project: Path) -> None:
+    script = (
+        "import torch\n"
+        "from torch.utils.data import DataLoader\n"
+        "def opened(worker_id): pass\n"
+        "list(DataLoader(list(range(4)), num_workers=2, worker_init_fn=opened))\n"
+        "torch.set_num_threads(3)\n"
+    )
+    (project / "exp" / "undo.py").write_text(script)
+    result = toolkit("run", "--native", "--", sys.executable, "undo.py", cwd=project)
+    assert result.returncode == 0, result.stderr
+    overridden = record_of(project, result.stderr)["determinism"]["overridden"]
+    assert [(o["name"], o["policy"], o["found"]) for o in overridden] == [
+        ("torch.set_num_threads", 1, 3)
+    ]
+    assert (
+        "warning: the program changed settings after toolkit applied them: "
+        "torch.set_num_threads 1 -> 3" in result.stderr
+    )
+    assert "warning: DataLoader worker_init_fn opened not run (num_workers 2 -> 0)" in result.stderr
+
+
 def test_stdout_is_the_experiments_alone(project: Path) -> None:
     result = toolkit("run", "--native", "--", "python", "-c", "print('only this')", cwd=project)
     assert result.returncode == 0, result.stderr

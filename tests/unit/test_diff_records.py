@@ -192,3 +192,25 @@ def test_the_gpus_and_cpu_kernels_torch_used_are_hardware() -> None:
         InputChange("hardware", "torch devices", "NVIDIA H200 (9.0)", "none"),
         InputChange("hardware", "torch cpu capability", "AVX512", "AVX2"),
     ]
+
+
+def test_a_setting_the_program_changed_itself_is_an_input() -> None:
+    """Both runs applied the policy; one program then set 2 threads, the other 4."""
+
+    def overriding(run_id: str, threads: int) -> dict[str, Any]:
+        found = {"name": "torch.set_num_threads", "policy": 1, "found": threads, "pid": 1}
+        return record(
+            run_id, [1.0], determinism={"policy": {}, "applied": [], "overridden": [found]}
+        )
+
+    changes = attribute(overriding("a", 2), overriding("b", 4))
+    assert changes == [
+        InputChange("settings", "torch.set_num_threads, set by the program", "2", "4")
+    ]
+    plain = attribute(record("c", [1.0]), overriding("b", 4))
+    assert (
+        InputChange(
+            "settings", "torch.set_num_threads, set by the program", "as the policy set it", "4"
+        )
+        in plain
+    )
