@@ -45,6 +45,12 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def run_script(project: Path, name: str, script: str) -> subprocess.CompletedProcess[str]:
+    """`toolkit run --native` of `script`, written as exp/`name`."""
+    (project / "exp" / name).write_text(script)
+    return toolkit("run", "--native", "--", sys.executable, name, cwd=project)
+
+
 def record_of(root: Path, stderr: str) -> dict:  # type: ignore[type-arg]
     """The record of the run whose id toolkit's summary line (on stderr) names."""
     run_id = next(w for w in stderr.split() if w.startswith("20") and w.endswith(":"))[:-1]
@@ -138,8 +144,7 @@ def test_a_strict_stop_the_program_caught_is_named_from_its_output(project: Path
         "    traceback.print_exc()\n"
         "    sys.exit(1)\n"
     )
-    (project / "exp" / "caught.py").write_text(script)
-    result = toolkit("run", "--native", "--", sys.executable, "caught.py", cwd=project)
+    result = run_script(project, "caught.py", script)
     assert result.returncode == 1
     ops = record_of(project, result.stderr)["determinism"]["nondeterministic_ops"]
     assert [(o["op"], o["mode"]) for o in ops] == [("put_", "raised")]
@@ -154,8 +159,7 @@ def test_what_the_program_undid_or_lost_of_the_policy_is_said(project: Path) -> 
         "list(DataLoader(list(range(4)), num_workers=2, worker_init_fn=opened))\n"
         "torch.set_num_threads(3)\n"
     )
-    (project / "exp" / "undo.py").write_text(script)
-    result = toolkit("run", "--native", "--", sys.executable, "undo.py", cwd=project)
+    result = run_script(project, "undo.py", script)
     assert result.returncode == 0, result.stderr
     overridden = record_of(project, result.stderr)["determinism"]["overridden"]
     assert [(o["name"], o["policy"], o["found"]) for o in overridden] == [
