@@ -853,13 +853,29 @@ def _status(ended: engine.ContainerExit) -> str:
 
 
 def _runtime_reports(run_dir: Path) -> list[dict[str, Any]]:
+    from collections import Counter
+
     reports = []
     for path in sorted((run_dir / "runtime").glob("*.json")):
         try:
             reports.append(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError):
             continue
-    reports.sort(key=lambda r: (r.get("ppid") in {x.get("pid") for x in reports}, r.get("pid", 0)))
+    # The main process first (its settings stand for the run's), then its children, level by
+    # level: a parent is found by pid, as pids may wrap and give a child a lower one. Of the
+    # top-level processes, the one with children first (not a re-parented resource tracker).
+    parents = {r.get("pid"): r.get("forked_from") or r.get("ppid") for r in reports}
+    children = Counter(parents.values())
+
+    def depth(pid: Any) -> int:
+        level, seen = 0, {pid}
+        while parents.get(pid) in parents and parents[pid] not in seen:
+            pid = parents[pid]
+            seen.add(pid)
+            level += 1
+        return level
+
+    reports.sort(key=lambda r: (depth(r.get("pid")), -children[r.get("pid")], r.get("pid", 0)))
     return reports
 
 

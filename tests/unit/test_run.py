@@ -142,3 +142,19 @@ def test_a_python_option_that_skips_the_runtime_is_found(
     command: list[str], flag: str | None
 ) -> None:
     assert run._runtime_skipped(command) == flag
+
+
+def test_the_main_process_report_comes_first_whatever_the_pids(tmp_path: Path) -> None:
+    """Pids wrap: a DataLoader worker may get a lower pid than the process that forked it."""
+    import json
+
+    folder = tmp_path / "runtime"
+    folder.mkdir()
+    for report in (
+        {"pid": 387, "ppid": 14612, "forked_from": 14612},
+        {"pid": 14612, "ppid": 900},
+        {"pid": 389, "ppid": 387},  # a grandchild
+        {"pid": 12, "ppid": 1},  # re-parented (a resource tracker): top level, like main
+    ):
+        (folder / f"{report['pid']}.json").write_text(json.dumps(report))
+    assert [r["pid"] for r in run._runtime_reports(tmp_path)] == [14612, 12, 387, 389]
