@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shlex
 import sys
 import threading
@@ -30,6 +31,9 @@ CONTAINER_RUN_DIR = "/toolkit/run"
 CONTAINER_RUNTIME = "/toolkit/runtime"
 OUTPUTS = "outputs"
 _LOG_TAIL = 256 * 1024  # what a failed run's stderr is searched for a strict-mode stop
+IN_OUTPUT = "in_output"  # an op a failed run's output names: the runtime never saw it raised
+# torch's "<op> does not have a deterministic implementation", after whatever prefix a log adds
+_OP_IN_OUTPUT = re.compile(r"(?:^|[\s:'\"])([A-Za-z_][\w.]*) does not have a deterministic impl")
 _PACKAGES_SCRIPT = (
     "import json, importlib.metadata as m; "
     "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
@@ -61,6 +65,7 @@ class RunResult:
     stopped: bool = False  # Ctrl-C while the record was written skipped what was left
     engine_error: str | None = None  # why the engine stopped answering (status engine_lost)
     warnings: tuple[str, ...] = ()  # where the record says less than it seems to
+    ops_in_output: tuple[str, ...] = ()  # named by a failed run's output, not seen raised
 
 
 def request(
@@ -240,7 +245,8 @@ def execute(
                 "free disk space or make the folder writable, and run again",
                 exit_code=code,
             ) from None
-    ops = tuple(o["op"] for o in doc["determinism"]["nondeterministic_ops"])
+    found_ops = doc["determinism"]["nondeterministic_ops"]
+    ops = tuple(o["op"] for o in found_ops if o["mode"] != IN_OUTPUT)
     return RunResult(
         run_id,
         run_dir,
@@ -253,6 +259,7 @@ def execute(
         finishing.pressed,
         doc["engine_error"],
         tuple(_warnings(cfg, doc, metrics_files)),
+        tuple(o["op"] for o in found_ops if o["mode"] == IN_OUTPUT),
     )
 
 
@@ -935,19 +942,17 @@ def _merged_ops(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _ops_in_log(log: Path) -> list[dict[str, Any]]:
-    """Ops a failed run names in its last output, as torch says them: a program that caught
-    the error and exited (`except Exception: traceback.print_exc(); sys.exit(1)`) never lets
-    the runtime see it."""
-    from toolkit.runtime.alerts import op_name
-
+    """Ops a failed run's last output names, as torch words it: a program that caught the
+    error and exited (Hydra logs it and exits 1) never lets the runtime see it raised. Named,
+    not proven: the run may have failed for another reason after catching it."""
     try:
         with log.open("rb") as handle:
             handle.seek(max(0, log.stat().st_size - _LOG_TAIL))
             tail = handle.read().decode(errors="replace")
     except OSError:
         return []
-    found = [op_name(line) for line in tail.splitlines()]
-    return [{"op": op, "mode": "raised"} for op in dict.fromkeys(f for f in found if f)]
+    found = dict.fromkeys(m.group(1) for m in _OP_IN_OUTPUT.finditer(tail))
+    return [{"op": op, "mode": IN_OUTPUT} for op in found]
 
 
 def _packages(

@@ -147,8 +147,9 @@ def test_a_strict_stop_the_program_caught_is_named_from_its_output(project: Path
     result = run_script(project, "caught.py", script)
     assert result.returncode == 1
     ops = record_of(project, result.stderr)["determinism"]["nondeterministic_ops"]
-    assert [(o["op"], o["mode"]) for o in ops] == [("put_", "raised")]
-    assert "no deterministic implementation for: put_" in result.stderr
+    assert [(o["op"], o["mode"]) for o in ops] == [("put_", "in_output")]
+    assert "its output names an op with no deterministic implementation: put_" in result.stderr
+    assert "if that is what stopped it: rerun with --no-strict" in result.stderr
 
 
 def test_what_the_program_undid_or_lost_of_the_policy_is_said(project: Path) -> None:

@@ -158,3 +158,18 @@ def test_the_main_process_report_comes_first_whatever_the_pids(tmp_path: Path) -
     ):
         (folder / f"{report['pid']}.json").write_text(json.dumps(report))
     assert [r["pid"] for r in run._runtime_reports(tmp_path)] == [14612, 12, 387, 389]
+
+
+def test_a_failed_runs_output_is_searched_for_the_ops_it_names(tmp_path: Path) -> None:
+    log = tmp_path / "stderr.log"
+    log.write_text(
+        "[2026-11-27 13:54:25,992][train][ERROR] - step failed: put_ does not have a "
+        "deterministic implementation, but you set 'torch.use_deterministic_algorithms(True)'\n"
+        "/x/train.py:12: UserWarning: index_add_ does not have a deterministic implementation\n"
+        "RuntimeError: put_ does not have a deterministic implementation\n"
+    )
+    assert run._ops_in_log(log) == [
+        {"op": "put_", "mode": "in_output"},  # the op alone, whatever the log put before it
+        {"op": "index_add_", "mode": "in_output"},
+    ]
+    assert run._ops_in_log(tmp_path / "missing.log") == []

@@ -182,12 +182,18 @@ def run(args: RunArgs) -> int:
         f"(record: {rel}/record.json)",
         hint=_EXIT_HINTS.get(result.exit_code or 0),
     )
+    fix = (
+        "rerun with --no-strict to record every such op and finish the run (results may then "
+        "vary between runs), or replace the op"
+    )
     if result.nondeterministic_ops:
         ops = ", ".join(result.nondeterministic_ops)
+        output.error(f"no deterministic implementation for: {ops}", hint=fix)
+    elif result.ops_in_output:
+        ops = ", ".join(result.ops_in_output)
         output.error(
-            f"no deterministic implementation for: {ops}",
-            hint="rerun with --no-strict to record every such op and finish the run "
-            "(results may then vary between runs), or replace the op",
+            f"its output names an op with no deterministic implementation: {ops}",
+            hint=f"if that is what stopped it: {fix}",
         )
     if result.status == "engine_lost":
         output.error(
