@@ -816,10 +816,11 @@ def _warnings(
         )
     forced = (doc.get("determinism") or {}).get("forced") or []
     dropped = [f for f in forced if f.startswith("DataLoader worker_init_fn")]
-    for change in dropped:
+    for change in dropped if doc["status"] == "failed" else ():  # most only seed: no news
         found.append(
-            f"{change}: the loader runs in the main process, where torch never calls it; "
-            "set the policy's dataloader_workers (or --workers) to the loader's count to keep it"
+            f"{change}: the loader ran in the main process, where torch never calls it; if the "
+            "failure comes from that (a file it opens), set the policy's dataloader_workers "
+            "(or --workers) to the loader's count"
         )
     if doc["status"] == "succeeded":  # a stopped run's torn last line is no news
         found += metrics.run_warnings(metrics_files, doc["metrics"])

@@ -170,7 +170,13 @@ def test_what_the_program_undid_or_lost_of_the_policy_is_said(project: Path) -> 
         "warning: the program changed settings after toolkit applied them: "
         "torch.set_num_threads 1 -> 3" in result.stderr
     )
-    assert "warning: DataLoader worker_init_fn opened not run (num_workers 2 -> 0)" in result.stderr
+    # PyTorch's own recipe passes a seeding worker_init_fn: recorded, said only if the run fails
+    forced = record_of(project, result.stderr)["determinism"]["forced"]
+    assert "DataLoader worker_init_fn opened not run (num_workers 2 -> 0)" in forced
+    assert "worker_init_fn" not in result.stderr
+    failing = script + "raise SystemExit('no such file')\n"
+    failed = run_script(project, "undo_fail.py", failing)
+    assert "warning: DataLoader worker_init_fn opened not run (num_workers 2 -> 0)" in failed.stderr
 
 
 def test_stdout_is_the_experiments_alone(project: Path) -> None:
