@@ -144,7 +144,7 @@ class Report:
             "forked_from": self.forked_from,
             "fork_index": self.fork_index,
             "dataloader_worker": self.dataloader_worker,
-            "argv": list(sys.argv),
+            "argv": list(getattr(sys, "argv", None) or ()),  # None while Python shuts down
             "executable": sys.executable,
             "python": sys.version.split()[0],
             "policy": self.policy.as_dict() if self.policy else None,
@@ -167,8 +167,9 @@ class Report:
         return os.path.join(self.run_dir, "runtime", f"{self.pid}.json")
 
     def write(self, final: bool = False) -> None:
-        """Replace this process's report atomically (temp file + rename); never raises."""
-        if self.execs:
+        """Replace this process's report atomically (temp file + rename); never raises. Not
+        once Python is shutting down (a fork from a __del__ then): its builtins are gone."""
+        if self.execs or sys.is_finalizing():
             return
         try:
             with self.lock:

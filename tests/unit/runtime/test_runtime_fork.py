@@ -99,3 +99,23 @@ def test_fork_seeds_follow_the_line_of_forks() -> None:
     report.after_fork()
     assert (report.fork_index, report.random_seed) == (1, "7/2/1")
     assert Report(None, None).random_seed is None
+
+
+def test_a_fork_while_python_shuts_down_is_not_an_error(run_python: RunPython) -> None:
+    """Python's builtins are gone by then: the child leaves no report, and says nothing."""
+    script = """
+        import os
+
+        class Late:
+            def __del__(self):
+                pid = os.fork()
+                if pid == 0:
+                    os._exit(0)
+                os.waitpid(pid, 0)
+
+        late = Late()
+    """
+    run = run_python(script)
+    assert run.returncode == 0, run.stderr
+    assert "toolkit runtime: warning" not in run.stderr
+    assert len(run.reports()) == 1
