@@ -828,15 +828,21 @@ def _warnings(
 
 
 def _short(value: Any) -> str:
-    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value)
+    text = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."  # an unreadable flag's long error
 
 
 def _runtime_skipped(command: list[str]) -> str | None:
     """The interpreter option (-I, -S or -E) with which a `python ...` command skips the
     runtime, or None."""
-    if not command or not Path(command[0]).name.startswith("python"):
+    words = iter(command)
+    for program in words:  # `env A=1 python ...` runs python too
+        if Path(program).name != "env" and "=" not in program:
+            break
+    else:
         return None
-    words = iter(command[1:])
+    if not re.fullmatch(r"python[\d.]*", Path(program).name):
+        return None
     for word in words:
         if not word.startswith("-") or word.startswith("--") or word == "-":
             return None  # the script: what follows are its own arguments

@@ -136,6 +136,8 @@ def test_the_record_keeps_what_a_child_process_did_differently() -> None:
         (["python", "-c", "import x", "-I"], None),
         (["python", "-m", "pkg.train", "-S"], None),
         (["sh", "-c", "python -I train.py"], None),  # not seen through a shell
+        (["env", "A=1", "python3", "-I", "t.py"], "-I"),
+        (["python-wrapper.sh", "-E"], None),
     ],
 )
 def test_a_python_option_that_skips_the_runtime_is_found(
