@@ -8,7 +8,8 @@ it is; the image tag is content-addressed, so the copy finds the repo's CPU imag
   python -c pass`: median of --repeats interleaved rounds of whole processes, after one dropped
   warm-up round. A third row, `docker run` with the very container toolkit starts (mounts,
   environment with the runtime, --init, user), splits the overhead into what happens in the
-  container and what the launcher costs;
+  container and what the launcher costs. Both commands are then timed again on a terminal (a
+  pty), as a user types them: toolkit colors its lines there (the goal is read off the first);
 - (b) training steps/s of the example under `toolkit run` (train.py as it is, plus a timer around
   the training loop) against the same script with the same determinism settings written into it
   by hand (seeds, deterministic algorithms, cuDNN/TF32 flags, threads, DataLoader num_workers=0
@@ -23,7 +24,9 @@ Goals: (a) toolkit / docker run <= 1.2x; (b) toolkit / by hand >= 0.98x.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import pty
 import re
 import shutil
 import statistics
@@ -154,6 +157,31 @@ def run(argv: list[str], cwd: Path) -> tuple[float, str]:
     return elapsed, done.stdout
 
 
+def on_terminal(argv: list[str], cwd: Path) -> float:
+    """Wall time of a whole process whose stdout and stderr are a terminal (a pty), as when a
+    user types the command: toolkit colors its lines there."""
+    leader, follower = pty.openpty()
+    started = time.perf_counter()
+    with subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env={**ENV, "TERM": "xterm"},
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    ) as process:
+        os.close(follower)
+        with contextlib.suppress(OSError):  # EIO once the process has closed its side
+            while os.read(leader, 65536):
+                pass
+        code = process.wait()
+    elapsed = time.perf_counter() - started
+    os.close(leader)
+    if code != 0:
+        sys.exit(f"{' '.join(argv[:8])} failed on a terminal (exit {code})")
+    return elapsed
+
+
 def steps_per_second(stdout: str) -> tuple[float, float]:
     """(steps/s of the whole training loop, median steps/s of an epoch) from the BENCH line."""
     found = _BENCH.search(stdout)
@@ -238,11 +266,19 @@ def main() -> None:
         same = same_container(cfg, ref, scratch_run_dir)
         run(plain, project)
         run(same, project)
-        times: dict[str, list[float]] = {"plain": [], "same": [], "toolkit": []}
+        times: dict[str, list[float]] = {
+            "plain": [],
+            "same": [],
+            "toolkit": [],
+            "plain on a terminal": [],
+            "toolkit on a terminal": [],
+        }
         for _ in range(args.repeats):
             times["plain"].append(run(plain, project)[0])
             times["same"].append(run(same, project)[0])
             times["toolkit"].append(run([*toolkit_run, *TRIVIAL], project)[0])
+            times["plain on a terminal"].append(on_terminal(plain, project))
+            times["toolkit on a terminal"].append(on_terminal([*toolkit_run, *TRIVIAL], project))
 
         loop: dict[str, list[float]] = {"toolkit": [], "hand": []}
         epoch: dict[str, list[float]] = {"toolkit": [], "hand": []}
@@ -318,6 +354,15 @@ def report(
         f"    {'toolkit run':<46}{median_ms(times['toolkit']):>9}  {overhead:5.2f}x"
         f"  goal <= {OVERHEAD_GOAL}x  {'ok' if overhead <= OVERHEAD_GOAL else 'MISSED'}"
         f"  (+{(toolkit_s - plain_s) * 1000:.0f} ms)"
+    )
+    plain_tty, toolkit_tty = (
+        statistics.median(times[k]) for k in ("plain on a terminal", "toolkit on a terminal")
+    )
+    print(f"    {'on a terminal, as a user types it:':<46}")
+    print(f"    {'  docker run --rm IMAGE':<46}{median_ms(times['plain on a terminal']):>9}")
+    print(
+        f"    {'  toolkit run':<46}{median_ms(times['toolkit on a terminal']):>9}"
+        f"  {toolkit_tty / plain_tty:5.2f}x  (+{(toolkit_tty - plain_tty) * 1000:.0f} ms)"
     )
     if loop["toolkit"]:
         training_report(args, loop, epoch)
