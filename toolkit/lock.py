@@ -527,8 +527,9 @@ def compare_pins(pins: Mapping[str, Mapping[str, str]]) -> Parity:
     return Parity(targets, len(names) - len(mismatches), tuple(mismatches))
 
 
-def parity(config: Config) -> Parity:
-    """Parity across every target whose lockfile exists, and which of those are stale."""
+def parity(config: Config, known: Sequence[LockStatus] = ()) -> Parity:
+    """Parity across every target whose lockfile exists, and which of those are stale (`known`:
+    statuses already read, not read again)."""
     pins = {}
     for name, target in config.targets.items():
         text = _read_text(target.lockfile)
@@ -536,7 +537,10 @@ def parity(config: Config) -> Parity:
             pins[name] = read_pins(text)
     # A mismatch between a current and a stale lockfile is usually the staleness itself
     # (a package added to requirements.in and locked for one target only).
-    stale = tuple(name for name in pins if status(config, name).state != "current")
+    read = {s.target: s for s in known}
+    stale = tuple(
+        name for name in pins if (read.get(name) or status(config, name)).state != "current"
+    )
     return replace(compare_pins(pins), stale=stale)
 
 
@@ -555,4 +559,4 @@ class CheckReport:
 def check(config: Config, names: Sequence[str] | None = None) -> CheckReport:
     """Check lockfiles against their inputs and each other; never writes a file."""
     statuses = tuple(status(config, name) for name in select_targets(config, names))
-    return CheckReport(statuses, parity(config))
+    return CheckReport(statuses, parity(config, statuses))
