@@ -303,16 +303,25 @@ def _compare_script(
 ) -> list[str]:
     """repro-check against every bundle: the report is published, then its exit code counts."""
     tolerance = "".join(
-        f" --{name} {value:g}"
+        f" --{name} {value!r}"  # as given: `:g` would round to 6 digits
         for name, value in (("rtol", opts.rtol), ("atol", opts.atol))
         if value is not None
     )
+    errors = f"{report}.err"
     return [
         "set --",
         f'for bundle in {bundles}; do set -- "$@" --against "$bundle"; done',
         "status=0",
         f'toolkit repro-check --target {control.name} --runs 1 "$@"{tolerance} --markdown \\',
-        f'  > "{report}" || status=$?',
+        f'  > "{report}" 2> "{errors}" || status=$?',
+        f'cat "{errors}" >&2',
+        # what it said on stderr belongs in the summary: why nothing was compared, and the
+        # runs from elsewhere that were left out
+        # (one line each: GitLab runs each script entry as a command of its own)
+        f'if [ ! -s "{report}" ]; then {{ echo "### repro-check could not compare (exit'
+        f' $status)"; echo; echo "~~~"; tail -n 20 "{errors}"; echo "~~~"; }}'
+        f' > "{report}"; else sed -n "s/^\\(.* left out: .*\\)$/- \\1/p" "{errors}"'
+        f' >> "{report}"; fi',
         f'cat "{report}"',
         publish,
         'exit "$status"',

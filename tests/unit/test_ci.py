@@ -163,6 +163,39 @@ def test_github_compare_step_publishes_the_report_and_keeps_the_exit_code(
     ]
 
 
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_what_repro_check_said_on_stderr_reaches_the_summary(
+    example: Config, tmp_path: Path, kind: str
+) -> None:
+    """Why nothing was compared (exit 2, no report), and the runs from elsewhere left out."""
+    if kind == "github":
+        script = step(github(example)["jobs"]["repro-check"], "Compare")["run"]
+        report, shell = tmp_path / "repro-check.md", ["bash", "--noprofile", "--norc", "-e"]
+    else:
+        lines = gitlab(example)["repro-check"]["script"]
+        script = "\n".join(lines[next(i for i, x in enumerate(lines) if "mktemp" in x) :])
+        report, shell = tmp_path / "repro-check.md", ["sh", "-e"]
+    for target in ("cpu", "gpu"):
+        (tmp_path / f"run-{target}.tar.gz").write_bytes(b"")
+    summary = tmp_path / "summary.md"
+    refused = "run-cpu left out: its command differs from this check's\nerror: nothing to compare"
+    env = fake_toolkit(tmp_path, 2, report="", said=f"run cpu #1\n{refused}")
+    env.update(RUNNER_TEMP=str(tmp_path), GITHUB_STEP_SUMMARY=str(summary))
+    done = run_script(shell, script, tmp_path, env)
+    assert done.returncode == 2
+    assert report.read_text() == (
+        f"### repro-check could not compare (exit 2)\n\n~~~\nrun cpu #1\n{refused}\n~~~\n"
+    )
+    for target in ("cpu", "gpu"):
+        (tmp_path / f"run-{target}.tar.gz").write_bytes(b"")
+    left = "run-gpu left out: its determinism policy differs from this check's"
+    env = fake_toolkit(tmp_path, 0, report="| verdict | identical |", said=f"run cpu #1\n{left}")
+    env.update(RUNNER_TEMP=str(tmp_path), GITHUB_STEP_SUMMARY=str(summary))
+    done = run_script(shell, script, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert report.read_text() == f"| verdict | identical |\n- {left}\n"
+
+
 def test_export_step_bundles_the_latest_run(example: Config, tmp_path: Path) -> None:
     # which run is the latest is toolkit's to say (by start time: tests/unit/test_record.py)
     script = step(github(example)["jobs"]["run"], "Bundle")["run"]
@@ -395,14 +428,17 @@ def test_ci_without_experiment_exits_2(tmp_path: Path) -> None:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def fake_toolkit(folder: Path, exit_code: int) -> dict[str, str]:
-    """A `toolkit` on PATH that records its arguments, prints a report line and exits."""
+def fake_toolkit(
+    folder: Path, exit_code: int, report: str = "| verdict | diverged |", said: str = ""
+) -> dict[str, str]:
+    """A `toolkit` on PATH that records its arguments, prints a report (and `said` on stderr)
+    and exits."""
     bin_dir = folder / "bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "toolkit"
-    fake.write_text(
-        f'#!/bin/sh\necho "$@" > "{folder}/args"\necho "| verdict | diverged |"\nexit {exit_code}\n'
-    )
+    printed = f'echo "{report}"\n' if report else ""
+    told = "".join(f'echo "{line}" >&2\n' for line in said.splitlines())
+    fake.write_text(f'#!/bin/sh\necho "$@" > "{folder}/args"\n{printed}{told}exit {exit_code}\n')
     fake.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
@@ -415,3 +451,25 @@ def run_script(
     return subprocess.run(
         [*shell, str(path)], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
     )
+
+
+def test_ci_refuses_what_would_write_a_pipeline_that_cannot_work(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    project = repo / "ml project"
+    project.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (project / "toolkit.yaml").write_text(CPU_ONLY)
+    nested = toolkit("ci", "github", cwd=project, timeout=60)
+    assert nested.returncode == 2 and "not at the repository's root" in nested.stderr
+    (project / "toolkit.yaml").rename(project / "exp.yaml")
+    renamed = toolkit("-c", "exp.yaml", "ci", "gitlab", cwd=project, timeout=60)
+    assert renamed.returncode == 2 and "rename exp.yaml to toolkit.yaml" in renamed.stderr
+    for option in (["--rtol", "nan"], ["--atol", "inf"], ["--gpu-runner", " "]):
+        refused = toolkit("ci", "github", *option, cwd=project, timeout=60)
+        assert refused.returncode == 2, (option, refused.stderr)
+    assert not list(repo.rglob("*.yml"))
+
+
+def test_tolerances_are_written_as_given(example: Config) -> None:
+    text = render_github(example, CiOptions(rtol=0.00012345678, atol=1234567.5))
+    assert "--rtol 0.00012345678 --atol 1234567.5 --markdown" in text

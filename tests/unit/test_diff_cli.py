@@ -120,3 +120,13 @@ def test_tolerances_from_toolkit_yaml_and_the_command_line_over_them(tmp_path: P
     assert result.stdout.startswith("within tolerance")
     tighter = diff(tmp_path, "cpu-threads16-run1", "cpu-threads4-run1", "--atol", "0.009")
     assert tighter.returncode == 1
+
+
+def test_repro_check_refuses_a_bad_tolerance_before_any_run(tmp_path: Path) -> None:
+    (tmp_path / "toolkit.yaml").write_text(
+        "name: t\ntargets: {cpu: {}}\nexperiment: {command: python -c 'raise SystemExit(9)'}\n"
+    )
+    result = toolkit("repro-check", "--native", "--rtol", "nan", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "rtol must be a finite number >= 0, got nan" in result.stderr
+    assert not (tmp_path / "runs").exists()  # refused before the first run

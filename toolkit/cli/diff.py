@@ -100,6 +100,7 @@ def repro_check_command(
     cfg = options().load()
     targets = [cfg.target(t).name for t in target] if target else [cfg.default_target().name]
     variations = reprocheck.parse_variations(vary or [])
+    tolerances = tolerance_policy(cfg.compare, rtol, atol)  # refused before the runs, not after
     if runs * len(targets) < 2 and not variations and not against:
         raise ConfigError(
             "nothing to compare: --runs 1 on one target makes a single run",
@@ -149,7 +150,7 @@ def repro_check_command(
             )
         groups = reprocheck.collect(targets, runs, variations, run_one)
         groups += reprocheck.imported_groups(outside)
-        result = reprocheck.compare(groups, tolerance_policy(cfg.compare, rtol, atol))
+        result = reprocheck.compare(groups, tolerances)
         if html:  # while imported runs are still unpacked
             from toolkit.report import repro_html
 
