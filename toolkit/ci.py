@@ -185,7 +185,7 @@ def render_gitlab(cfg: Config, options: CiOptions | None = None) -> str:
         "  before_script:",
         '    - python3 -m venv "/tmp/toolkit-venv-$CI_JOB_ID"  # outside the checkout',
         '    - . "/tmp/toolkit-venv-$CI_JOB_ID/bin/activate"',
-        *(f"    - {_q(line)}" for line in opts.install.splitlines() if line.strip()),
+        f"    - {_q(opts.install)}",  # one entry: a `\\` line continuation stays one command
         "",
         ".toolkit-engine:",
         "  extends: .toolkit",

@@ -473,3 +473,12 @@ def test_ci_refuses_what_would_write_a_pipeline_that_cannot_work(tmp_path: Path)
 def test_tolerances_are_written_as_given(example: Config) -> None:
     text = render_github(example, CiOptions(rtol=0.00012345678, atol=1234567.5))
     assert "--rtol 0.00012345678 --atol 1234567.5 --markdown" in text
+
+
+def test_a_multi_line_install_is_one_gitlab_command(example: Config, tmp_path: Path) -> None:
+    """GitLab runs each script entry apart: a line continuation must stay in one entry."""
+    install = 'printf "%s\\n" one \\\n  two > installed'  # printf ... one \<newline> two
+    before = gitlab(example, install=install)[".toolkit"]["before_script"]
+    assert before[-1] == install
+    subprocess.run(["sh", "-ec", before[-1]], cwd=tmp_path, check=True)
+    assert (tmp_path / "installed").read_text() == "one\ntwo\n"
