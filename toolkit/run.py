@@ -116,7 +116,8 @@ def request(
 
 
 def identity(cfg: Config, req: RunRequest) -> dict[str, Any]:
-    """What makes runs one experiment, as their records will hold it (reprocheck.identity_of)."""
+    """What makes runs one experiment, as their records hold it (`_record` writes these, and
+    reprocheck.identity_of reads them back)."""
     return {
         "project": cfg.name,
         "command": list(req.command),
@@ -558,15 +559,16 @@ def _record(
         ),
     )
     primary = exp.metrics.primary if exp else None
+    experiment = identity(cfg, req)  # what repro-check compares runs from elsewhere by
     return {
         "schema": record.SCHEMA,
         "id": run_id,
-        "project": cfg.name,
+        "project": experiment["project"],
         "target": req.target.name,
         "status": _status(ended_as),
         "exit_code": ended_as.exit_code,
         "engine_error": ended_as.engine_error,
-        "command": list(req.command),
+        "command": experiment["command"],
         "started": _iso(started),
         "ended": _iso(ended),
         "duration_s": round(ended - started, 3),
@@ -585,7 +587,7 @@ def _record(
         "code": facts.get("code"),
         "data": facts.get("data"),
         "determinism": {
-            "policy": dataclasses.asdict(req.policy) if req.policy else None,
+            "policy": experiment["determinism policy"],
             "environment": env,
             "applied": _merged_settings(reports),
             "forced": _merged_forced(reports),
