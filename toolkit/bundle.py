@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from toolkit import record
 from toolkit.diff import Run
 from toolkit.errors import UserError
-from toolkit.paths import RUN_BUNDLE_TOP, check_destination
+from toolkit.paths import RUN_BUNDLE_TOP, check_destination, written_whole
 
 SCHEMA = "toolkit.bundle/1"
 TOP = RUN_BUNDLE_TOP
@@ -36,21 +36,16 @@ def export_runs(folders: list[Path], dest: Path) -> int:
     named twice goes in once. Returns how many runs it holds."""
     check_destination(dest, "runs.tar.gz")
     ids: list[str] = []
-    partial = dest.with_name(dest.name + ".partial")
-    try:
-        with tarfile.open(partial, "w:gz") as archive:
-            for folder in folders:
-                run_id = str(record.read_record(folder)["id"])
-                if run_id not in ids:
-                    ids.append(run_id)
-                    archive.add(folder, arcname=f"{TOP}/{run_id}", filter=_no_links)
-            manifest = json.dumps({"schema": SCHEMA, "runs": ids}, indent=2).encode()
-            info = tarfile.TarInfo(MANIFEST)
-            info.size = len(manifest)
-            archive.addfile(info, io.BytesIO(manifest))
-        partial.replace(dest)
-    finally:  # Ctrl-C or a full disk: no half-written bundle left beside the destination
-        partial.unlink(missing_ok=True)
+    with written_whole(dest) as partial, tarfile.open(partial, "w:gz") as archive:
+        for folder in folders:
+            run_id = str(record.read_record(folder)["id"])
+            if run_id not in ids:
+                ids.append(run_id)
+                archive.add(folder, arcname=f"{TOP}/{run_id}", filter=_no_links)
+        manifest = json.dumps({"schema": SCHEMA, "runs": ids}, indent=2).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(manifest)
+        archive.addfile(info, io.BytesIO(manifest))
     return len(ids)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from toolkit import __version__, base, engine
 from toolkit.config import Config, TargetConfig
 from toolkit.errors import BuildError, UserError
-from toolkit.paths import RUN_BUNDLE_TOP, STATE_DIR, check_destination
+from toolkit.paths import RUN_BUNDLE_TOP, STATE_DIR, check_destination, written_whole
 
 IMAGE_UID = 1000  # the image's user; `run` maps the host uid over it
 LABEL = "io.toolkit"
@@ -304,16 +304,12 @@ def export_image(cfg: Config, target: TargetConfig, dest: Path) -> str:
 
     check_destination(dest, "image.tar.gz")
     _, found = current_image(cfg, target)
-    partial = dest.with_name(dest.name + ".partial")
-    try:
-        with (
-            partial.open("wb") as raw,
-            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as gz,
-        ):
-            engine.save(found.id, gz.write)  # by id: the archive carries no tag, import applies one
-        partial.replace(dest)
-    finally:
-        partial.unlink(missing_ok=True)
+    with (
+        written_whole(dest) as partial,
+        partial.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as gz,
+    ):
+        engine.save(found.id, gz.write)  # by id: the archive carries no tag, import applies one
     return found.id
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 STATE_DIR = ".toolkit"  # logs, wheelhouse, caches: never committed
@@ -28,3 +30,15 @@ def check_destination(path: Path, example: str) -> None:
             f"{path}: folder {path.parent} does not exist",
             hint=f"create it first (mkdir -p {path.parent}), or name a file in another folder",
         )
+
+
+@contextmanager
+def written_whole(dest: Path) -> Iterator[Path]:
+    """A file to write `dest` into: it becomes `dest` once the block ends, and is removed if the
+    block fails or Ctrl-C stops it, so no half-written file is left beside the destination."""
+    partial = dest.with_name(dest.name + ".partial")
+    try:
+        yield partial
+        partial.replace(dest)
+    finally:
+        partial.unlink(missing_ok=True)
