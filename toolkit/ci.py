@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.config import DEBIAN_BASE, Config, TargetConfig
+from toolkit.config import CONFIG_FILE, DEBIAN_BASE, Config, TargetConfig
 from toolkit.errors import ConfigError
 from toolkit.scaffold import quoted
 
@@ -41,6 +41,25 @@ class CiOptions:
     gpu_runner: tuple[str, ...] = ()  # empty: the platform's default (GITHUB_GPU_RUNNER, ...)
     rtol: float | None = None
     atol: float | None = None
+
+
+def check_layout(cfg: Config, kind: str) -> None:
+    """A pipeline's steps run `toolkit` at the repository's root, which must hold the project's
+    toolkit.yaml: GitHub and GitLab read a pipeline only there. ConfigError otherwise."""
+    from toolkit.source import repository_root
+
+    if cfg.path.name != CONFIG_FILE:
+        raise ConfigError(
+            f"{cfg.path.name}: the {kind} workflow's steps run toolkit with {CONFIG_FILE}",
+            hint=f"rename {cfg.path.name} to {CONFIG_FILE}, then run `toolkit ci {kind}` again",
+        )
+    top = repository_root(cfg.root)
+    if top is not None and top != cfg.root.resolve():
+        raise ConfigError(
+            f"the project is in {cfg.root}, not at the repository's root ({top}): "
+            f"{kind} reads a workflow only at the root, and its steps run toolkit there",
+            hint="toolkit ci writes workflows for a project at the root of its repository",
+        )
 
 
 def control_target(cfg: Config) -> TargetConfig:

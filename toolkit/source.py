@@ -21,6 +21,12 @@ class SourceState:
     diff_sha256: str | None  # hash of `git diff HEAD` plus untracked files, when dirty
 
 
+def repository_root(root: Path) -> Path | None:
+    """The top folder of the git repository holding `root` (commits or not), or None."""
+    found = proc.output(["git", "-C", str(root), "rev-parse", "--show-toplevel"])
+    return Path(found.strip()).resolve() if found else None
+
+
 def source_state(root: Path, not_code: Iterable[str] = ()) -> SourceState:
     """Commit and dirty-diff hash of the git repository holding the project at `root`.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -82,13 +81,13 @@ def _write(
 
     if not install.strip():
         raise ConfigError("--install is empty: give the command that installs toolkit in CI")
-    for name, value in (("--rtol", rtol), ("--atol", atol)):
-        if value is not None and not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+    from toolkit.compare.tolerance import Tolerance
+
+    Tolerance(rtol or 0.0, atol or 0.0)  # checked as repro-check will: finite, >= 0
     if any(not label.strip() for label in gpu_runner or ()):
         raise ConfigError("--gpu-runner is empty: give a runner label (GitHub) or tag (GitLab)")
     cfg = options().load()
-    _check_layout(cfg, kind)
+    ci.check_layout(cfg, kind)
     opts = ci.CiOptions(install.strip(), tuple(gpu_runner or ()), rtol, atol)
     if kind == "github":
         text, rel = ci.render_github(cfg, opts), ci.GITHUB_WORKFLOW
@@ -101,26 +100,6 @@ def _write(
     path.write_text(text, encoding="utf-8")
     output.success(f"wrote {_shown(path)}")
     _describe(cfg, kind, opts)
-
-
-def _check_layout(cfg: Config, kind: str) -> None:
-    """The workflow's steps run `toolkit` at the repository's root, which must hold the
-    project's toolkit.yaml: GitHub and GitLab read a workflow only there."""
-    from toolkit import proc
-    from toolkit.errors import ConfigError
-
-    if cfg.path.name != "toolkit.yaml":
-        raise ConfigError(
-            f"{cfg.path.name}: the {kind} workflow's steps run toolkit with toolkit.yaml",
-            hint=f"rename {cfg.path.name} to toolkit.yaml, then run `toolkit ci {kind}` again",
-        )
-    top = proc.output(["git", "-C", str(cfg.root), "rev-parse", "--show-toplevel"])
-    if top and Path(top.strip()).resolve() != cfg.root.resolve():
-        raise ConfigError(
-            f"the project is in {cfg.root}, not at the repository's root ({top.strip()}): "
-            f"{kind} reads a workflow only at the root, and its steps run toolkit there",
-            hint="toolkit ci writes workflows for a project at the root of its repository",
-        )
 
 
 def _describe(cfg: Config, kind: str, opts: CiOptions) -> None:
