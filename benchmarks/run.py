@@ -5,10 +5,11 @@ example project (a fresh git repository: toolkit reads the commit), so the repo'
 it is; the image tag is content-addressed, so the copy finds the repo's CPU image:
 
 - (a) wall time of `toolkit run --target cpu -- python -c pass` against `docker run --rm IMAGE
-  python -c pass`: median of --repeats interleaved rounds of whole processes, after one dropped
-  warm-up round. A third row, `docker run` with the very container toolkit starts (mounts,
-  environment with the runtime, --init, user), splits the overhead into what happens in the
-  container and what the launcher costs. Both commands are then timed again on a terminal (a
+  python -c pass` (with `--network none` where the experiment has no network, as toolkit's
+  container then has none): median of --repeats interleaved rounds of whole processes, after
+  one dropped warm-up round. A third row, `docker run` with the very container toolkit starts
+  (mounts, environment with the runtime, --init, user), splits the overhead into what happens
+  in the container and what the launcher costs. Both commands are then timed again on a terminal (a
   pty), as a user types them: toolkit colors its lines there (the goal is read off the first);
 - (b) training steps/s of the example under `toolkit run` (train.py as it is, plus a timer around
   the training loop) against the same script with the same determinism settings written into it
@@ -225,9 +226,16 @@ def same_container(cfg: Config, ref: str, run_dir: Path) -> list[str]:
                 host_side.touch()
             mounts.append(f"type=bind,source={host_side},target={workdir}/{rel.rstrip('/')}")
     options = ["--init", "--user", f"{os.getuid()}:{os.getgid()}", "--workdir", workdir]
+    options += network(cfg)
     for mount in mounts:
         options += ["--mount", mount]
     return docker_run(ref, TRIVIAL, env=env, options=options)
+
+
+def network(cfg: Config) -> list[str]:
+    """The network option of the container `toolkit run` starts (experiment.network): every
+    baseline gets it too, since a container without one starts faster."""
+    return [] if cfg.experiment is None or cfg.experiment.network else ["--network", "none"]
 
 
 def policy_of(cfg: Config) -> Policy:
@@ -256,7 +264,7 @@ def main() -> None:
         if engine.image(ref) is None:
             sys.exit(f"{ref} is not built: run `.venv/bin/toolkit build --target {TARGET}` first")
         toolkit_run = [*toolkit_command(), "run", "--target", TARGET, "--"]
-        plain = docker_run(ref, TRIVIAL, env={}, options=[])
+        plain = docker_run(ref, TRIVIAL, env={}, options=network(cfg))
         scratch_run_dir = Path(tmp) / "run"
         scratch_run_dir.mkdir()
 
@@ -285,7 +293,7 @@ def main() -> None:
         if args.train_repeats > 0:
             training(cfg, ref, toolkit_run, args, loop, epoch)
 
-    report(ref, args, times, loop, epoch)
+    report(ref, " ".join(["docker run --rm", *network(cfg), "IMAGE"]), args, times, loop, epoch)
 
 
 def toolkit_command() -> list[str]:
@@ -317,6 +325,7 @@ def training(
         ["python", "bench_train_by_hand.py", *epochs],
         env=environment(policy_of(cfg)),
         options=[
+            *network(cfg),
             "--user",
             f"{os.getuid()}:{os.getgid()}",
             "--mount",
@@ -336,6 +345,7 @@ def training(
 
 def report(
     ref: str,
+    baseline: str,
     args: argparse.Namespace,
     times: dict[str, list[float]],
     loop: dict[str, list[float]],
@@ -345,7 +355,7 @@ def report(
     overhead = toolkit_s / plain_s
     print(f"toolkit run vs docker run, image {ref}, {os.cpu_count()} CPUs")
     print(f"(a) `python -c pass`, wall time of whole processes, median of {args.repeats} rounds")
-    print(f"    {'docker run --rm IMAGE (baseline)':<46}{median_ms(times['plain']):>9}")
+    print(f"    {baseline + ' (baseline)':<46}{median_ms(times['plain']):>9}")
     print(
         f"    {'docker run, toolkit container + runtime':<46}{median_ms(times['same']):>9}"
         f"  {same_s / plain_s:5.2f}x"
@@ -359,7 +369,7 @@ def report(
         statistics.median(times[k]) for k in ("plain on a terminal", "toolkit on a terminal")
     )
     print(f"    {'on a terminal, as a user types it:':<46}")
-    print(f"    {'  docker run --rm IMAGE':<46}{median_ms(times['plain on a terminal']):>9}")
+    print(f"    {'  ' + baseline:<46}{median_ms(times['plain on a terminal']):>9}")
     print(
         f"    {'  toolkit run':<46}{median_ms(times['toolkit on a terminal']):>9}"
         f"  {toolkit_tty / plain_tty:5.2f}x  (+{(toolkit_tty - plain_tty) * 1000:.0f} ms)"

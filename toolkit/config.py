@@ -85,6 +85,9 @@ class ExperimentConfig:
     data: tuple[str, ...] = ()  # fingerprinted apart from code
     outputs: tuple[str, ...] = ()  # hashed and compared by diff
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # False: the run's container has no network (`--network none`), so nothing it reads comes
+    # from outside what the record fingerprints
+    network: bool = True
 
     def declared_outputs(self) -> list[str]:
         """What the experiment writes, relative to its workdir: outputs and the metrics file."""
@@ -202,6 +205,7 @@ def resolved(cfg: Config) -> dict[str, Any]:
                 "primary": exp.metrics.primary,
                 "patterns": dict(exp.metrics.patterns),
             },
+            "network": exp.network,
         }
     doc["determinism"] = dataclasses.asdict(cfg.determinism)
     doc["compare"] = {
@@ -355,6 +359,7 @@ def _experiment(s: _Section) -> ExperimentConfig:
             data=s.take("data", _path_list, ()),
             outputs=s.take("outputs", _path_list, ()),
             metrics=s.section("metrics", _metrics, MetricsConfig()),
+            network=s.take("network", _bool, True),
         )
     )
 

@@ -191,6 +191,8 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
     check("environment", "container", not ra.get("native"), not rb.get("native"))
     if ra.get("python") and rb.get("python"):  # older records have none
         check("environment", "python", ra["python"], rb["python"])
+    if ra.get("network") and rb.get("network"):  # nor this
+        check("environment", "network", ra["network"], rb["network"])
     packages_a, packages_b = ra.get("packages") or {}, rb.get("packages") or {}
     for name in sorted(packages_a.keys() | packages_b.keys() if "packages" in known else ()):
         check("environment", f"package {name}", packages_a.get(name), packages_b.get(name))

@@ -31,6 +31,14 @@ CONTAINER_RUN_DIR = "/toolkit/run"
 CONTAINER_RUNTIME = "/toolkit/runtime"
 OUTPUTS = "outputs"
 _LOG_TAIL = 256 * 1024  # what a failed run's stderr is searched for a strict-mode stop
+# How Python's socket, urllib, requests and httpx say that there is no network to reach
+_OFFLINE_SIGNS = (
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Network is unreachable",
+    "NameResolutionError",
+    "Failed to resolve",
+)
 IN_OUTPUT = "in_output"  # an op a failed run's output names: the runtime never saw it raised
 # torch's "<op> does not have a deterministic implementation", after whatever prefix a log adds
 _OP_IN_OUTPUT = re.compile(r"(?:^|[\s:'\"])([A-Za-z_][\w.]*) does not have a deterministic impl")
@@ -259,7 +267,7 @@ def execute(
         tuple(doc["incomplete"]),
         finishing.pressed,
         doc["engine_error"],
-        tuple(_warnings(cfg, doc, metrics_files)),
+        tuple(_warnings(cfg, doc, metrics_files, run_dir)),
         tuple(o["op"] for o in found_ops if o["mode"] == IN_OUTPUT),
     )
 
@@ -346,6 +354,7 @@ def container_spec(
         workdir=f"{CONTAINER_PROJECT}/{workdir_rel}".rstrip("/.") or CONTAINER_PROJECT,
         user=f"{os.getuid()}:{os.getgid()}",
         gpus=req.target.gpus,
+        network=cfg.experiment.network if cfg.experiment else True,
     )
 
 
@@ -573,6 +582,7 @@ def _record(
         "ended": _iso(ended),
         "duration_s": round(ended - started, 3),
         "native": req.native,
+        "network": _network(cfg, req),
         "toolkit_version": __version__,
         "image": None
         if image_info is None
@@ -745,7 +755,7 @@ def _lock_state(cfg: Config, target: str) -> dict[str, str]:
 
 
 def _warnings(
-    cfg: Config, doc: dict[str, Any], metrics_files: Mapping[str, metrics.Parsed]
+    cfg: Config, doc: dict[str, Any], metrics_files: Mapping[str, metrics.Parsed], run_dir: Path
 ) -> list[str]:
     """Where the record says less than it seems to: inputs it cannot see, an environment that
     is not the one declared, metrics it could not read."""
@@ -823,6 +833,23 @@ def _warnings(
             f"{change}: the loader ran in the main process, where torch never calls it; if the "
             "failure comes from that (a file it opens), set the policy's dataloader_workers "
             "(or --workers) to the loader's count"
+        )
+    if doc["native"] and cfg.experiment is not None and not cfg.experiment.network:
+        found.append(
+            "experiment.network is false, but a native run has this machine's network: what "
+            "the experiment downloads is not in the record (the record says network: host)"
+        )
+    offline = (
+        _offline_failure(run_dir)
+        if doc["network"] == "none" and doc["status"] == "failed"
+        else None
+    )
+    if offline:
+        found.append(
+            f"the run has no network (experiment.network: false in toolkit.yaml) and its output "
+            f"says {offline!r}: put what it downloads in the project and list it in "
+            "experiment.data (its content is then in the record), or set experiment.network: "
+            "true (what it downloads is then not in the record)"
         )
     if doc["status"] == "succeeded":  # a stopped run's torn last line is no news
         found += metrics.run_warnings(metrics_files, doc["metrics"])
@@ -954,14 +981,32 @@ def _ops_in_log(log: Path) -> list[dict[str, Any]]:
     """Ops a failed run's last output names, as torch words it: a program that caught the
     error and exited (Hydra logs it and exits 1) never lets the runtime see it raised. Named,
     not proven: the run may have failed for another reason after catching it."""
+    found = dict.fromkeys(m.group(1) for m in _OP_IN_OUTPUT.finditer(_log_tail(log)))
+    return [{"op": op, "mode": IN_OUTPUT} for op in found]
+
+
+def _log_tail(log: Path) -> str:
+    """The end of a run's log ("" when it cannot be read)."""
     try:
         with log.open("rb") as handle:
             handle.seek(max(0, log.stat().st_size - _LOG_TAIL))
-            tail = handle.read().decode(errors="replace")
+            return handle.read().decode(errors="replace")
     except OSError:
-        return []
-    found = dict.fromkeys(m.group(1) for m in _OP_IN_OUTPUT.finditer(tail))
-    return [{"op": op, "mode": IN_OUTPUT} for op in found]
+        return ""
+
+
+def _network(cfg: Config, req: RunRequest) -> str:
+    """The network the run had: none (experiment.network: false), the engine's default bridge,
+    or the host's own (native: toolkit cannot take it away)."""
+    if req.native:
+        return "host"
+    return "bridge" if cfg.experiment is None or cfg.experiment.network else "none"
+
+
+def _offline_failure(run_dir: Path) -> str | None:
+    """What in a failed run's output says that it tried to reach the network, or None."""
+    tail = _log_tail(run_dir / "stderr.log") + _log_tail(run_dir / "stdout.log")
+    return next((sign for sign in _OFFLINE_SIGNS if sign in tail), None)
 
 
 def _packages(

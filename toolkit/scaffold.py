@@ -144,6 +144,9 @@ def render_config(
         inner = ", ".join(f"{key}: {_scalar(value)}" for key, value in metrics.items())
         lines.append(f"  metrics: {{{inner}}}")
     lines.append(
+        "  network: true  # false: no network in the run, so all it reads is in the record"
+    )
+    lines.append(
         "determinism: {seed: 0, threads: 4, dataloader_workers: 0, strict: true, cpu: fixed}"
     )
     return "\n".join(lines) + "\n"

@@ -105,6 +105,30 @@ def test_runtime_flags_inside_the_container(example: Path) -> None:
     assert record["command"] == ["python", "-c", script]
 
 
+INTERFACES = "import socket; print(sorted(name for _, name in socket.if_nameindex()))"
+DOWNLOAD = "import urllib.request; urllib.request.urlopen('http://example.com', timeout=5)"
+
+
+def test_a_run_without_network_has_loopback_only_and_says_why_a_download_failed(
+    example: Path, tmp_path: Path
+) -> None:
+    code, doc, text = run(example, "--", "python", "-c", INTERFACES)  # network: false
+    assert code == 0 and "in the cpu image with no network" in text
+    assert "['lo']" in text and doc["network"] == "none"
+    code, doc, text = run(example, "--", "python", "-c", DOWNLOAD)
+    assert code == 1 and doc["status"] == "failed"
+    assert (
+        "warning: the run has no network (experiment.network: false in toolkit.yaml) and its "
+        "output says 'Temporary failure in name resolution'"
+    ) in text
+
+    online = copy_of(example, tmp_path / "online")
+    config = online / "toolkit.yaml"
+    config.write_text(config.read_text().replace("network: false", "network: true"))
+    code, doc, text = run(online, "--", "python", "-c", INTERFACES)
+    assert code == 0 and "eth0" in text and doc["network"] == "bridge"
+
+
 def test_failing_experiment_passes_its_exit_code(example: Path) -> None:
     code, record, _ = run(example, "--", "python", "-c", "import sys; sys.exit(4)")
     assert code == 4

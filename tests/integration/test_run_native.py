@@ -63,6 +63,7 @@ def test_native_run_applies_the_policy_and_records_everything(project: Path) -> 
     doc = record_of(project, result.stderr)
     assert doc["schema"] == "toolkit.run/1"
     assert doc["status"] == "succeeded" and doc["native"] is True and doc["image"] is None
+    assert doc["network"] == "host"
     assert doc["determinism"]["policy"]["seed"] == 7
     assert doc["determinism"]["environment"]["PYTHONHASHSEED"] == "7"
     applied = {s["name"]: s for s in doc["determinism"]["applied"]}
@@ -108,6 +109,20 @@ def test_what_the_record_cannot_see_is_said_when_the_run_ends(project: Path) -> 
         subprocess.run([*git, *argv], check=True)
     clean = toolkit("run", "--native", cwd=project)
     assert clean.returncode == 0 and "warning" not in clean.stderr, clean.stderr
+
+
+def test_a_native_run_says_it_cannot_take_the_network_away(project: Path) -> None:
+    config = project / "toolkit.yaml"
+    config.write_text(
+        config.read_text().replace("  workdir: exp\n", "  workdir: exp\n  network: false\n")
+    )
+    result = toolkit("run", "--native", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: experiment.network is false, but a native run has this machine's network"
+        in result.stderr
+    )
+    assert record_of(project, result.stderr)["network"] == "host"
 
 
 def test_a_command_that_replaces_pythonpath_is_told_the_policy_never_loaded(

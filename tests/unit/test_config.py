@@ -15,6 +15,7 @@ from toolkit.config import (
     BaseConfig,
     CompareConfig,
     DeterminismConfig,
+    ExperimentConfig,
     load_config,
     parse_config,
 )
@@ -40,6 +41,7 @@ experiment:
   data: [data/]
   outputs: [checkpoints/]
   metrics: {file: metrics.jsonl, primary: val_loss, patterns: {loss: "loss=([0-9.]+)"}}
+  network: false
 determinism: {seed: 3, threads: 2, dataloader_workers: 1, strict: false, cpu: portable}
 compare:
   rtol: 1e-5
@@ -76,6 +78,7 @@ def test_full_document() -> None:
     assert gpu.gpus == "all" and gpu.base_is_pinned
     assert cfg.experiment is not None
     assert cfg.experiment.metrics.patterns == (("loss", "loss=([0-9.]+)"),)
+    assert cfg.experiment.network is False
     assert cfg.determinism == DeterminismConfig(
         seed=3, threads=2, dataloader_workers=1, strict=False, cpu="portable"
     )
@@ -88,6 +91,9 @@ def test_defaults() -> None:
     assert cfg.base == BaseConfig()
     assert cfg.determinism == DeterminismConfig()
     assert cfg.experiment is None
+    assert parse("name: d\ntargets: {cpu: {}}\nexperiment: {command: a}").experiment == (
+        ExperimentConfig(command="a", network=True)  # as before the option existed
+    )
 
 
 @pytest.mark.parametrize(
@@ -107,6 +113,10 @@ def test_defaults() -> None:
             "inside the project",
         ),
         ("name: x\ntargets: {cpu: {}}\nexperiment: {outputs: [o]}", "experiment.command: required"),
+        (
+            "name: x\ntargets: {cpu: {}}\nexperiment: {command: a, network: none}",
+            "experiment.network: expected true or false",
+        ),
         (
             "name: x\ntargets: {cpu: {index: {url: ftp://x}}}",
             "targets.cpu.index.url: expected a URL",

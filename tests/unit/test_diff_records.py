@@ -123,6 +123,15 @@ def test_the_python_a_run_ran_on_is_part_of_its_environment() -> None:
     ]
 
 
+def test_the_network_a_run_had_is_part_of_its_environment() -> None:
+    changes = attribute(record("a", [1.0], network="none"), record("b", [1.0], network="bridge"))
+    assert InputChange("environment", "network", "none", "bridge") in changes
+    older = record("c", [1.0])  # a record from before toolkit recorded it
+    assert not [
+        c for c in attribute(older, record("b", [1.0], network="bridge")) if c.field == "network"
+    ]
+
+
 def test_diff_json_is_strict_json_with_nan_spelt_as_records_spell_it(tmp_path: Path) -> None:
     from toolkit.report import diff_json
 

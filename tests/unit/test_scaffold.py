@@ -54,6 +54,11 @@ def test_init_on_an_empty_project_writes_a_loadable_config(project: Path) -> Non
         "metrics.jsonl",
         "loss",
     )
+    # an existing script that downloads keeps working; the line shows how to turn it off
+    assert cfg.experiment.network is True
+    assert (
+        "  network: true  # false: no network in the run" in (project / "toolkit.yaml").read_text()
+    )
     assert "# torch==2.13.0" in (project / "requirements.in").read_text()
     makefile = (project / "Makefile").read_text()
     assert makefile.startswith(MAKE_BEGIN)

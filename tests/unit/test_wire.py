@@ -9,6 +9,7 @@ The real engine is covered by tests/integration.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -463,6 +464,16 @@ def test_run_container_creates_what_docker_run_rm_would(
         },
     ]
     assert "DeviceRequests" not in host
+    assert "NetworkMode" not in host  # the engine's default network
+
+
+def test_run_container_without_network_asks_for_none(
+    serve: Callable[[Routes], FakeEngine],
+) -> None:
+    fake = serve(ContainerScript(output=[], exit_status={"StatusCode": 0}).routes())
+    run(dataclasses.replace(spec(), network=False))
+    body = fake.request("POST /containers/create").json()
+    assert body["HostConfig"]["NetworkMode"] == "none"
 
 
 @pytest.mark.parametrize(

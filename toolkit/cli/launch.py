@@ -144,6 +144,8 @@ def run(args: RunArgs) -> int:
         build_command(target=[name], no_cache=False)
 
     where = "natively" if args.native else f"in the {name} image"
+    if not args.native and cfg.experiment is not None and not cfg.experiment.network:
+        where += " with no network"
     p = req.policy
     settings = (
         f"seed {p.seed}, {p.threads} threads, {p.dataloader_workers} loader workers, "

@@ -296,6 +296,7 @@ class ContainerSpec:
     workdir: str
     user: str  # uid:gid
     gpus: str | None  # "all", a count, or device ids; None: no GPU
+    network: bool = True  # False: no network at all (`--network none`), loopback only
 
 
 def run_container(
@@ -441,6 +442,8 @@ def _create_body(spec: ContainerSpec, labels: dict[str, str]) -> dict[str, Any]:
         "Init": True,  # signals reach the experiment; zombies of DataLoader workers are reaped
         "AutoRemove": True,
     }
+    if not spec.network:
+        host_config["NetworkMode"] = "none"
     gpus = spec.gpus
     if gpus:
         if gpus == "all" or gpus.isdigit():
@@ -554,6 +557,8 @@ def run_interactive(spec: ContainerSpec) -> int:
         )
     argv = [docker_cli, "run", "--rm", "-it", "--init", "--user", spec.user]
     argv += ["--workdir", spec.workdir]
+    if not spec.network:
+        argv += ["--network", "none"]
     for m in spec.mounts:
         option = f"type=bind,source={m.source},target={m.target}"
         argv += ["--mount", option + (",readonly" if m.read_only else "")]
