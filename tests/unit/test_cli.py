@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,33 @@ def test_help_lists_built_commands() -> None:
     assert result.returncode == 0
     for command in ("base", "doctor"):
         assert command in result.stdout
+
+
+def test_help_whose_reader_has_left_is_no_error() -> None:
+    """`toolkit --help | head -1`: the reader asked for no more; click said exit 1."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # gone before the first line: every write meets a broken pipe
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "toolkit", "--help"], stdout=write_end, stderr=subprocess.PIPE
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (0, b"")
+
+
+def test_help_on_a_full_disk_says_so_and_is_no_internal_error() -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "toolkit", "lock", "--help"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert result.returncode == 0
+    assert result.stderr == (
+        "toolkit: cannot write to stdout (No space left on device): the rest of it is dropped\n"
+    )
 
 
 def test_unknown_command_is_a_usage_error() -> None:

@@ -64,7 +64,8 @@ def _main() -> None:
             from toolkit.cli.app import app
 
             try:
-                app()
+                with output.kept_streams():
+                    app()
             except SystemExit as exc:
                 if _from_ctrl_c(exc):  # Typer turns Ctrl-C into a silent exit 130
                     output.error("interrupted")

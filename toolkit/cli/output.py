@@ -69,6 +69,38 @@ def _unless_gone(stream: TextIO) -> Iterator[None]:
                 )
 
 
+class _Kept:
+    """A standard stream whose writes follow `_unless_gone`, for what others print through it:
+    Typer's help and usage (`toolkit --help | head` exited 1, `> /dev/full` was an internal
+    error)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with _unless_gone(self._stream):
+            return self._stream.write(text)
+        return len(text)  # dropped, as the reader asked or the disk forced
+
+    def flush(self) -> None:
+        with _unless_gone(self._stream):
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def kept_streams() -> Iterator[None]:
+    """stdout and stderr written as toolkit's own lines are, by whatever writes to them."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Kept(saved[0]), _Kept(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def info(message: str) -> None:
     _print(False, message)
 
