@@ -870,7 +870,7 @@ def _runtime_skipped(command: list[str]) -> str | None:
             break
     else:
         return None
-    if not re.fullmatch(r"python[\d.]*", Path(program).name):
+    if not _is_python(program):
         return None
     for word in words:
         if not word.startswith("-") or word.startswith("--") or word == "-":
@@ -1036,7 +1036,7 @@ def native_python(command: Sequence[str], cwd: Path) -> str:
 
     program = str(cwd / command[0]) if command and "/" in command[0] else command[0]
     first = shutil.which(program) if command else None
-    if first and Path(command[0]).name.startswith("python"):
+    if first and _is_python(command[0]):
         return first
     words: list[str] = []
     if first:
@@ -1047,11 +1047,16 @@ def native_python(command: Sequence[str], cwd: Path) -> str:
     if words and Path(words[0]).name == "env":  # #!/usr/bin/env python3
         words = [w for w in words[1:] if not w.startswith("-")]
         found = shutil.which(words[0]) if words else None
-        if found and Path(found).name.startswith("python"):
+        if found and _is_python(found):
             return found
-    elif words and Path(words[0]).name.startswith("python"):
+    elif words and _is_python(words[0]):
         return words[0]
     return shutil.which("python") or shutil.which("python3") or sys.executable
+
+
+def _is_python(program: str) -> bool:
+    """Whether a program (a name or a path) is a Python interpreter: python, python3.11."""
+    return re.fullmatch(r"python[\d.]*", Path(program).name) is not None
 
 
 def _drift(lock_text: str, packages: dict[str, str]) -> list[dict[str, str | None]]:

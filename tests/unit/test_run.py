@@ -70,6 +70,7 @@ def test_a_native_runs_packages_come_from_the_python_its_command_runs(
     program("torchrun", b"#!/opt/venv/bin/python3 -s")
     program("accelerate", b"#!/usr/bin/env -S python3")
     program("make", b"\x7fELF\x02\x01")
+    program("python3-coverage", b"#!/opt/cov/bin/python3")  # a script, not an interpreter
     monkeypatch.setenv("PATH", str(tmp_path))
 
     workdir = tmp_path / "exp"
@@ -84,6 +85,7 @@ def test_a_native_runs_packages_come_from_the_python_its_command_runs(
     assert found("torchrun", "train.py") == "/opt/venv/bin/python3"
     assert found("accelerate", "launch", "train.py") == str(python3)
     assert found("./train.py") == "/opt/own-venv/bin/python"  # found where the run starts
+    assert found("python3-coverage", "run", "train.py") == "/opt/cov/bin/python3"
     for command in (["make", "train"], ["sh", "-c", "exec python t.py"], ["env", "A=1", "python"]):
         assert found(*command) == str(python)
 
