@@ -2,9 +2,11 @@
 
 Both run the same three stages: the lock drift gate (`toolkit lock --check`), the experiment
 once per target (targets with `gpus` on GPU runners, the others on ordinary ones), each run
-exported as a bundle, and a repro-check that runs the control target once more and compares it
-with every bundle; the Markdown report goes to the job summary (GitHub) or an artifact (GitLab),
-and the pipeline fails when results diverge beyond tolerance.
+exported as a bundle (a failed run's too), and a repro-check that runs the control target once
+more and compares it with every bundle there is, even when some target's job failed; the
+Markdown report goes to the job summary (GitHub) or an artifact (GitLab), names the targets
+without a bundle, and the pipeline fails when results diverge beyond tolerance or a target has
+no run to compare.
 """
 
 from __future__ import annotations
@@ -134,11 +136,17 @@ def render_github(cfg: Config, options: CiOptions | None = None) -> str:
         "      - name: Build the image",
         "        run: toolkit build --target ${{ matrix.target }}",
         "      - name: Run the experiment",
+        "        id: run",
         "        run: toolkit run --target ${{ matrix.target }}",
+        "      # A failed run is recorded too: bundled, it can be shown and diffed elsewhere. Not",
+        "      # when the run never started (a failed build): there is no run to bundle.",
         "      - name: Bundle the run record",
+        "        id: export",
+        "        if: ${{ !cancelled() && steps.run.outcome != 'skipped' }}",
         "        run: |",
         *_indent(_export_script("${{ matrix.target }}"), 10),
         f"      - uses: {UPLOAD_ARTIFACT}",
+        "        if: ${{ !cancelled() && steps.export.outcome == 'success' }}",
         "        with:",
         "          name: run-${{ matrix.target }}",
         "          path: run-${{ matrix.target }}.tar.gz",
@@ -147,6 +155,9 @@ def render_github(cfg: Config, options: CiOptions | None = None) -> str:
         "  repro-check:",
         f"    name: repro-check against {control.name}",
         "    needs: run",
+        "    # Also when a target's job failed: the others are compared, and the report names the",
+        "    # targets without a run. Not when the lock check failed (no target ran).",
+        "    if: ${{ !cancelled() && needs.run.result != 'skipped' }}",
         f"    runs-on: {_flow(runner(control))}",
         "    steps:",
         *_github_setup(cfg, opts),
@@ -167,13 +178,14 @@ def render_github(cfg: Config, options: CiOptions | None = None) -> str:
         "          pattern: run-*",
         "          path: ${{ runner.temp }}/bundles",
         "          merge-multiple: true",
-        "      - name: Compare every run (fails when results diverge beyond tolerance)",
+        "      - name: Compare every run (fails when results diverge or a target has no run)",
         "        run: |",
         *_indent(
             _compare_script(
                 control,
                 opts,
-                bundles='"$RUNNER_TEMP"/bundles/*.tar.gz',
+                [t.name for t in targets],
+                folder="$RUNNER_TEMP/bundles",
                 report=report,
                 publish=f'cat "{report}" >> "$GITHUB_STEP_SUMMARY"',
             ),
@@ -205,6 +217,8 @@ def render_gitlab(cfg: Config, options: CiOptions | None = None) -> str:
         '    - python3 -m venv "/tmp/toolkit-venv-$CI_JOB_ID"  # outside the checkout',
         '    - . "/tmp/toolkit-venv-$CI_JOB_ID/bin/activate"',
         f"    - {_q(opts.install)}",  # one entry: a `\\` line continuation stays one command
+        "  after_script:  # a shell executor's /tmp outlives the job",
+        '    - rm -rf "/tmp/toolkit-venv-$CI_JOB_ID"',
         "",
         ".toolkit-engine:",
         "  extends: .toolkit",
@@ -253,10 +267,10 @@ def render_gitlab(cfg: Config, options: CiOptions | None = None) -> str:
             ]
         lines += [
             '    - toolkit build --target "$TARGET"',
-            '    - toolkit run --target "$TARGET"',
             "    - |",
-            *_indent(_export_script("$TARGET"), 6),
+            *_indent(_run_and_export_script("$TARGET"), 6),
             "  artifacts:",
+            "    when: always  # a failed run's bundle too",
             '    name: "run-$TARGET"',
             '    paths: ["run-$TARGET.tar.gz"]',
             "    expire_in: 30 days",
@@ -268,7 +282,17 @@ def render_gitlab(cfg: Config, options: CiOptions | None = None) -> str:
         "  stage: compare",
         f"  extends: {'.toolkit-gpu' if control.gpus else '.toolkit-engine'}",
         f"  needs: {_flow(needs)}",
+        # Also when a target's job failed: the others are compared, and the report names the
+        # targets without a run. GitLab runs it after a failed lock check too (it cannot tell a
+        # skipped need from a failed one): with no bundle at all, it says so before any build.
+        "  when: always",
         "  script:",
+        "    - |",
+        "      # no bundle at all: said before building anything",
+        "      if "
+        + " && ".join(f"[ ! -e run-{t.name}.tar.gz ]" for t in targets)
+        + f"; then {_nothing_to_compare([t.name for t in targets])} > repro-check.md;"
+        " cat repro-check.md; exit 2; fi",
     ]
     if control.base == DEBIAN_BASE:
         lines += ["    - |", *_indent(_BASE_SCRIPT, 6)]
@@ -277,12 +301,14 @@ def render_gitlab(cfg: Config, options: CiOptions | None = None) -> str:
         "    - |",
         # Bundles arrive in the checkout; moved out, they do not count as a code change.
         '      bundles="$(mktemp -d)"',
-        '      mv run-*.tar.gz "$bundles"/',
+        "      for bundle in run-*.tar.gz; do"
+        ' if [ -e "$bundle" ]; then mv "$bundle" "$bundles"/; fi; done',  # none: stays literal
         *_indent(
             _compare_script(
                 control,
                 opts,
-                bundles='"$bundles"/*.tar.gz',
+                [t.name for t in targets],
+                folder="$bundles",
                 report="$bundles/report.md",
                 publish='cp "$bundles/report.md" repro-check.md',
             ),
@@ -317,19 +343,61 @@ def _export_script(target: str) -> list[str]:
     return [f'toolkit runs export latest "run-{target}.tar.gz"']
 
 
+def _run_and_export_script(target: str) -> list[str]:
+    """GitLab: the run, then its bundle even when the run failed; the run's exit code counts.
+
+    In the script, not after_script, which runs when the build failed too (no run to bundle),
+    without the venv, and whose failures do not fail the job."""
+    return [
+        "status=0",
+        f'toolkit run --target "{target}" || status=$?',
+        # the last line decides (GitLab may report only a block's last command): an export
+        # that fails after a run that succeeded fails the job
+        f'toolkit runs export latest "run-{target}.tar.gz" || [ "$status" -ne 0 ] || status=1',
+        'if [ "$status" -ne 0 ]; then exit "$status"; fi',
+    ]
+
+
+NO_BUNDLE = "no run bundle (its job failed before a run was recorded, or did not run)"
+
+
+def _nothing_to_compare(targets: Sequence[str]) -> str:
+    """The report when no target left a bundle: a shell group that prints it."""
+    said = ["### repro-check could not compare: no target has a run bundle", ""]
+    said += [f"- {target}: {NO_BUNDLE}" for target in targets]
+    return "{ " + " ".join(f'echo "{line}";' if line else "echo;" for line in said) + " }"
+
+
 def _compare_script(
-    control: TargetConfig, opts: CiOptions, *, bundles: str, report: str, publish: str
+    control: TargetConfig,
+    opts: CiOptions,
+    targets: Sequence[str],
+    *,
+    folder: str,
+    report: str,
+    publish: str,
 ) -> list[str]:
-    """repro-check against every bundle: the report is published, then its exit code counts."""
+    """repro-check against the bundle of every target that has one (`folder`/run-<target>.tar.gz):
+    the report, which names the targets without one, is published, then the exit code counts:
+    repro-check's, or 2 (could not check, as repro-check says of a failed run) when a target
+    has no bundle."""
     tolerance = "".join(
         f" --{name} {value!r}"  # as given: `:g` would round to 6 digits
         for name, value in (("rtol", opts.rtol), ("atol", opts.atol))
         if value is not None
     )
     errors = f"{report}.err"
+    bundle = f"{folder}/run-$target.tar.gz"
     return [
+        # one target at a time: a target whose job failed before a run was recorded has none,
+        # and an unmatched glob would stay literal in sh
+        f'targets="{" ".join(targets)}"',
         "set --",
-        f'for bundle in {bundles}; do set -- "$@" --against "$bundle"; done',
+        'missing=""',
+        f'for target in $targets; do if [ -e "{bundle}" ]; then'
+        f' set -- "$@" --against "{bundle}"; else missing="$missing $target"; fi; done',
+        f'if [ "$#" -eq 0 ]; then {_nothing_to_compare(targets)} > "{report}"; cat "{report}";'
+        f" {publish}; exit 2; fi",
         "status=0",
         f'toolkit repro-check --target {control.name} --runs 1 "$@"{tolerance} --markdown \\',
         f'  > "{report}" 2> "{errors}" || status=$?',
@@ -341,8 +409,10 @@ def _compare_script(
         f' $status)"; echo; echo "~~~"; tail -n 20 "{errors}"; echo "~~~"; }}'
         f' > "{report}"; else sed -n "s/^\\(.* left out: .*\\)$/- \\1/p" "{errors}"'
         f' >> "{report}"; fi',
+        f'for target in $missing; do echo "- $target: {NO_BUNDLE}" >> "{report}"; done',
         f'cat "{report}"',
         publish,
+        'if [ -n "$missing" ]; then status=2; fi',
         'exit "$status"',
     ]
 

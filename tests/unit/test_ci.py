@@ -55,6 +55,21 @@ def step(job: dict[str, Any], name_start: str) -> dict[str, Any]:
     return next(s for s in job["steps"] if s.get("name", "").startswith(name_start))
 
 
+# GitHub runs steps with bash; GitLab with bash or, in images without it, a POSIX sh (dash).
+SHELLS = {
+    "bash": ["bash", "--noprofile", "--norc", "-eo", "pipefail"],
+    "dash": ["dash", "-e"],
+}
+shells = pytest.mark.parametrize(
+    "shell",
+    [
+        pytest.param(name, marks=pytest.mark.skipif(not shutil.which(name), reason=f"no {name}"))
+        for name in SHELLS
+    ],
+)
+NO_BUNDLE = "no run bundle (its job failed before a run was recorded, or did not run)"
+
+
 # --- GitHub -----------------------------------------------------------------------------------
 
 
@@ -175,8 +190,11 @@ def test_what_repro_check_said_on_stderr_reaches_the_summary(
         lines = gitlab(example)["repro-check"]["script"]
         script = "\n".join(lines[next(i for i, x in enumerate(lines) if "mktemp" in x) :])
         report, shell = tmp_path / "repro-check.md", ["sh", "-e"]
+    # where the job finds them: GitHub downloads to $RUNNER_TEMP/bundles, GitLab to the checkout
+    arrived = tmp_path / "bundles" if kind == "github" else tmp_path
+    arrived.mkdir(exist_ok=True)
     for target in ("cpu", "gpu"):
-        (tmp_path / f"run-{target}.tar.gz").write_bytes(b"")
+        (arrived / f"run-{target}.tar.gz").write_bytes(b"")
     summary = tmp_path / "summary.md"
     refused = "run-cpu left out: its command differs from this check's\nerror: nothing to compare"
     env = fake_toolkit(tmp_path, 2, report="", said=f"run cpu #1\n{refused}")
@@ -187,7 +205,7 @@ def test_what_repro_check_said_on_stderr_reaches_the_summary(
         f"### repro-check could not compare (exit 2)\n\n~~~\nrun cpu #1\n{refused}\n~~~\n"
     )
     for target in ("cpu", "gpu"):
-        (tmp_path / f"run-{target}.tar.gz").write_bytes(b"")
+        (arrived / f"run-{target}.tar.gz").write_bytes(b"")
     left = "run-gpu left out: its determinism policy differs from this check's"
     env = fake_toolkit(tmp_path, 0, report="| verdict | identical |", said=f"run cpu #1\n{left}")
     env.update(RUNNER_TEMP=str(tmp_path), GITHUB_STEP_SUMMARY=str(summary))
@@ -204,6 +222,34 @@ def test_export_step_bundles_the_latest_run(example: Config, tmp_path: Path) -> 
     done = run_script(["bash", "-e"], script, tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "args").read_text().split() == ["runs", "export", "latest", "run-cpu.tar.gz"]
+
+
+def test_github_a_failed_run_is_bundled_and_its_failure_still_counts(example: Config) -> None:
+    run = github(example)["jobs"]["run"]
+    # no continue-on-error: a failed experiment fails the job
+    assert step(run, "Run the experiment") == {
+        "name": "Run the experiment",
+        "id": "run",
+        "run": "toolkit run --target ${{ matrix.target }}",
+    }
+    export = step(run, "Bundle")["if"]
+    assert github_if(export, **{"steps.run.outcome": "failure"})  # the failed run's record
+    assert github_if(export, **{"steps.run.outcome": "success"})
+    assert not github_if(export, **{"steps.run.outcome": "skipped"})  # the build failed: no run
+    assert not github_if(export, cancelled=True, **{"steps.run.outcome": "failure"})
+    upload = next(s for s in run["steps"] if s.get("uses", "").startswith("actions/upload"))
+    assert github_if(upload["if"], **{"steps.export.outcome": "success"})
+    for outcome in ("failure", "skipped"):  # no bundle: no second error about a missing file
+        assert not github_if(upload["if"], **{"steps.export.outcome": outcome})
+
+
+def test_github_compare_job_runs_when_a_target_failed(example: Config) -> None:
+    check = github(example)["jobs"]["repro-check"]
+    assert check["needs"] == "run"
+    assert github_if(check["if"], **{"needs.run.result": "failure"})  # one target or more failed
+    assert github_if(check["if"], **{"needs.run.result": "success"})
+    assert not github_if(check["if"], **{"needs.run.result": "skipped"})  # the lock check failed
+    assert not github_if(check["if"], cancelled=True, **{"needs.run.result": "failure"})
 
 
 # --- GitLab -----------------------------------------------------------------------------------
@@ -257,7 +303,133 @@ def test_gitlab_compare_script_writes_the_report_and_keeps_the_exit_code(
     assert args[-1] == "--markdown"
 
 
+@shells
+@pytest.mark.parametrize(
+    ("ran", "exported", "expected"), [(0, 0, 0), (3, 0, 3), (0, 1, 1), (3, 1, 3)]
+)
+def test_gitlab_a_failed_run_is_bundled_and_its_exit_code_counts(
+    example: Config, tmp_path: Path, shell: str, ran: int, exported: int, expected: int
+) -> None:
+    doc = gitlab(example)
+    for job in ("run", "run-gpu"):
+        assert doc[job]["artifacts"]["when"] == "always"  # uploaded from a failed job too
+    lines = doc["run"]["script"]
+    script = "\n".join(lines[lines.index('toolkit build --target "$TARGET"') + 1 :])
+    env = command_fakes(tmp_path, {"run": ran, "runs": exported})
+    env["TARGET"] = "cpu"
+    done = run_script(SHELLS[shell], script, tmp_path, env)
+    assert done.returncode == expected, done.stderr
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        "run --target cpu",
+        "runs export latest run-cpu.tar.gz",
+    ]
+
+
+def test_gitlab_compare_job_runs_when_a_target_failed(example: Config) -> None:
+    compare = gitlab(example)["repro-check"]
+    assert compare["needs"] == ["run", "run-gpu"]
+    assert compare["when"] == "always"  # `needs` alone skips it when a run job failed
+
+
+@shells
+def test_gitlab_compare_job_without_any_bundle_says_so_before_building(
+    example: Config, tmp_path: Path, shell: str
+) -> None:
+    """GitLab runs it after a failed lock check too: no bundle, no image built for nothing."""
+    lines = gitlab(example)["repro-check"]["script"]
+    guard = lines[0]
+    assert lines.index("toolkit build --target cpu") > 0
+    env = fake_toolkit(tmp_path, 0)
+    done = run_script(SHELLS[shell], guard, tmp_path, env)
+    assert done.returncode == 2
+    assert (tmp_path / "repro-check.md").read_text() == (
+        "### repro-check could not compare: no target has a run bundle\n\n"
+        f"- cpu: {NO_BUNDLE}\n- gpu: {NO_BUNDLE}\n"
+    )
+    assert not (tmp_path / "args").exists()
+    (tmp_path / "repro-check.md").unlink()
+    (tmp_path / "run-gpu.tar.gz").write_bytes(b"")  # one is enough to go on
+    done = run_script(SHELLS[shell], guard, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "repro-check.md").exists()
+
+
+def test_gitlab_job_venv_is_removed_after_the_job(example: Config, tmp_path: Path) -> None:
+    """A shell executor keeps /tmp between jobs: the venv the job made goes with it."""
+    template = gitlab(example)[".toolkit"]
+    job_id = f"pytest-{os.getpid()}-{tmp_path.name}"
+    venv = Path(f"/tmp/toolkit-venv-{job_id}")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text('#!/bin/sh\nmkdir -p "$3"\n')  # python3 -m venv DIR
+    (bin_dir / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CI_JOB_ID": job_id}
+    try:
+        made = run_script(["sh", "-e"], template["before_script"][0], tmp_path, env)
+        assert made.returncode == 0 and venv.is_dir(), made.stderr
+        gone = run_script(["sh", "-e"], "\n".join(template["after_script"]), tmp_path, env)
+        assert gone.returncode == 0 and not venv.exists(), gone.stderr
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
+
+
 # --- both -------------------------------------------------------------------------------------
+
+
+@shells
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+@pytest.mark.parametrize("verdict", [0, 1, 2])
+def test_compare_names_the_target_without_a_bundle_and_fails(
+    example: Config, tmp_path: Path, kind: str, shell: str, verdict: int
+) -> None:
+    """gpu's job failed before a run was recorded: cpu is still compared, and gpu is named."""
+    script, arrived, env = compare_step(example, kind, tmp_path, fake_toolkit(tmp_path, verdict))
+    (arrived / "run-cpu.tar.gz").write_bytes(b"")
+    done = run_script(SHELLS[shell], script, tmp_path, env)
+    assert done.returncode == 2  # not a pass: a target could not be checked
+    expected = f"| verdict | diverged |\n- gpu: {NO_BUNDLE}\n"
+    assert (tmp_path / "repro-check.md").read_text() == expected
+    if kind == "github":
+        assert (tmp_path / "summary.md").read_text() == expected
+    *args, bundle, last = (tmp_path / "args").read_text().split()
+    assert args == ["repro-check", "--target", "cpu", "--runs", "1", "--against"]
+    assert Path(bundle).name == "run-cpu.tar.gz" and last == "--markdown"
+    if kind == "github":
+        assert bundle == f"{tmp_path}/bundles/run-cpu.tar.gz"
+
+
+@shells
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_compare_without_any_bundle_says_so_and_fails(
+    example: Config, tmp_path: Path, kind: str, shell: str
+) -> None:
+    script, _, env = compare_step(example, kind, tmp_path, fake_toolkit(tmp_path, 0))
+    done = run_script(SHELLS[shell], script, tmp_path, env)
+    assert done.returncode == 2, done.stderr
+    expected = (
+        "### repro-check could not compare: no target has a run bundle\n\n"
+        f"- cpu: {NO_BUNDLE}\n- gpu: {NO_BUNDLE}\n"
+    )
+    assert (tmp_path / "repro-check.md").read_text() == expected
+    if kind == "github":
+        assert (tmp_path / "summary.md").read_text() == expected
+    assert not (tmp_path / "args").exists()  # repro-check was not asked to compare nothing
+    assert "No such file" not in done.stderr and "*.tar.gz" not in done.stderr
+
+
+@shells
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_compare_with_every_bundle_names_no_target(
+    example: Config, tmp_path: Path, kind: str, shell: str
+) -> None:
+    script, arrived, env = compare_step(example, kind, tmp_path, fake_toolkit(tmp_path, 1))
+    for target in ("cpu", "gpu"):
+        (arrived / f"run-{target}.tar.gz").write_bytes(b"")
+    done = run_script(SHELLS[shell], script, tmp_path, env)
+    assert done.returncode == 1
+    assert (tmp_path / "repro-check.md").read_text() == "| verdict | diverged |\n"
+    args = (tmp_path / "args").read_text().split()
+    assert [Path(a).name for a in args[6:10:2]] == ["run-cpu.tar.gz", "run-gpu.tar.gz"]
 
 
 def test_target_names_that_yaml_would_retype_stay_strings() -> None:
@@ -366,6 +538,10 @@ def test_every_script_passes_shellcheck(
             ("sh", "\n".join(job.get("before_script", []) + job.get("script", [])))
             for job in doc.values()
             if isinstance(job, dict)
+        ] + [
+            ("sh", "\n".join(job["after_script"]))
+            for job in doc.values()
+            if isinstance(job, dict) and "after_script" in job
         ]
     for shell, script in scripts:
         # As actionlint does: an expression stands for one word.
@@ -441,6 +617,49 @@ def fake_toolkit(
     fake.write_text(f'#!/bin/sh\necho "$@" > "{folder}/args"\n{printed}{told}exit {exit_code}\n')
     fake.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def command_fakes(folder: Path, exits: dict[str, int]) -> dict[str, str]:
+    """A `toolkit` on PATH that appends its arguments to `calls` and exits with the code given
+    for its subcommand (0 for others)."""
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "toolkit"
+    cases = "".join(f"  {name}) exit {code} ;;\n" for name, code in exits.items())
+    fake.write_text(f'#!/bin/sh\necho "$@" >> "{folder}/calls"\ncase "$1" in\n{cases}esac\n')
+    fake.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def compare_step(
+    cfg: Config, kind: str, tmp_path: Path, env: dict[str, str]
+) -> tuple[str, Path, dict[str, str]]:
+    """The compare script, the folder where the job finds the bundles, and its environment;
+    the report lands in tmp_path/repro-check.md on both (GitHub: $RUNNER_TEMP is tmp_path)."""
+    if kind == "github":
+        script = step(github(cfg)["jobs"]["repro-check"], "Compare")["run"]
+        arrived = tmp_path / "bundles"  # downloaded to $RUNNER_TEMP/bundles
+        arrived.mkdir()
+    else:
+        lines = gitlab(cfg)["repro-check"]["script"]
+        script = "\n".join(lines[next(i for i, x in enumerate(lines) if "mktemp" in x) :])
+        arrived = tmp_path  # artifacts arrive in the checkout
+    env = {**env, "RUNNER_TEMP": str(tmp_path), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    return script, arrived, env
+
+
+def github_if(expression: str, cancelled: bool = False, **context: str) -> bool:
+    """A step's or job's `if:` evaluated as GitHub does, for the forms the generator writes:
+    `!cancelled()`, `steps.<id>.outcome` / `needs.<job>.result` compared with a string, `&&`.
+    A name the expression reads that the test did not give is a KeyError."""
+    body = expression.removeprefix("${{").removesuffix("}}").strip()
+    python = body.replace("!cancelled()", "(not cancelled)").replace("&&", "and")
+    python = re.sub(
+        r"\b(?:steps|needs)\.[\w-]+\.(?:outcome|result)\b",
+        lambda m: repr(context[m.group(0)]),
+        python,
+    )
+    return bool(eval(python, {"__builtins__": {}}, {"cancelled": cancelled}))
 
 
 def run_script(
