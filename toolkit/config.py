@@ -148,6 +148,16 @@ class Config:
     def root(self) -> Path:
         return self.path.parent
 
+    def not_code(self) -> tuple[str, ...]:
+        """What is fingerprinted apart from the code, relative to the root: the experiment's
+        data and outputs, and this file, the requirements and the lockfiles, which a record
+        keeps as command, policy and environment (an edit to them is not a code change)."""
+        own = (self.path, self.requirements, *(t.lockfile for t in self.targets.values()))
+        return (
+            *(self.experiment.not_code() if self.experiment else ()),
+            *(os.path.relpath(path, self.root) for path in own),
+        )
+
     def default_target(self) -> TargetConfig:
         """The first target in toolkit.yaml: what commands act on when none is named."""
         if not self.targets:

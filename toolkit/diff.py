@@ -158,32 +158,40 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
 
     # Facts a record lacks (their gathering was skipped with Ctrl-C) are not compared.
     known = set(FACTS) - set(ra.get("incomplete") or ()) - set(rb.get("incomplete") or ())
+
+    def files(category: Category, kind: str, a: dict[str, str], b: dict[str, str]) -> bool:
+        """Each file that differs, with its content hash ("absent" where one run lacks it),
+        up to 5; whether any did."""
+        differ = sorted(name for name in a.keys() | b.keys() if a.get(name) != b.get(name))
+        for name in differ[:5]:
+            ha, hb = a.get(name), b.get(name)
+            check(
+                category, f"{kind} {name}", ha[:12] if ha else "absent", hb[:12] if hb else "absent"
+            )
+        if len(differ) > 5:
+            check(category, f"{kind}s", f"{len(differ)} differ", "5 shown above")
+        return bool(differ)
+
     code_a, code_b = ra.get("code") or {}, rb.get("code") or {}
-    if "code" in known:
+    if "code" in known and code_a.get("content_sha256") and code_b.get("content_sha256"):
+        # by content: a revert, a commit of exactly the uncommitted change, or a commit of
+        # data alone is the same code under another commit
+        if code_a["content_sha256"] != code_b["content_sha256"]:
+            check("code", "git commit", code_a.get("commit"), code_b.get("commit"))
+            if not files("code", "file", code_a.get("files") or {}, code_b.get("files") or {}):
+                check("code", "content", code_a["content_sha256"], code_b["content_sha256"])
+    elif "code" in known:  # records of older toolkits
         check("code", "git commit", code_a.get("commit"), code_b.get("commit"))
         check("code", "uncommitted changes", code_a.get("diff_sha256"), code_b.get("diff_sha256"))
     check("code", "command", ra.get("command"), rb.get("command"))
 
     data_a, data_b = ra.get("data") or {}, rb.get("data") or {}
-    if "data" in known and data_a.get("digest") != data_b.get("digest"):
-        files_a, files_b = data_a.get("files", {}), data_b.get("files", {})
-        differ = sorted(
-            name
-            for name in files_a.keys() | files_b.keys()
-            if files_a.get(name) != files_b.get(name)
-        )
-        for name in differ[:5]:  # each with its content hash, "absent" where one run lacks it
-            ha, hb = files_a.get(name), files_b.get(name)
-            check(
-                "data",
-                f"data file {name}",
-                ha[:12] if ha else "absent",
-                hb[:12] if hb else "absent",
-            )
-        if len(differ) > 5:
-            check("data", "data files", f"{len(differ)} differ", "5 shown above")
-        if not differ:  # the digests differ, the file lists were not kept
-            check("data", "data digest", data_a.get("digest"), data_b.get("digest"))
+    data_differ = "data" in known and data_a.get("digest") != data_b.get("digest")
+    if data_differ and not files(
+        "data", "data file", data_a.get("files", {}), data_b.get("files", {})
+    ):
+        # the digests differ, the file lists were not kept
+        check("data", "data digest", data_a.get("digest"), data_b.get("digest"))
 
     if "lockfile" in known:
         check("environment", "lockfile", _get(ra, "lockfile.sha256"), _get(rb, "lockfile.sha256"))

@@ -93,7 +93,7 @@ def labels(cfg: Config, p: BuildPlan, base_id: str) -> dict[str, str]:
     """OCI and toolkit labels: what the image was built from."""
     from toolkit.source import source_state
 
-    source = source_state(cfg.root, cfg.experiment.not_code() if cfg.experiment else ())
+    source = source_state(cfg.root, cfg.not_code())
     found = {
         f"{LABEL}.project": cfg.name,
         f"{LABEL}.target": p.target,

@@ -30,6 +30,8 @@ CONTAINER_PROJECT = "/project"
 CONTAINER_RUN_DIR = "/toolkit/run"
 CONTAINER_RUNTIME = "/toolkit/runtime"
 OUTPUTS = "outputs"
+PATCH = "code.diff"  # the run's uncommitted changes (`git diff HEAD`), beside its record
+PATCH_KEPT = 10 * 1024 * 1024  # a bigger one (a changed binary file) is not kept
 _LOG_TAIL = 256 * 1024  # what a failed run's stderr is searched for a strict-mode stop
 # How Python's socket, urllib, requests and httpx say that there is no network to reach
 _OFFLINE_SIGNS = (
@@ -223,6 +225,7 @@ def execute(
         copied_from = (workdir, earlier) if req.native else None
         outputs = _outputs(outputs_dir, declared, copied_from, finishing.check)
         gathered = _gathered(facts, on_note, finishing)
+        _keep_patch(run_dir, gathered)
         from toolkit import metrics
 
         metrics_files = metrics.read_run_files(
@@ -670,6 +673,20 @@ def _gathered(
     return dict(facts.found)
 
 
+def _keep_patch(run_dir: Path, facts: dict[str, Any]) -> None:
+    """The uncommitted changes the run ran with, as `git apply` takes them, kept in the run
+    folder and named in the record's code (`patch`); untracked files are in `code.files`."""
+    patch = facts.pop(PATCH, "")
+    if facts.get("code") is None:
+        return
+    kept = None
+    if patch and len(patch) <= PATCH_KEPT:
+        with contextlib.suppress(OSError):  # the record matters more; it says none was kept
+            (run_dir / PATCH).write_text(patch, encoding="utf-8")
+            kept = PATCH
+    facts["code"] = {**facts["code"], "patch": kept}
+
+
 class _Background:
     """Gathers the record's facts on a thread once `start`ed, into `found` as each is known.
 
@@ -726,7 +743,9 @@ def _facts(
         "sha256": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
         **_lock_state(cfg, req.target.name),
     }
-    found["code"] = dataclasses.asdict(source_state(cfg.root, exp.not_code() if exp else ()))
+    code = source_state(cfg.root, cfg.not_code())
+    found["code"] = code.record()
+    found[PATCH] = code.patch  # written beside the record: what an uncommitted change was
     found["host"] = hardware.host_facts()
     packages = _packages(cfg.root, req, image_info, cfg.root / (exp.workdir if exp else "."))
     found["packages"] = packages

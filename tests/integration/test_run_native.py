@@ -125,6 +125,31 @@ def test_a_native_run_says_it_cannot_take_the_network_away(project: Path) -> Non
     assert record_of(project, result.stderr)["network"] == "host"
 
 
+def test_uncommitted_changes_are_kept_beside_the_record_and_named_by_diff(project: Path) -> None:
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *argv], check=True)
+    clean = toolkit("run", "--native", cwd=project)
+    job = project / "exp" / "job.py"
+    job.write_text(job.read_text().replace("range(5)", "range(4)"))
+    dirty = toolkit("run", "--native", cwd=project)
+    a, b = record_of(project, clean.stderr), record_of(project, dirty.stderr)
+    assert a["code"]["patch"] is None and b["code"]["patch"] == "code.diff"
+    patch = (project / "runs" / b["id"] / "code.diff").read_text()
+    assert "-for step in range(5):\n+for step in range(4):" in patch
+    assert "code.diff" in toolkit("show", b["id"], cwd=project).stdout
+
+    said = toolkit("diff", a["id"], b["id"], cwd=project)
+    assert "file exp/job.py:" in said.stdout, said.stdout
+    assert "git commit" not in said.stdout  # the same commit, another content
+
+    subprocess.run([*git, "commit", "-qam", "4 steps"], check=True)  # exactly that change
+    committed = toolkit("run", "--native", cwd=project)
+    c = record_of(project, committed.stderr)
+    assert c["code"]["content_sha256"] == b["code"]["content_sha256"]
+    assert "inputs differ" not in toolkit("diff", b["id"], c["id"], cwd=project).stdout
+
+
 def test_a_command_that_replaces_pythonpath_is_told_the_policy_never_loaded(
     project: Path,
 ) -> None:

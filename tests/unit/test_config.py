@@ -245,6 +245,19 @@ def test_data_and_outputs_are_not_code_but_the_workdir_always_is() -> None:
     assert exp.not_code() == ("exp/data", "shared", "exp/ckpt", "exp/metrics.jsonl")
 
 
+def test_toolkit_yaml_requirements_and_lockfiles_are_not_code() -> None:
+    """A record keeps them as command, policy and environment: a seed set in toolkit.yaml is
+    a seed change, not a code change as well."""
+    cfg = parse(FULL)
+    assert cfg.not_code()[-4:] == (
+        "toolkit.yaml",
+        "requirements.in",
+        "lockfiles/cpu.txt",
+        "lockfiles/gpu.txt",
+    )
+    assert cfg.not_code()[:2] == ("examples/quickstart/data", "examples/quickstart/checkpoints")
+
+
 def test_an_unknown_target_lists_the_targets_once(tmp_path: Path) -> None:
     (tmp_path / "toolkit.yaml").write_text("name: x\ntargets: {cpu: {}, gpu: {}}\n")
     cfg = load_config(tmp_path / "toolkit.yaml")

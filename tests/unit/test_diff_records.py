@@ -223,3 +223,28 @@ def test_a_setting_the_program_changed_itself_is_an_input() -> None:
         )
         in plain
     )
+
+
+def test_code_is_compared_by_content_and_an_edit_is_named_by_its_file() -> None:
+    def code(commit: str, content: str, **files: str) -> dict[str, Any]:
+        return {"commit": commit, "dirty": False, "content_sha256": content, "files": files}
+
+    before = record("a", [1.0], code=code("c1", "x", **{"train.py": "aaa", "model.py": "bbb"}))
+    reverted = record("b", [1.0], code=code("c3", "x", **{"train.py": "aaa", "model.py": "bbb"}))
+    assert attribute(before, reverted) == []  # another commit, the same code
+
+    edited = record("c", [1.0], code=code("c2", "y", **{"train.py": "ccc", "model.py": "bbb"}))
+    assert attribute(before, edited) == [
+        InputChange("code", "git commit", "c1", "c2"),
+        InputChange("code", "file train.py", "aaa", "ccc"),
+    ]
+    # above FILES_KEPT code files a record keeps only the content hash
+    big_a = record("d", [1.0], code={**code("c1", "x"), "files": None})
+    big_b = record("e", [1.0], code={**code("c1", "y"), "files": None})
+    assert InputChange("code", "content", "x", "y") in attribute(big_a, big_b)
+
+    older = {"commit": "c1", "dirty": True, "diff_sha256": "d1"}  # before content hashes
+    assert attribute(record("f", [1.0], code=older), record("g", [1.0], code=older)) == []
+    assert InputChange("code", "uncommitted changes", "d1", "d2") in attribute(
+        record("f", [1.0], code=older), record("g", [1.0], code={**older, "diff_sha256": "d2"})
+    )

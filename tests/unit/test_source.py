@@ -86,3 +86,44 @@ def test_data_linked_from_elsewhere_is_not_code(tmp_path: Path) -> None:
     git(repo, "commit", "-q", "-m", "one")
     (repo / "data").symlink_to(disk / "dataset")
     assert not source_state(repo, ["data"]).dirty
+
+
+def test_the_same_code_is_known_by_its_content_whatever_the_commit(tmp_path: Path) -> None:
+    """A revert, a commit of exactly the uncommitted change, and a data-only commit: each is
+    the same code under another commit (the content hash); an edit is named by its file."""
+    git(tmp_path, "init", "-q")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.csv").write_text("1\n")
+    (tmp_path / "train.py").write_text("lr = 3e-3\n")
+    (tmp_path / "old.py").write_text("x = 1\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    first = source_state(tmp_path, ["data"])
+    assert first.files is not None and set(first.files) == {"old.py", "train.py"}
+    assert first.patch == ""
+
+    (tmp_path / "train.py").write_text("lr = 1e-3\n")  # uncommitted
+    edited = source_state(tmp_path, ["data"])
+    assert edited.content_sha256 != first.content_sha256
+    assert edited.files is not None and edited.files["train.py"] != first.files["train.py"]
+    assert edited.files["old.py"] == first.files["old.py"]
+    assert "-lr = 3e-3\n+lr = 1e-3\n" in edited.patch  # what `git apply` takes back
+
+    git(tmp_path, "commit", "-q", "-am", "lr")  # exactly that change, committed
+    committed = source_state(tmp_path, ["data"])
+    assert committed.commit != edited.commit and not committed.dirty
+    assert (committed.content_sha256, committed.files) == (edited.content_sha256, edited.files)
+
+    git(tmp_path, "revert", "--no-edit", "HEAD")
+    assert source_state(tmp_path, ["data"]).content_sha256 == first.content_sha256
+
+    (tmp_path / "data" / "rows.csv").write_text("2\n")
+    git(tmp_path, "commit", "-q", "-am", "data only")
+    assert source_state(tmp_path, ["data"]).content_sha256 == first.content_sha256
+
+    (tmp_path / "old.py").unlink()
+    (tmp_path / "new.py").write_text("y = 2\n")  # untracked
+    moved = source_state(tmp_path, ["data"])
+    assert moved.files is not None and set(moved.files) == {"new.py", "train.py"}
+    git(tmp_path, "add", "-A")  # staged, not committed: the same content
+    assert source_state(tmp_path, ["data"]).content_sha256 == moved.content_sha256

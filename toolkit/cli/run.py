@@ -215,6 +215,7 @@ def _show_rows(doc: dict[str, Any]) -> list[list[str]]:
         [
             "code",
             f"{code['commit'] or 'no git'}{' (dirty)' if code['dirty'] else ''}"
+            + (f", its uncommitted changes in {code['patch']}" if code.get("patch") else "")
             if code
             else skipped,
         ],
