@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -161,8 +163,11 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
 
     def files(category: Category, kind: str, a: dict[str, str], b: dict[str, str]) -> bool:
         """Each file that differs, with its content hash ("absent" where one run lacks it),
-        up to 5; whether any did."""
-        differ = sorted(name for name in a.keys() | b.keys() if a.get(name) != b.get(name))
+        up to 5, those in both runs first; whether any did."""
+        differ = sorted(
+            (name for name in a.keys() | b.keys() if a.get(name) != b.get(name)),
+            key=lambda name: (name not in a or name not in b, name),  # edited ones first
+        )
         for name in differ[:5]:
             ha, hb = a.get(name), b.get(name)
             check(
@@ -201,9 +206,15 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
         check("environment", "python", ra["python"], rb["python"])
     if ra.get("network") and rb.get("network"):  # nor this
         check("environment", "network", ra["network"], rb["network"])
-    packages_a, packages_b = ra.get("packages") or {}, rb.get("packages") or {}
-    for name in sorted(packages_a.keys() | packages_b.keys() if "packages" in known else ()):
-        check("environment", f"package {name}", packages_a.get(name), packages_b.get(name))
+    if "packages" in known:
+        _packages(ra, rb, check)
+    # what two native runs inherited from their machines, which the program may read; where
+    # each machine and CI job has its own (HOME, a job id), not a cause
+    inherited_a, inherited_b = ra.get("host_environment"), rb.get("host_environment")
+    if isinstance(inherited_a, dict) and isinstance(inherited_b, dict):
+        for name in sorted(inherited_a.keys() | inherited_b.keys()):
+            if not _MACHINE_VARIABLE.fullmatch(name):
+                check("environment", f"env {name}", inherited_a.get(name), inherited_b.get(name))
 
     if "host" in known:
         for field in ("cpu_model", "cpu_isa", "machine", "gpu_driver", "cuda_driver"):
@@ -216,13 +227,20 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
         gpus_a = [g.get("name") for g in _get(ra, "host.gpus") or []]
         gpus_b = [g.get("name") for g in _get(rb, "host.gpus") or []]
         check("hardware", "gpus", gpus_a, gpus_b)
-    check("hardware", "torch devices", _devices(ra), _devices(rb))
-    check(
-        "hardware",
-        "torch cpu capability",
-        _get(ra, "accelerator.cpu_capability"),
-        _get(rb, "accelerator.cpu_capability"),
-    )
+    # A run that ended early (failed, interrupted) may never have reached what the other did
+    # later, when torch was imported or its compiler loaded: not a change of its inputs.
+    early_a, early_b = (r.get("status") not in (None, "succeeded") for r in (ra, rb))
+
+    def reached(va: Any, vb: Any) -> bool:
+        return not ((early_a and va in _UNREACHED) or (early_b and vb in _UNREACHED))
+
+    if reached(_devices(ra) or None, _devices(rb) or None):
+        check("hardware", "torch devices", _devices(ra), _devices(rb))
+    capability_a = _get(ra, "accelerator.cpu_capability")
+    capability_b = _get(rb, "accelerator.cpu_capability")
+    same_level = _get(ra, "determinism.policy.cpu") == _get(rb, "determinism.policy.cpu")
+    if same_level and reached(capability_a, capability_b):  # else `cpu: portable` lowered it
+        check("hardware", "torch cpu capability", capability_a, capability_b)
 
     check("seed", "seed", _get(ra, "determinism.policy.seed"), _get(rb, "determinism.policy.seed"))
 
@@ -233,9 +251,14 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
         check("settings", key.replace("_", " "), policy_a.get(key), policy_b.get(key))
     applied_a = _applied(ra)
     applied_b = _applied(rb)
+    # a setting one run's policy does not apply (cpu fixed vs portable), or one a run of
+    # another toolkit version, or one that never started, has no entry for
+    same_toolkit = ra.get("toolkit_version") == rb.get("toolkit_version")
+    missing = "not set" if same_toolkit else "not recorded"
     for key in sorted(applied_a.keys() | applied_b.keys()):
-        missing = "not recorded"  # a run of another toolkit version, or one that never started
-        check("settings", key, applied_a.get(key, missing), applied_b.get(key, missing))
+        va, vb = applied_a.get(key, missing), applied_b.get(key, missing)
+        if reached(va, vb):
+            check("settings", key, va, vb)
     # what the program set itself after the policy (torch.set_num_threads(8) in its own code)
     set_a, set_b = _overridden(ra), _overridden(rb)
     for key in sorted(set_a.keys() | set_b.keys()):
@@ -315,6 +338,51 @@ def _nonfinite_warning(m: SeriesDiff) -> str:
         f"{m.name} is {a} in A but {b} in B at step {step} ({', '.join(counts)}); "
         "max abs/rel count only steps where both values are finite"
     )
+
+
+_MACHINE_VARIABLE = re.compile(
+    r"HOME|USER|LOGNAME|HOSTNAME|PATH|TMPDIR|MOTD_SHOWN|LESS\w*|PAGER|EDITOR|VISUAL"
+    r"|(?:GITHUB|RUNNER|CI|GITLAB|BUILDKITE|JENKINS|BUILD|JOB|SLURM_JOB|PBS_JOB)_\w*|CI"
+)
+_UNREACHED = (None, "not set", "not recorded", "not applicable")  # what a run never got to
+
+
+def _packages(
+    ra: dict[str, Any], rb: dict[str, Any], check: Callable[[Category, str, Any, Any], None]
+) -> None:
+    """Packages that differ: those the runs imported first, then other version changes; many
+    in one environment only (a native venv's dev tools) are one line each side."""
+    a, b = ra.get("packages") or {}, rb.get("packages") or {}
+    imported = {_norm(name) for r in (ra, rb) for name in (r.get("libraries") or {})}
+    differ = [name for name in a.keys() | b.keys() if a.get(name) != b.get(name)]
+    for name in sorted(
+        differ, key=lambda n: (_norm(n) not in imported, n not in a or n not in b, n.lower())
+    ):
+        one_sided = name not in a or name not in b
+        if not one_sided or _norm(name) in imported:
+            check("environment", f"package {name}", a.get(name), b.get(name))
+    for side, mine, other in (("A", a, b), ("B", b, a)):
+        alone = sorted(
+            (n for n in mine.keys() - other.keys() if _norm(n) not in imported), key=str.lower
+        )
+        if len(alone) > 3:
+            shown = ", ".join(f"{n} {mine[n]}" for n in alone[:6]) + (
+                ", ..." if len(alone) > 6 else ""
+            )
+            value = f"{len(alone)}: {shown}"
+            check(
+                "environment",
+                f"packages only in {side}",
+                *((value, None) if side == "A" else (None, value)),
+            )
+        else:
+            for name in alone:
+                check("environment", f"package {name}", a.get(name), b.get(name))
+
+
+def _norm(name: str) -> str:
+    """A distribution's name as its import name most often is: PyYAML -> pyyaml, scikit_learn."""
+    return name.lower().replace("-", "_").replace(".", "_")
 
 
 def _applied(record: dict[str, Any]) -> dict[str, str]:

@@ -41,6 +41,15 @@ _OFFLINE_SIGNS = (
     "NameResolutionError",
     "Failed to resolve",
 )
+# A shell session's own variables, and toolkit's: no program's input
+_SESSION_VARIABLE = re.compile(
+    r"PWD|OLDPWD|SHLVL|_|TERM|TERM_\w+|COLORTERM|LS_COLORS|PS[1-4]|PROMPT_COMMAND|HIST\w*"
+    r"|SSH_\w+|DISPLAY|WINDOWID|XDG_SESSION_\w+|XDG_VTNR|XDG_SEAT|DBUS_SESSION_BUS_ADDRESS|MAIL"
+    r"|TMUX\w*|STY|WINDOW|GPG_TTY|LINES|COLUMNS|VSCODE_\w+|TOOLKIT_\w+|INVOCATION_ID"
+    r"|JOURNAL_STREAM|PYTEST_\w+"
+)
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASS|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE", re.I)
+_PLAIN_VALUE = re.compile(r"[\w.,+-]{0,40}")  # 1e-3, 0,1, true: kept as it is
 IN_OUTPUT = "in_output"  # an op a failed run's output names: the runtime never saw it raised
 # torch's "<op> does not have a deterministic implementation", after whatever prefix a log adds
 _OP_IN_OUTPUT = re.compile(r"(?:^|[\s:'\"])([A-Za-z_][\w.]*) does not have a deterministic impl")
@@ -611,6 +620,7 @@ def _record(
         "python": next((r["python"] for r in reports if r.get("python")), None),
         "processes": [{k: r.get(k) for k in ("pid", "ppid", "argv", "python")} for r in reports],
         "host": facts.get("host"),
+        "host_environment": inherited_environment(os.environ, env) if req.native else None,
         "accelerator": next((r["torch"] for r in reports if r.get("torch")), None),
         "libraries": next((r["libraries"] for r in reports if r.get("libraries")), {}),
         "packages": facts.get("packages", {}),
@@ -1012,6 +1022,19 @@ def _log_tail(log: Path) -> str:
             return handle.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+def inherited_environment(current: Mapping[str, str], policy: Mapping[str, str]) -> dict[str, str]:
+    """The variables a native run inherits from this machine, which its program may read (a
+    container run has only its image's and the policy's): a shell session's own left out, and
+    a value that may be private (a secret's name, a URL, a path) kept as its hash."""
+    kept = {}
+    for name, value in sorted(current.items()):
+        if name in policy or _SESSION_VARIABLE.fullmatch(name):
+            continue
+        plain = _PLAIN_VALUE.fullmatch(value) and not _SECRET_NAME.search(name)
+        kept[name] = value if plain else "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:12]
+    return kept
 
 
 def _network(cfg: Config, req: RunRequest) -> str:

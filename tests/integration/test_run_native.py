@@ -150,6 +150,23 @@ def test_uncommitted_changes_are_kept_beside_the_record_and_named_by_diff(projec
     assert "inputs differ" not in toolkit("diff", b["id"], c["id"], cwd=project).stdout
 
 
+def test_a_variable_a_native_run_inherits_is_recorded_and_compared(project: Path) -> None:
+    """A native program reads this machine's environment (`LR=1e-3 toolkit run --native`);
+    a private value is kept as its hash."""
+    env = {**os.environ, "LR": "3e-3", "API_TOKEN": "hunter2"}
+    a = record_of(project, toolkit("run", "--native", cwd=project, env=env).stderr)
+    b = record_of(
+        project, toolkit("run", "--native", cwd=project, env={**env, "LR": "1e-3"}).stderr
+    )
+    assert a["host_environment"]["LR"] == "3e-3"
+    assert a["host_environment"]["API_TOKEN"].startswith("sha256:")
+    assert "hunter2" not in (project / "runs" / a["id"] / "record.json").read_text()
+    said = toolkit("diff", a["id"], b["id"], cwd=project).stdout
+    assert "env LR: 3e-3 -> 1e-3" in said, said
+    again = record_of(project, toolkit("run", "--native", cwd=project, env=env).stderr)
+    assert "env " not in toolkit("diff", a["id"], again["id"], cwd=project).stdout
+
+
 def test_a_command_that_replaces_pythonpath_is_told_the_policy_never_loaded(
     project: Path,
 ) -> None:

@@ -63,11 +63,18 @@ def test_settings_are_shown_in_words_not_internal_values() -> None:
         {"name": "random", "value": None, "status": "not_applicable"},
         {"name": "torch.set_num_threads", "value": 2, "status": "applied"},
     ]
-    a = record("a", [], determinism={"policy": {}, "applied": applied})
+    a = record("a", [], determinism={"policy": {}, "applied": applied}, toolkit_version="0.2")
     b = record("b", [], determinism={"policy": {}, "applied": applied[1:]}, command=None)
     assert attribute(a, b) == [
         InputChange("code", "command", '["python", "train.py"]', "none"),
+        # another toolkit, which may not have recorded it
         InputChange("settings", "random", "not applicable", "not recorded"),
+    ]
+    same_toolkit = record("c", [], determinism={"policy": {}, "applied": applied[1:]})
+    assert attribute(
+        record("d", [], determinism={"policy": {}, "applied": applied}), same_toolkit
+    ) == [
+        InputChange("settings", "random", "not applicable", "not set"),  # its policy has none
     ]
 
 
@@ -150,8 +157,8 @@ def test_a_data_file_in_one_run_only_is_said_to_be_absent_from_the_other() -> No
         data={"digest": "y", "files": {**files, "d/val.csv": "c" * 64, "d/extra.csv": "e" * 64}},
     )
     assert [c for c in attribute(a, b) if c.category == "data"] == [
+        InputChange("data", "data file d/val.csv", "b" * 12, "c" * 12),  # an edit comes first
         InputChange("data", "data file d/extra.csv", "absent", "e" * 12),
-        InputChange("data", "data file d/val.csv", "b" * 12, "c" * 12),
     ]
     many = record("c", [1.0], data={"digest": "z", "files": {f"f{i}": "0" * 64 for i in range(7)}})
     data = [c for c in attribute(a, many) if c.category == "data"]
@@ -248,3 +255,98 @@ def test_code_is_compared_by_content_and_an_edit_is_named_by_its_file() -> None:
     assert InputChange("code", "uncommitted changes", "d1", "d2") in attribute(
         record("f", [1.0], code=older), record("g", [1.0], code={**older, "diff_sha256": "d2"})
     )
+
+
+def test_an_edited_data_file_is_named_before_many_new_ones() -> None:
+    files = {"d/train.csv": "a" * 64}
+    added = {f"d/new{i}.csv": "n" * 64 for i in range(6)}
+    a = record("a", [1.0], data={"digest": "x", "files": files})
+    b = record("b", [1.0], data={"digest": "y", "files": {"d/train.csv": "b" * 64, **added}})
+    data = [c for c in attribute(a, b) if c.category == "data"]
+    assert data[0] == InputChange("data", "data file d/train.csv", "a" * 12, "b" * 12)
+
+
+def test_a_run_that_ended_early_has_not_changed_what_it_never_reached() -> None:
+    """Interrupted while torch was imported: the settings and devices torch would have had
+    are not a change of inputs; a setting both runs reached and that differs still is."""
+    applied = [
+        {"name": "torch._inductor.config.deterministic", "value": True, "status": "applied"},
+        {"name": "numpy", "value": None, "status": "applied"},
+        {"name": "torch.set_num_threads", "value": 2, "status": "applied"},
+    ]
+    accelerator = {"cpu_capability": "AVX512", "devices": []}
+    done = record(
+        "a", [1.0], determinism={"policy": {}, "applied": applied}, accelerator=accelerator
+    )
+    stopped = record(
+        "b",
+        [],
+        status="interrupted",
+        determinism={
+            "policy": {},
+            "applied": [
+                {"name": "numpy", "value": None, "status": "not_applicable"},
+                {"name": "torch.set_num_threads", "value": 4, "status": "applied"},
+            ],
+        },
+    )
+    assert attribute(done, stopped) == [
+        InputChange("settings", "torch.set_num_threads", "2 (applied)", "4 (applied)")
+    ]
+    assert [
+        c.field
+        for c in attribute({**done, "status": "succeeded"}, {**stopped, "status": "succeeded"})
+    ] == [
+        "torch cpu capability",
+        "numpy",
+        "torch._inductor.config.deterministic",
+        "torch.set_num_threads",
+    ]
+
+
+def test_cpu_portable_lowers_the_cpu_capability_on_the_same_machine_it_is_no_hardware_change() -> (
+    None
+):
+    fixed = record(
+        "a",
+        [1.0],
+        determinism={"policy": {"cpu": "fixed"}, "applied": []},
+        accelerator={"cpu_capability": "AVX512"},
+    )
+    portable = record(
+        "b",
+        [1.0],
+        determinism={"policy": {"cpu": "portable"}, "applied": []},
+        accelerator={"cpu_capability": "DEFAULT"},
+    )
+    assert attribute(fixed, portable) == [InputChange("settings", "cpu", "fixed", "portable")]
+    elsewhere = {**portable, "determinism": {"policy": {"cpu": "fixed"}, "applied": []}}
+    assert attribute(fixed, elsewhere) == [
+        InputChange("hardware", "torch cpu capability", "AVX512", "DEFAULT")
+    ]
+
+
+def test_packages_the_runs_imported_come_first_and_many_in_one_run_only_are_one_line() -> None:
+    tools = {f"tool{i}": "1.0" for i in range(8)}
+    a = record(
+        "a",
+        [1.0],
+        packages={"torch": "2.13.0", "numpy": "2.4.6", "Jinja2": "3.1"},
+        libraries={"torch": "2.13.0", "numpy": "2.4.6"},
+    )
+    b = record(
+        "b",
+        [1.0],
+        packages={"torch": "2.12.0", "numpy": "2.4.6", "Jinja2": "3.2", **tools},
+        libraries={"torch": "2.12.0", "numpy": "2.4.6"},
+    )
+    assert [c for c in attribute(a, b) if c.category == "environment"] == [
+        InputChange("environment", "package torch", "2.13.0", "2.12.0"),
+        InputChange("environment", "package Jinja2", "3.1", "3.2"),
+        InputChange(
+            "environment",
+            "packages only in B",
+            "none",
+            "8: tool0 1.0, tool1 1.0, tool2 1.0, tool3 1.0, tool4 1.0, tool5 1.0, ...",
+        ),
+    ]
