@@ -72,6 +72,23 @@ class OutputDiff:
 
 
 @dataclass(frozen=True)
+class EarlyEnd:
+    """A run that did not succeed and stopped logging before the other: the steps the other run
+    logged after it stopped are not a difference in value, and its last value is no final one."""
+
+    side: Literal["A", "B"]
+    run: str  # its id
+    status: str
+    exit_code: int | None
+    metrics: tuple[str, ...]  # those the other run logged on past this run's last step
+    shown: str  # the one of them the headline counts steps in: this run's longest
+
+    @property
+    def other(self) -> Literal["A", "B"]:
+        return "B" if self.side == "A" else "A"
+
+
+@dataclass(frozen=True)
 class RunDiff:
     """Everything `toolkit diff` reports, most useful first."""
 
@@ -79,12 +96,15 @@ class RunDiff:
     b: str
     verdict: Verdict
     primary: str | None
-    headline: float | None  # relative deviation of the primary metric's final value
+    # relative deviation of the primary metric's final value; where a run stopped early, at the
+    # last step both logged, and None if they are identical over every step both logged
+    headline: float | None
     first_divergence: tuple[str, int] | None  # (metric, step) where values first differ
     warnings: tuple[str, ...]
     inputs: tuple[InputChange, ...]
     metrics: tuple[SeriesDiff, ...]
     outputs: tuple[OutputDiff, ...]
+    early_end: EarlyEnd | None = None  # a run that failed or was stopped before the other ended
 
     def causes(self) -> list[Category]:
         """Input categories that differ, in the order a person checks them."""
@@ -119,7 +139,7 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
         )
     for run in (a, b):
         if run.record.get("status") != "succeeded":
-            warnings.append(f"{run.id} did not succeed (status {run.record.get('status')!r})")
+            warnings.append(f"{run.id} did not succeed (status {ended(run.record, quoted=True)})")
         if run.record.get("incomplete"):
             lacking = ", ".join(run.record["incomplete"])
             warnings.append(f"{run.id}'s record has no {lacking}: not compared")
@@ -129,12 +149,17 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
     outputs = _compare_outputs(a, b, policy, worst(m.verdict for m in metrics))
     primary = ra.get("metrics", {}).get("primary") or rb.get("metrics", {}).get("primary")
     primary_diff = next((m for m in metrics if m.name == primary), None)
-    headline = primary_diff.final_rel if primary_diff else None
-    if primary_diff and primary_diff.first_unshared_step is not None:
-        # one run logged steps the other did not: its final value is its own last one
+    early = _early_end(a, b, metrics)
+    cut = early.metrics if early else ()
+    headline = primary_diff.final_rel if primary_diff else None  # at the last step both logged
+    if primary_diff and primary not in cut and primary_diff.first_unshared_step is not None:
+        # two runs that ran to their end, one for longer: its final value is its own last one
         headline = _relative(_last(series_a.get(primary)), _last(series_b.get(primary)))
-    firsts = [(m.first_difference, m.name) for m in metrics if m.first_difference is not None]
+    firsts = [(s, m.name) for m in metrics if (s := _first_difference(m, cut)) is not None]
     first = min(firsts) if firsts else None
+    if early and first is None:
+        headline = None  # the same over every step both logged: no number to give
+    # a run that stopped early still diverges: its steps past the stop are only in the other
     verdict = worst([m.verdict for m in metrics] + [o.verdict for o in outputs])
     return RunDiff(
         a=a.label,
@@ -147,7 +172,53 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
         inputs=tuple(attribute(ra, rb)),
         metrics=metrics,
         outputs=outputs,
+        early_end=early,
     )
+
+
+def ended(record: dict[str, Any], *, quoted: bool = False) -> str:
+    """How a run ended, from its record: "failed, exit 1", "interrupted"."""
+    status, code = record.get("status"), record.get("exit_code")
+    text = repr(status) if quoted else str(status)
+    return text + (f", exit {code}" if isinstance(code, int) and not isinstance(code, bool) else "")
+
+
+def _early_end(a: Run, b: Run, metrics: tuple[SeriesDiff, ...]) -> EarlyEnd | None:
+    """The run that did not succeed and stopped logging before the other, if one did."""
+    sides: tuple[tuple[Literal["A", "B"], Run], ...] = (("A", a), ("B", b))
+    found = []
+    for side, run in sides:
+        if run.record.get("status") == "succeeded":
+            continue
+        cut = tuple(m for m in metrics if _cut_short(m, side))
+        if cut:
+            found.append((len(cut), side, run, cut))
+    if not found:
+        return None
+    _, side, run, cut = max(found, key=lambda f: (f[0], f[1]))  # both failed: the shorter one
+    code = run.record.get("exit_code")
+    return EarlyEnd(
+        side=side,
+        run=run.id,
+        status=str(run.record.get("status")),
+        exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+        metrics=tuple(m.name for m in cut),
+        shown=max(cut, key=lambda m: m.steps_compared).name,  # the first of the longest
+    )
+
+
+def _cut_short(m: SeriesDiff, side: str) -> bool:
+    """Whether this side's series of `m` ends before the other's, and holds no step the other
+    lacks: every step only the other run logged comes after this side's last one."""
+    mine, theirs = (m.only_in_a, m.only_in_b) if side == "A" else (m.only_in_b, m.only_in_a)
+    last = m.last_step_a if side == "A" else m.last_step_b
+    after = last is None or (m.first_unshared_step is not None and m.first_unshared_step > last)
+    return mine == 0 and theirs > 0 and after
+
+
+def _first_difference(m: SeriesDiff, cut: tuple[str, ...]) -> int | None:
+    """Where `m` first differs; in a series cut short by a run that stopped, only in value."""
+    return m.first_differing_step if m.name in cut else m.first_difference
 
 
 def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:

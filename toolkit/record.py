@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from toolkit.errors import UserError
 from toolkit.paths import RUNS_DIR
 
 SCHEMA = "toolkit.run/1"
+_PREFIX = "toolkit.run/"  # a record of another version of the schema starts so too
 # What a record says about a run's inputs, gathered while the run goes on; a record that had to
 # be written without some of them (Ctrl-C while waiting) lists those under `incomplete`.
 FACTS = ("lockfile", "code", "host", "packages", "package_drift", "data")
@@ -91,7 +93,8 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """A record from a run folder or a record.json, checked for the schema."""
+    """A record from a run folder or a record.json, checked for its schema version and for the
+    shape of every field toolkit reads (diff, repro-check, show, runs)."""
     file = path / RECORD_FILE if path.is_dir() else path
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
@@ -99,30 +102,216 @@ def read_record(path: Path) -> dict[str, Any]:
         raise UserError(f"{file}: no run record here") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{file}: unreadable run record ({exc})") from None
-    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("toolkit.run/"):
+    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith(_PREFIX):
         raise UserError(f"{file}: not a toolkit run record (no 'schema': '{SCHEMA}')")
-    _read_non_finite(data.get("metrics"))
+    _check_schema(file, str(data["schema"]))
+    problem = _RECORD(data, "")
+    if problem:
+        raise UserError(
+            f"{file}: damaged run record ({problem})",
+            hint="toolkit writes a record once and never edits it: restore this one from a copy "
+            "(or a bundle from `toolkit runs export`), or run the experiment again",
+        )
     return data
 
 
-def _read_non_finite(metrics: Any) -> None:
-    """Metric values written as "NaN"/"Infinity"/"-Infinity" (see `portable`) back as floats.
+def _check_schema(file: Path, schema: str) -> None:
+    """A record of a newer toolkit is refused, not read as if it were ours: its fields may
+    mean something else, and a diff of it could give a wrong verdict without a word."""
+    if schema == SCHEMA:
+        return
+    version, ours = schema.removeprefix(_PREFIX), SCHEMA.removeprefix(_PREFIX)
+    if version.isdigit() and int(version) > int(ours):
+        from toolkit import __version__
 
-    Only metric values: elsewhere such a string may be just a string. Records written before
-    hold bare NaN, which Python's json reads as it is.
-    """
+        raise UserError(
+            f"{file}: run record schema {schema} is newer than this toolkit reads ({SCHEMA})",
+            hint=f"upgrade toolkit to read it (this is toolkit {__version__}): "
+            "pip install --upgrade repro-toolkit",
+        )
+    raise UserError(f"{file}: unknown run record schema {schema!r} (this toolkit reads {SCHEMA})")
+
+
+# What a record's fields must be, where present: a record of an older toolkit may lack one (a
+# reader takes it as not recorded), and a field may be null only where toolkit writes null.
+# Each check takes a value and where it is, and says what is wrong with it, or None.
+Check = Callable[[Any, str], str | None]
+
+
+def _shown(value: Any) -> str:
+    """A value as the error message names it: JSON, short."""
+    if isinstance(value, dict):
+        return "an object"
+    text = json.dumps(value)
+    if isinstance(value, list) and len(text) > 40:
+        return "a list"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _wrong(where: str, value: Any, expected: str) -> str:
+    return f"{where} is {_shown(value)}, expected {expected}"
+
+
+def _kind(types: tuple[type, ...], what: str, *, null: bool = False) -> Check:
+    expected = f"{what} or null" if null else what
+    exact = bool not in types  # JSON's true is no number
+
+    def check(value: Any, where: str) -> str | None:
+        if (value is None and null) or (
+            isinstance(value, types) and not (exact and isinstance(value, bool))
+        ):
+            return None
+        return _wrong(where, value, expected)
+
+    return check
+
+
+def _object(fields: dict[str, Check] | None = None, *, null: bool = False) -> Check:
+    expected = "an object or null" if null else "an object"
+
+    def check(value: Any, where: str) -> str | None:
+        if value is None and null:
+            return None
+        if not isinstance(value, dict):
+            return _wrong(where, value, expected)
+        for key, field in (fields or {}).items():
+            if key in value:
+                problem = field(value[key], f"{where}.{key}" if where else key)
+                if problem:
+                    return problem
+        return None
+
+    return check
+
+
+def _list_of(item: Check, expected: str) -> Check:
+    def check(value: Any, where: str) -> str | None:
+        if not isinstance(value, list):
+            return _wrong(where, value, expected)
+        for i, entry in enumerate(value):
+            problem = item(entry, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+
+    return check
+
+
+def _map_of(item: Check, expected: str, *, null: bool = False) -> Check:
+    expected = f"{expected} or null" if null else expected
+
+    def check(value: Any, where: str) -> str | None:
+        if value is None and null:
+            return None
+        if not isinstance(value, dict):
+            return _wrong(where, value, expected)
+        for key, entry in value.items():
+            problem = item(entry, f"{where}.{key}")
+            if problem:
+                return problem
+        return None
+
+    return check
+
+
+_TEXT = _kind((str,), "a string")
+_TEXT_OR_NULL = _kind((str,), "a string", null=True)
+_TEXTS = _list_of(_TEXT, "a list of strings")
+_HASHES = _map_of(_TEXT, "an object of path -> hash")
+_OBJECTS = _list_of(_object(), "a list of objects")
+_NON_FINITE = '"NaN", "Infinity" or "-Infinity"'
+
+
+def _metrics(value: Any, where: str) -> str | None:
+    """`metrics`; metric values written as "NaN"/"Infinity"/"-Infinity" (see `portable`) are
+    read back as floats on the way, so the points are gone over once. Only metric values:
+    elsewhere such a string may be just a string. Records written before hold bare NaN, which
+    Python's json reads as it is."""
     from toolkit.metrics import NON_FINITE  # here: `toolkit run` loads this module at its start
 
-    if not isinstance(metrics, dict):
-        return
-    final = metrics.get("primary_final")
+    problem = _METRICS_FIELDS(value, where)
+    if problem:
+        return problem
+    final = value.get("primary_final")
     if isinstance(final, str) and final in NON_FINITE:
-        metrics["primary_final"] = NON_FINITE[final]
-    series = metrics.get("series")
-    for points in series.values() if isinstance(series, dict) else ():
-        for point in points if isinstance(points, list) else ():
-            if isinstance(point, list) and len(point) == 2 and isinstance(point[1], str):
-                point[1] = NON_FINITE.get(point[1], point[1])
+        value["primary_final"] = final = NON_FINITE[final]
+    if final is not None and (type(final) not in (int, float)):
+        return _wrong(f"{where}.primary_final", final, f"null, a number, {_NON_FINITE}")
+    series = value.get("series", {})
+    if not isinstance(series, dict):
+        return _wrong(f"{where}.series", series, "an object of [step, value] lists")
+    for name, points in series.items():
+        if not isinstance(points, list):
+            return _wrong(f"{where}.series.{name}", points, "a list of [step, value] pairs")
+        for i, point in enumerate(points):
+            if type(point) is list and len(point) == 2 and type(point[0]) is int:
+                number = point[1]
+                if type(number) is float or type(number) is int:
+                    continue
+                if type(number) is str and number in NON_FINITE:
+                    point[1] = NON_FINITE[number]
+                    continue
+            return _wrong(
+                f"{where}.series.{name}[{i}]",
+                point,
+                f"[step, value]: an integer and a number, {_NON_FINITE}",
+            )
+    return None
+
+
+_METRICS_FIELDS = _object({"primary": _TEXT_OR_NULL, "file": _TEXT_OR_NULL})
+_RECORD = _object(
+    {
+        "id": _TEXT,
+        "project": _TEXT,
+        "target": _TEXT,
+        "status": _TEXT,
+        "exit_code": _kind((int,), "an integer", null=True),
+        "engine_error": _TEXT_OR_NULL,
+        "command": _TEXTS,
+        "started": _TEXT,
+        "ended": _TEXT,
+        "duration_s": _kind((int, float), "a number", null=True),
+        "native": _kind((bool,), "true or false"),
+        "network": _TEXT_OR_NULL,
+        "toolkit_version": _TEXT,
+        "image": _object({"ref": _TEXT_OR_NULL, "id": _TEXT_OR_NULL}, null=True),
+        "lockfile": _object({"sha256": _TEXT_OR_NULL}, null=True),
+        "code": _object(
+            {
+                "commit": _TEXT_OR_NULL,
+                "dirty": _kind((bool,), "true or false"),
+                "diff_sha256": _TEXT_OR_NULL,
+                "content_sha256": _TEXT_OR_NULL,
+                "files": _map_of(_TEXT, "an object of path -> blob id", null=True),
+                "patch": _TEXT_OR_NULL,
+            },
+            null=True,
+        ),
+        "data": _object({"digest": _TEXT_OR_NULL, "files": _HASHES, "missing": _TEXTS}, null=True),
+        "determinism": _object(
+            {
+                "policy": _object(null=True),
+                "environment": _object(),
+                "applied": _OBJECTS,
+                "forced": _TEXTS,
+                "overridden": _OBJECTS,
+                "nondeterministic_ops": _list_of(_object({"op": _TEXT}), "a list of objects"),
+            }
+        ),
+        "python": _TEXT_OR_NULL,
+        "processes": _OBJECTS,
+        "host": _object({"gpus": _OBJECTS}, null=True),
+        "accelerator": _object({"devices": _OBJECTS}, null=True),
+        "libraries": _object(),
+        "packages": _object(),
+        "package_drift": _OBJECTS,
+        "incomplete": _TEXTS,
+        "metrics": _metrics,
+        "outputs": _object({"digest": _TEXT_OR_NULL, "files": _HASHES}, null=True),
+        "logs": _object(),
+    }
+)
 
 
 LATEST = "latest"  # the run reference for the newest run of the project
@@ -163,14 +352,21 @@ def find_run(root: Path, ref: str) -> Path:
 
 def list_runs(root: Path) -> list[RunSummary]:
     """Every readable record under runs/, oldest first (by start time, to the millisecond)."""
-    found = []
+    return scan_runs(root)[0]
+
+
+def scan_runs(root: Path) -> tuple[list[RunSummary], list[UserError]]:
+    """Every readable record under runs/, oldest first, and why each other one is unreadable
+    (damaged, or of a newer toolkit): one such record does not hide the others."""
+    found, unreadable = [], []
     base = runs_dir(root)
     for folder in base.iterdir() if base.is_dir() else []:
         if not (folder / RECORD_FILE).is_file():
             continue
         try:
             data = read_record(folder)
-        except UserError:
+        except UserError as exc:
+            unreadable.append(exc)
             continue
         metrics = data.get("metrics") or {}
         value = metrics.get("primary_final")
@@ -181,13 +377,11 @@ def list_runs(root: Path) -> list[RunSummary]:
                 target=str(data.get("target", "?")),
                 status=str(data.get("status", "?")),
                 primary=metrics.get("primary"),
-                primary_value=float(value)
-                if isinstance(value, int | float) and not isinstance(value, bool)
-                else None,
+                primary_value=float(value) if value is not None else None,
                 started=str(data.get("started") or ""),
                 native=bool(data.get("native")),
             )
         )
     # Ids start with the second a run started and end in random hex: runs started within one
     # second sort by chance. `started` is ISO 8601 UTC with milliseconds, so it sorts as text.
-    return sorted(found, key=lambda r: (r.started, r.id))
+    return sorted(found, key=lambda r: (r.started, r.id)), sorted(unreadable, key=str)

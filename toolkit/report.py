@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from toolkit.compare import SeriesDiff, TensorDiff, TensorSummary
-from toolkit.diff import Run, RunDiff
+from toolkit.diff import EarlyEnd, Run, RunDiff
 from toolkit.record import portable
 from toolkit.reprocheck import ReproReport
 
@@ -32,14 +32,79 @@ def verdict_text(verdict: str) -> str:
 def headline(d: RunDiff) -> str:
     """The one line a person reads first."""
     text = f"{verdict_text(d.verdict)}: {d.a} vs {d.b}"
+    early = d.early_end
     if d.primary and d.headline is not None:
         text += f"; {d.primary} differs by {percent(d.headline)}"
+        primary = next((m for m in d.metrics if m.name == d.primary), None)
+        if early and primary and d.primary in early.metrics:  # not the stopped run's last value
+            text += f" at step {primary.final_step}, the last step both logged"
     if d.first_divergence:
         text += f", first at step {d.first_divergence[1]} ({d.first_divergence[0]})"
+    if early:
+        text += f"; {_early_text(d, early)}"
     causes = d.causes()
     if causes:
         text += f"; inputs differ in: {', '.join(causes)}"
     return text
+
+
+def _early_text(d: RunDiff, early: EarlyEnd) -> str:
+    """The run that stopped early, in the metric it logged most of: "B stopped early (failed,
+    exit 1): identical to A over the 64 steps both logged, A goes on to step 127 (train_loss)"."""
+    m = next(m for m in d.metrics if m.name == early.shown)
+    stopped, other = _last_steps(m, early)
+    how = f"{early.side} stopped early ({early.status}"
+    how += f", exit {early.exit_code})" if early.exit_code is not None else ")"
+    goes_on = f"{early.other} goes on to step {other} ({m.name})"
+    if stopped is None:
+        return f"{how} before logging any step; {early.other} logged up to step {other} ({m.name})"
+    if d.first_divergence is None:  # nothing differs in value: no percentage to claim
+        return (
+            f"{how}: identical to {early.other} over the {_steps(m.steps_compared)} both "
+            f"logged, {goes_on}"
+        )
+    return f"{how} at step {stopped}, {goes_on}"
+
+
+def _last_steps(m: SeriesDiff, early: EarlyEnd) -> tuple[int | None, int | None]:
+    """The last step of `m` in the run that stopped early, and in the other."""
+    if early.side == "A":
+        return m.last_step_a, m.last_step_b
+    return m.last_step_b, m.last_step_a
+
+
+def _steps(n: int) -> str:
+    return f"{n} step{'' if n == 1 else 's'}"
+
+
+def _cut_text(m: SeriesDiff, early: EarlyEnd, *, numbers: bool = True) -> str:
+    """A metric the stopped run has fewer steps of: how the steps both logged compare, then
+    the steps only the other run has ("identical over 64 shared steps; 64 steps only in A (B
+    stopped at step 63)")."""
+    shared, n = m.shared_verdict, m.steps_compared
+    text = f"{verdict_text(shared)} over {n} shared step{'' if n == 1 else 's'}"
+    if not n:
+        text = "no shared steps"
+    elif shared != "identical" and numbers:
+        text += (
+            f": first differs at step {m.first_differing_step}, max abs {m.max_abs:.3g}, "
+            f"max rel {percent(m.max_rel)}"
+        )
+    stopped, _ = _last_steps(m, early)
+    only = m.only_in_a if early.other == "A" else m.only_in_b
+    where = f"at step {stopped}" if stopped is not None else "before logging any"
+    text += f"; {_steps(only)} only in {early.other} ({early.side} stopped {where})"
+    if m.first_nonfinite:
+        step, a, b = m.first_nonfinite
+        text += f"; {a} in A vs {b} in B at step {step} (max abs/rel over finite values only)"
+    return text
+
+
+def _first_step(d: RunDiff, m: SeriesDiff) -> int | None:
+    """Where `m` first differs; where a run stopped early, only a difference in value counts."""
+    if d.early_end and m.name in d.early_end.metrics:
+        return m.first_differing_step
+    return m.first_difference
 
 
 def percent(rel: float) -> str:
@@ -73,6 +138,9 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
     for m in d.metrics:
         if m.verdict == "identical" and not show_all:
             lines.append(f"  {m.name:<16} identical over {m.steps_compared} steps")
+            continue
+        if d.early_end and m.name in d.early_end.metrics:
+            lines.append(f"  {m.name:<16} {_cut_text(m, d.early_end)}")
             continue
         first = "-" if m.first_difference is None else str(m.first_difference)
         lines.append(
@@ -115,11 +183,13 @@ def diff_markdown(d: RunDiff) -> str:
         "|---|---|---|---|---|",
     ]
     for m in d.metrics:
-        first = "-" if m.first_difference is None else str(m.first_difference)
-        out.append(
-            f"| {m.name} | {verdict_text(m.verdict)}{_series_extra(m)} | {first} | "
-            f"{m.max_abs:.3g} | {percent(m.max_rel)} |"
-        )
+        step = _first_step(d, m)
+        first = "-" if step is None else str(step)
+        if d.early_end and m.name in d.early_end.metrics:
+            verdict = _cut_text(m, d.early_end, numbers=False)
+        else:
+            verdict = f"{verdict_text(m.verdict)}{_series_extra(m)}"
+        out.append(f"| {m.name} | {verdict} | {first} | {m.max_abs:.3g} | {percent(m.max_rel)} |")
     out += [
         "",
         "| output | verdict | tensors differing | max abs | max ulp |",
@@ -149,12 +219,16 @@ def diff_html(d: RunDiff, a: Run, b: Run) -> str:
     )
     for m in d.metrics:
         sa, sb = _series(a, m.name), _series(b, m.name)
-        sections.append(f"<h2>{html.escape(m.name)}: {verdict_text(m.verdict)}</h2>")
+        if d.early_end and m.name in d.early_end.metrics:
+            verdict = _cut_text(m, d.early_end)
+        else:
+            verdict = verdict_text(m.verdict)
+        sections.append(f"<h2>{html.escape(m.name)}: {html.escape(verdict)}</h2>")
         sections.append(
             svg_plot(
                 {a.label: sa, b.label: sb},
                 title=f"{m.name} per step",
-                marker=m.first_difference,
+                marker=_first_step(d, m),
             )
         )
         bb = dict(sb)
@@ -163,7 +237,7 @@ def diff_html(d: RunDiff, a: Run, b: Run) -> str:
             svg_plot(
                 {"|A - B|": deviation},
                 title=f"{m.name}: deviation per step",
-                marker=m.first_difference,
+                marker=_first_step(d, m),
             )
         )
     rows = []

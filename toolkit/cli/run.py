@@ -82,12 +82,14 @@ def runs_command(ctx: typer.Context) -> None:
     """List run records: id, target, status, primary metric, when."""
     if ctx.invoked_subcommand is not None:
         return
-    from toolkit.record import list_runs
+    from toolkit.record import scan_runs
 
     cfg = options().load()
-    rows = list_runs(cfg.root)
+    rows, unreadable = scan_runs(cfg.root)
+    for exc in unreadable:  # said, and the other runs listed all the same
+        output.warn(f"not listed: {exc.message}")
     if not rows:
-        output.info("no runs yet: `toolkit run`")
+        output.info("no runs yet: `toolkit run`" if not unreadable else "no readable runs")
         return
     output.table(
         ["id", "target", "status", "primary", "started"],
@@ -201,7 +203,7 @@ def _show_rows(doc: dict[str, Any]) -> list[list[str]]:
     policy = det.get("policy")
     skipped = "not recorded"
     rows = [
-        ["id", str(doc["id"])],
+        ["id", str(doc.get("id", "?"))],
         ["status", _status(doc)],
     ]
     if doc.get("engine_error"):
@@ -214,12 +216,12 @@ def _show_rows(doc: dict[str, Any]) -> list[list[str]]:
         ["image", (doc.get("image") or {}).get("ref") or "-"],
         [
             "code",
-            f"{code['commit'] or 'no git'}{' (dirty)' if code['dirty'] else ''}"
+            f"{code.get('commit') or 'no git'}{' (dirty)' if code.get('dirty') else ''}"
             + (f", its uncommitted changes in {code['patch']}" if code.get("patch") else "")
             if code
             else skipped,
         ],
-        ["data", data["digest"][:16] if data else skipped],
+        ["data", (data.get("digest") or "-")[:16] if data else skipped],
         [
             "policy",
             ", ".join(f"{k}={v}" for k, v in policy.items())
@@ -229,7 +231,7 @@ def _show_rows(doc: dict[str, Any]) -> list[list[str]]:
         ["applied", _count(len(applied), "setting")],
         [
             "nondeterministic ops",
-            ", ".join(o["op"] for o in det.get("nondeterministic_ops", [])) or "none",
+            ", ".join(o.get("op", "?") for o in det.get("nondeterministic_ops", [])) or "none",
         ],
     ]
     if doc.get("native") or doc.get("package_drift"):
@@ -238,7 +240,8 @@ def _show_rows(doc: dict[str, Any]) -> list[list[str]]:
         ["primary", _primary(doc.get("metrics") or {})],
         [
             "outputs",
-            f"{_count(len(outputs['files']), 'file')}, {outputs['digest'][:16]}"
+            f"{_count(len(outputs.get('files', {})), 'file')}, "
+            f"{(outputs.get('digest') or '-')[:16]}"
             if outputs
             else skipped,
         ],
@@ -248,7 +251,8 @@ def _show_rows(doc: dict[str, Any]) -> list[list[str]]:
 
 def _status(doc: dict[str, Any]) -> str:
     exit_code = doc.get("exit_code")
-    return str(doc["status"]) + (f" (exit {exit_code})" if exit_code is not None else "")
+    status = str(doc.get("status", "?"))
+    return status + (f" (exit {exit_code})" if exit_code is not None else "")
 
 
 def _primary(metrics: dict[str, Any]) -> str:

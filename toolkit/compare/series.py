@@ -30,6 +30,8 @@ class SeriesDiff:
     only_in_b: int
     first_differing_step: int | None  # first common step whose values differ bitwise
     first_unshared_step: int | None  # first step logged by one run only
+    last_step_a: int | None  # the last step A logged; None if it logged none
+    last_step_b: int | None
     first_beyond_tolerance_step: int | None
     max_abs: float  # over common steps where both values are finite; 0.0 if none
     max_rel: float  # |a - b| / max(|a|, |b|), over the same steps
@@ -42,6 +44,7 @@ class SeriesDiff:
     first_nonfinite: tuple[int, float, float] | None  # (step, a, b): first NaN/inf mismatch
     tolerance: Tolerance
     verdict: Verdict
+    shared_verdict: Verdict  # over the steps both runs logged, whatever either logged alone
 
     @property
     def first_difference(self) -> int | None:
@@ -71,10 +74,12 @@ def compare_series(
     only_in_b = len(by_step_b.keys() - by_step_a.keys())
     beyond = ~dev.within
 
-    if only_in_a or only_in_b or beyond.any():
-        verdict: Verdict = "diverged"
+    if beyond.any():
+        shared: Verdict = "diverged"
     else:
-        verdict = "within_tolerance" if differs.any() else "identical"
+        shared = "within_tolerance" if differs.any() else "identical"
+    # a step that one run logged and the other did not is a difference too
+    verdict: Verdict = "diverged" if only_in_a or only_in_b else shared
     has_final = bool(common)
     return SeriesDiff(
         name=name,
@@ -83,6 +88,8 @@ def compare_series(
         only_in_b=only_in_b,
         first_differing_step=_first(steps, differs),
         first_unshared_step=min(unshared) if unshared else None,
+        last_step_a=max(by_step_a, default=None),
+        last_step_b=max(by_step_b, default=None),
         first_beyond_tolerance_step=_first(steps, beyond),
         max_abs=float(dev.abs.max(initial=0.0)),
         max_rel=float(dev.rel.max(initial=0.0)),
@@ -95,6 +102,7 @@ def compare_series(
         first_nonfinite=_first_pair(steps, nonfinite, va, vb),
         tolerance=tolerance,
         verdict=verdict,
+        shared_verdict=shared,
     )
 
 
