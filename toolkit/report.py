@@ -155,18 +155,37 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
             continue
         s = o.tensors.summary
         lines.append(
-            f"  {o.path:<24} {verdict_text(o.verdict)}: {s.tensors_differing}/{s.tensors_compared} "
-            f"tensors differ, max abs {_num(s.max_abs)}, max rel {_num(s.max_rel)}, "
+            f"  {o.path:<24} {verdict_text(o.verdict)}: {_tensor_count(s)}, "
+            f"max abs {_num(s.max_abs)}, max rel {_num(s.max_rel)}, "
             f"max ulp {s.max_ulp if s.max_ulp is not None else '-'}{_tensor_nonfinite(s)}"
         )
         for t in o.tensors.tensors:
-            if t.verdict != "identical" or show_all:
+            if (t.dtype_a, t.shape_a) != (t.dtype_b, t.shape_b):  # one file lacks it, or
+                lines.append(f"    {t.name:<22} {t.note}")  # its layout changed: no values
+            elif t.verdict != "identical" or show_all:
                 lines.append(
                     f"    {t.name:<22} {t.fraction_differing:.1%} differ, max abs {_num(t.max_abs)}"
                     f", ulp {t.max_ulp if t.max_ulp is not None else '-'}{_tensor_nonfinite(t)}"
                     + (f" ({t.note})" if t.note else "")
                 )
     return lines
+
+
+def _tensor_count(s: TensorSummary) -> str:
+    """ "12/13 tensors differ (1 shape changed, 1 only in A)": every tensor of both files,
+    those whose values could not be compared (a layout or a name one file lacks) included."""
+    total = s.tensors_compared + s.mismatched + s.only_in_a + s.only_in_b
+    differ = s.tensors_differing + s.mismatched + s.only_in_a + s.only_in_b
+    why = [
+        f"{n} {what}"
+        for n, what in (
+            (s.mismatched, "dtype or shape changed"),
+            (s.only_in_a, "only in A"),
+            (s.only_in_b, "only in B"),
+        )
+        if n
+    ]
+    return f"{differ}/{total} tensors differ" + (f" ({', '.join(why)})" if why else "")
 
 
 def diff_markdown(d: RunDiff) -> str:
@@ -201,8 +220,8 @@ def diff_markdown(d: RunDiff) -> str:
         else:
             s = o.tensors.summary
             out.append(
-                f"| {o.path} | {verdict_text(o.verdict)} | {s.tensors_differing}/"
-                f"{s.tensors_compared} | {_num(s.max_abs)} | {s.max_ulp} |"
+                f"| {o.path} | {verdict_text(o.verdict)} | {_tensor_count(s)} "
+                f"| {_num(s.max_abs)} | {s.max_ulp} |"
             )
     return "\n".join(out) + "\n"
 

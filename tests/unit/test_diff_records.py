@@ -350,3 +350,23 @@ def test_packages_the_runs_imported_come_first_and_many_in_one_run_only_are_one_
             "8: tool0 1.0, tool1 1.0, tool2 1.0, tool3 1.0, tool4 1.0, tool5 1.0, ...",
         ),
     ]
+
+
+def test_a_checkpoint_whose_architecture_changed_counts_every_tensor(tmp_path: Path) -> None:
+    import numpy as np
+
+    runs = []
+    for name, arrays in (
+        ("a", {"conv": np.ones((2, 5)), "bias": np.ones(2), "w": np.ones(3)}),
+        ("b", {"conv": np.ones((2, 3)), "w": np.full(3, 2.0)}),
+    ):
+        doc = record(name, [1.0], outputs={"files": {"model.npz": name * 64}})
+        run = folder(tmp_path, doc)
+        (run / "outputs").mkdir()
+        np.savez(run / "outputs" / "model.npz", **arrays)
+        runs.append(run)
+    said = toolkit("diff", str(runs[0]), str(runs[1]), cwd=tmp_path).stdout
+    assert "3/3 tensors differ (1 dtype or shape changed, 1 only in A)" in said, said
+    assert "    conv                   shape differs: (2, 5) vs (2, 3)\n" in said
+    assert "    bias                   only in A\n" in said  # no "0.0% differ" for it
+    assert "    w                      100.0% differ" in said
