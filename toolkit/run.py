@@ -362,6 +362,10 @@ def container_spec(
             "TOOLKIT_RUN_DIR": CONTAINER_RUN_DIR,
             "PYTHONPATH": CONTAINER_RUNTIME,
             "HOME": "/tmp",  # the host uid may have no home in the image
+            # Ctrl-C reaches every process of the command, as on a terminal: with a shell
+            # between (`sh -c "python train.py; ..."`), docker's init would signal the shell
+            # alone, which waits, and Python would be killed 20 s later, its files unflushed
+            "TINI_KILL_PROCESS_GROUP": "1",
         },
         workdir=f"{CONTAINER_PROJECT}/{workdir_rel}".rstrip("/.") or CONTAINER_PROJECT,
         user=f"{os.getuid()}:{os.getgid()}",

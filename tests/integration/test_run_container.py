@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -296,9 +297,9 @@ def test_what_a_stopped_container_prints_on_its_way_out_is_shown_and_logged(
     copy_of(example, tmp_path / "copy")
     ended = interrupt_run(tmp_path / "copy", handler=SAVING)
     assert ended.code == 130 and ended.record["status"] == "interrupted"
-    assert "SAVING 15" in ended.stdout and "SAVED" in ended.stderr  # docker stop: SIGTERM
+    assert "SAVING 2" in ended.stdout and "SAVED" in ended.stderr  # Ctrl-C: SIGINT
     folder = tmp_path / "copy" / "runs" / ended.record["id"]
-    assert "SAVING 15" in (folder / "stdout.log").read_text()
+    assert "SAVING 2" in (folder / "stdout.log").read_text()
     assert "SAVED" in (folder / "stderr.log").read_text()
 
 
@@ -326,7 +327,7 @@ def test_all_a_stopped_container_prints_reaches_a_slow_reader(
         "def leave(signum, frame):\n"
         "    for i in range(20_000): print('bye', i)\n"
         "    print('DONE', flush=True); sys.exit(0)\n"
-        "signal.signal(signal.SIGTERM, leave)\n"
+        "signal.signal(signal.SIGINT, leave)\n"
         "print('READY', flush=True); time.sleep(60)\n"
     )
     copy = copy_of(example, tmp_path / "copy")
@@ -372,9 +373,10 @@ def test_ctrl_c_again_kills_a_container_that_will_not_stop(example: Path, tmp_pa
     from tests.integration.test_run_native import STUBBORN, interrupt_run
 
     copy_of(example, tmp_path / "copy")
-    ended = interrupt_run(tmp_path / "copy", handler=STUBBORN, presses=2)
+    # Ctrl-C: SIGINT; again: SIGTERM; again: SIGKILL (each without waiting the 10 s between)
+    ended = interrupt_run(tmp_path / "copy", handler=STUBBORN, presses=3)
     assert ended.code == 130 and ended.record["status"] == "interrupted"
-    assert ended.seconds < 8  # not the 10 s the engine gives a stop before its SIGKILL
+    assert ended.seconds < 8  # not the 20 s a single press gives it before SIGKILL
     run_label = f"io.toolkit.run={ended.record['id']}"
     assert engine.client().containers.list(filters={"label": run_label}) == []
 
@@ -407,3 +409,106 @@ def test_ctrl_c_while_huge_outputs_are_hashed_keeps_the_record(
     doc = json.loads((folder / "record.json").read_text())
     assert doc["incomplete"] == ["outputs"] and doc["outputs"] is None
     assert doc["code"] is not None and doc["data"]["files"]  # the facts were in by then
+
+
+BUFFERED_METRICS = (  # a training loop that writes its metrics buffered, never flushing them
+    "import json, os, time\n"
+    "metrics = open('metrics.jsonl', 'w')\n"
+    "print('READY', 6 * 7, os.getpid(), flush=True)\n"
+    "for step in range(100_000):\n"
+    "    metrics.write(json.dumps({'step': step, 'val_loss': 1 / (step + 1)}) + '\\n')\n"
+    "    print('wrote step', step, flush=True)\n"
+    "    time.sleep(0.1)\n"
+)
+
+
+def test_ctrl_c_lets_a_container_program_flush_its_files_and_run_its_exit_hooks(
+    example: Path, tmp_path: Path
+) -> None:
+    """What the program wrote before Ctrl-C is kept, as on a terminal: SIGTERM first (`docker
+    stop`) killed Python with its metrics still in its buffer, and no exit hook ran."""
+    import signal
+    import time
+
+    copy = copy_of(example, tmp_path / "copy")  # metrics.jsonl: the example's metrics file
+    proc = subprocess.Popen(
+        run_python_argv(BUFFERED_METRICS),
+        cwd=copy,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("READY 42"), first
+    time.sleep(2)  # ~20 steps: a few hundred bytes, far from filling the file's buffer
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    (folder,) = (copy / "runs").iterdir()
+    shown = (folder / "stdout.log").read_text().splitlines()  # all it printed, as shown
+    printed = [int(line.split()[2]) for line in shown if line.startswith("wrote step")]
+    assert len(printed) >= 10, shown
+    doc = json.loads((folder / "record.json").read_text())
+    assert doc["status"] == "interrupted"
+    lines = (folder / "outputs" / "metrics.jsonl").read_text().splitlines()
+    written = [json.loads(line)["step"] for line in lines]
+    # every step it printed, in order; one more if Ctrl-C came between a write and its print
+    assert written[: len(printed)] == printed and len(written) - len(printed) in (0, 1)
+    assert doc["metrics"]["primary_final"] == 1 / (written[-1] + 1)  # the record reads them all
+    in_container_pid = int(first.split()[2])
+    report = json.loads((folder / "runtime" / f"{in_container_pid}.json").read_text())
+    assert report["final"] is True  # written by the runtime's atexit hook, on the way out
+
+
+def test_ctrl_c_reaches_python_behind_a_shell_in_the_container(
+    example: Path, tmp_path: Path
+) -> None:
+    """`sh -c "python ...; echo after"`: the shell does not pass SIGINT on; the whole
+    process group gets it, as on a terminal."""
+    import shlex
+    import signal
+    import time
+
+    copy = copy_of(example, tmp_path / "copy")
+    script = f"python -c {shlex.quote(BUFFERED_METRICS)}; echo after"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "run", "--", "sh", "-c", script],
+        cwd=copy,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("READY 42")
+    time.sleep(2)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert time.monotonic() - started < 8  # not the 10 s before SIGTERM
+    (folder,) = (copy / "runs").iterdir()
+    shown = (folder / "stdout.log").read_text().splitlines()
+    printed = [int(line.split()[2]) for line in shown if line.startswith("wrote step")]
+    lines = (folder / "outputs" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) >= len(printed) >= 10  # flushed by Python on its way out
+
+
+def test_ctrl_c_stops_a_container_program_that_ignores_it_with_sigterm(
+    example: Path, tmp_path: Path
+) -> None:
+    from tests.integration.test_run_native import interrupt_run
+
+    ignores_sigint = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "def leave(signum, frame):\n"
+        "    print('SAVING', signum, flush=True); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, leave)\n"
+    )
+    copy_of(example, tmp_path / "copy")
+    ended = interrupt_run(tmp_path / "copy", handler=ignores_sigint)  # one press
+    assert ended.code == 130 and ended.record["status"] == "interrupted"
+    assert "SAVING 15" in ended.stdout  # SIGTERM, once SIGINT's 10 s were up
+    assert 9 < ended.seconds < 19  # and before SIGKILL, 10 s later
+    run_label = f"io.toolkit.run={ended.record['id']}"
+    assert engine.client().containers.list(filters={"label": run_label}) == []

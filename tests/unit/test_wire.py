@@ -547,3 +547,81 @@ def test_ctrl_c_before_the_start_leaves_no_container(
     with pytest.raises(KeyboardInterrupt):
         run(spec())
     assert fake.targets() == ["POST /containers/create", "DELETE /containers/abc?force=1"]
+
+
+class RunsUntilSignalled(ContainerScript):
+    """Container abc that prints a line, is sent Ctrl-C, and runs on until it is sent a signal
+    of `ends_on` (`POST /containers/abc/kill?signal=...`); then prints "saved" and ends. Each
+    other signal it gets is pressed past: Ctrl-C again, 0.3 s later, when `presses_again`."""
+
+    def __init__(self, ends_on: str, presses_again: bool = False) -> None:
+        super().__init__(output=[frame(wire.STDOUT, b"step 1\n")], exit_status={"StatusCode": 130})
+        self.ends_on = ends_on
+        self.presses_again = presses_again
+        self.signalled = threading.Event()
+        self.signals: list[tuple[str, float]] = []  # each signal, and when it came
+
+    def routes(self) -> Routes:
+        return {**super().routes(), ("POST", "/containers/abc/kill"): self.kill}
+
+    def attach(self, request: Request, conn: _Handler) -> None:
+        conn.wfile.write(UPGRADED)
+        if self.started.wait(WAIT):
+            for piece in self.output:
+                conn.wfile.write(piece)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, once it runs
+            if self.signalled.wait(WAIT):
+                conn.wfile.write(frame(wire.STDOUT, b"saved\n"))  # on its way out
+        self.output_ended.set()
+
+    def kill(self, request: Request, conn: _Handler) -> None:
+        name = request.target.partition("signal=")[2]
+        self.signals.append((name, time.monotonic()))
+        conn.wfile.write(NO_CONTENT)
+        if name == self.ends_on:
+            self.signalled.set()
+        elif self.presses_again:  # later than the answer: a press toolkit sees as a new one
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        until_closed(conn)
+
+
+def test_ctrl_c_sends_a_container_sigint_first(serve: Callable[[Routes], FakeEngine]) -> None:
+    """SIGINT, as Ctrl-C on a terminal: Python unwinds and flushes (SIGTERM killed it)."""
+    script = RunsUntilSignalled(ends_on="SIGINT")
+    fake = serve(script.routes())
+    ended, output = run(spec())
+    assert ended == ContainerExit(None, interrupted=True)
+    assert [name for name, _ in script.signals] == ["SIGINT"]
+    assert fake.targets().count("POST /containers/abc/kill?signal=SIGINT") == 1
+    assert b"".join(data for _, data in output) == b"step 1\nsaved\n"  # its way out shown
+
+
+def test_ctrl_c_again_sends_a_container_the_next_signal_at_once(
+    serve: Callable[[Routes], FakeEngine],
+) -> None:
+    script = RunsUntilSignalled(ends_on="SIGKILL", presses_again=True)
+    fake = serve(script.routes())
+    ended, output = run(spec())
+    assert ended == ContainerExit(None, interrupted=True)
+    kills = [t for t in fake.targets() if "/kill" in t]
+    signals = ("SIGINT", "SIGTERM", "SIGKILL")
+    assert kills == [f"POST /containers/abc/kill?signal={s}" for s in signals]
+    sent = [at for _, at in script.signals]
+    assert sent[-1] - sent[0] < 5  # each at the next press, not the 10 s apart of STOP_SIGNALS
+    assert b"".join(data for _, data in output) == b"step 1\nsaved\n"
+
+
+def test_a_container_that_ignores_sigint_gets_sigterm_then_sigkill(
+    serve: Callable[[Routes], FakeEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grace = 0.5  # STOP_SIGNALS' 10 s, shortened
+    monkeypatch.setattr(
+        engine, "STOP_SIGNALS", tuple((name, grace) for name, _ in engine.STOP_SIGNALS)
+    )
+    script = RunsUntilSignalled(ends_on="SIGKILL")  # one press only
+    serve(script.routes())
+    ended, _ = run(spec())
+    assert ended == ContainerExit(None, interrupted=True)
+    assert [name for name, _ in script.signals] == ["SIGINT", "SIGTERM", "SIGKILL"]
+    sent = [at for _, at in script.signals]
+    assert all(later - earlier >= grace for earlier, later in itertools.pairwise(sent))

@@ -406,13 +406,23 @@ def _started(
     return _Output(container, attached, waiting, {wire.STDOUT: on_stdout, wire.STDERR: on_stderr})
 
 
+# How Ctrl-C stops a container: each signal, and how long it has before the next. SIGINT first,
+# as Ctrl-C on a terminal and for a native run (proc._stop_group): Python raises
+# KeyboardInterrupt and unwinds, so buffered files are flushed and `finally` blocks and atexit
+# hooks run (the runtime's report among them). `docker stop`'s SIGTERM, which Python does not
+# handle, ended it on the spot and lost the metrics and checkpoint it had not flushed. SIGTERM
+# 10 s later (what `docker stop` gives a program to save) for one that ignores SIGINT or saves
+# only on SIGTERM; SIGKILL 10 s after that, then the time the engine may take to remove it.
+STOP_SIGNALS = (("SIGINT", 10.0), ("SIGTERM", 10.0), ("SIGKILL", 30.0))
+
+
 def _stop(where: wire.Endpoint, reader: _Output, presses: interrupt.Presses) -> None:
-    """Stop the container as `docker stop` does (SIGTERM, SIGKILL 10 s later); Ctrl-C again
-    (counted in `presses`) kills it at once. Done once it is gone, its output (`reader`) all
-    shown."""
+    """Stop the container with STOP_SIGNALS (SIGINT, SIGTERM 10 s later, SIGKILL 10 s after
+    that); Ctrl-C again (counted in `presses`) sends the next signal at once. Done once it is
+    gone, its output (`reader`) all shown."""
     import time
 
-    for sig, grace in (("SIGTERM", 10.0), ("SIGKILL", 30.0)):
+    for sig, grace in STOP_SIGNALS:
         with contextlib.suppress(OSError, UserError, wire.ApiError):  # it has ended
             wire.call(where, "POST", f"{reader.container}/kill", {"signal": sig}, timeout=30)
         seen, deadline = presses.count, time.monotonic() + grace
