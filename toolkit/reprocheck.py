@@ -12,13 +12,23 @@ from toolkit.config import MAX_SEED
 from toolkit.diff import Run, RunDiff, diff_runs
 from toolkit.errors import ConfigError
 
-VARIABLES = {"threads": "thread count", "workers": "data-loader workers", "seed": "seed"}
+VARIABLES = {"threads": "thread count", "workers": "number of data-loader workers", "seed": "seed"}
 
 # "failed": a run did not succeed, so the check could not be made; "not_compared": one run, and
 # nothing to compare it with. Neither is "identical": no comparison is not a match.
 ReproVerdict = Literal["identical", "within_tolerance", "diverged", "failed", "not_compared"]
 
 _ENDED = {"failed": "failed", "engine_lost": "lost the Docker Engine", "interrupted": "stopped"}
+
+# A gap beside repeated runs that differ is named a cause only when it is more than this many
+# times the largest of their differences. One to three repeats cannot estimate a spread, only
+# give a sample or two of it, and the ratio of two samples of the same noise is often large: with
+# Gaussian noise, a gap that is pure noise is over 3 times one noise sample 18% of the time and
+# over 10 times 5.5% of the time (--runs 2), 0.5% with two samples (--runs 3). Only an order of
+# magnitude is safe to call a cause.
+NOISE_FACTOR = 10
+
+NOT_MEASURED = "one run per group, so run-to-run noise was not measured (run with --runs 2 or more)"
 
 
 @dataclass(frozen=True)
@@ -237,18 +247,26 @@ def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, .
     for group in groups:
         if group.kind == "variation" or group.label in failing:
             continue  # a group with a failed run is named above, and not called reproducible
-        noise = [p for p in pairs if p.role == "noise" and p.group == group.label]
         total = len(group.runs)
-        same = 1 + sum(p.diff.verdict == "identical" for p in noise)
+        # every run is compared with the first: count those, not the first as a match of its own
+        differ = [
+            p
+            for p in pairs
+            if p.role == "noise" and p.group == group.label and p.diff.verdict != "identical"
+        ]
         if total == 1:
             parts.append(f"{group.label}: 1 run")
-        elif same == total:
-            parts.append(f"reproducible on {group.label} ({same}/{total} identical)")
+        elif not differ:
+            parts.append(f"reproducible on {group.label} ({total} runs, all identical)")
         else:
-            worst_noise = max(noise, key=lambda p: abs(p.diff.headline or 0.0))
+            worst_noise = max(differ, key=lambda p: abs(p.diff.headline or 0.0))
+            how = _gap_text(worst_noise.diff)
+            if len(differ) > 1 and how.startswith("by "):
+                how = f"by up to {how[3:]}"
+            verb = "differs" if len(differ) == 1 else "differ"
             parts.append(
-                f"NOT reproducible on {group.label} ({same}/{total} identical; runs differ "
-                f"{_gap_text(worst_noise.diff)})"
+                f"NOT reproducible on {group.label} ({total} runs, {len(differ)} {verb} from the "
+                f"first; runs differ {how})"
             )
     control_label = groups[0].label
     for pair in pairs:
@@ -257,61 +275,99 @@ def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, .
             continue
         if pair.diff.verdict == "identical":
             parts.append(f"{group.label} matches {control_label} bitwise")
-        elif _within_noise(pair, pairs, control_label):  # the gap may be that noise alone
-            parts.append(
-                f"{group.label} differs from {control_label} {_gap_text(pair.diff)}, but no more "
-                "than repeated runs do"
-            )
-        else:
+            continue
+        why = _unexplained(pair, pairs, control_label)
+        if why is None:
             parts.append(f"{group.label} differs from {control_label} {_gap_text(pair.diff)}")
-    changed: dict[str, list[str]] = {}
-    untold: dict[str, list[str]] = {}
+        else:
+            parts.append(
+                f"cannot tell whether {group.label} differs from {control_label} beyond "
+                f"run-to-run noise: {why}{_gaps_text([pair.diff], why)}"
+            )
+    # by variable and target: a variation's gap is weighed against its own target's noise
+    several = len({g.target for g in groups if g.variation}) > 1
+    changed: dict[tuple[str, str], list[str]] = {}
+    untold: dict[tuple[str, str, str], list[tuple[str, RunDiff]]] = {}
     for pair in pairs:
         group = next(g for g in groups if g.label == pair.group)
         if pair.role == "gap" and group.variation and pair.diff.verdict != "identical":
-            noisy = _within_noise(pair, pairs, group.target)
-            found = untold if noisy else changed
-            found.setdefault(group.variation.name, []).append(str(group.variation.value))
-    for name, values in changed.items():
-        parts.append(f"{VARIABLES[name]} changes results ({name}={','.join(values)})")
-    for name, values in untold.items():
+            name, value = group.variation.name, str(group.variation.value)
+            on = group.target if several else ""
+            why = _unexplained(pair, pairs, group.target)
+            if why is None:
+                changed.setdefault((name, on), []).append(value)
+            else:
+                untold.setdefault((name, on, why), []).append((value, pair.diff))
+    for (name, on), values in changed.items():
+        parts.append(f"{VARIABLES[name]} changes results ({_values(name, values, on)})")
+    for (name, on, why), found in untold.items():
+        values = [value for value, _ in found]
         parts.append(
-            f"cannot tell whether the {VARIABLES[name]} changes results ({name}="
-            f"{','.join(values)}): repeated runs differ as much"
+            f"cannot tell whether the {VARIABLES[name]} changes results "
+            f"({_values(name, values, on)}): {why}{_gaps_text([d for _, d in found], why)}"
         )
     varied = {g.variation.name for g in groups if g.variation}
     unchecked = {g.variation.name for g in groups if g.variation and g.label in failing}
-    for name in sorted(varied - changed.keys() - untold.keys() - unchecked):
+    named = {name for name, _ in changed} | {name for name, _, _ in untold}
+    for name in sorted(varied - named - unchecked):
         parts.append(f"{VARIABLES[name]} does not change results")
     return "; ".join(parts)
 
 
-def _within_noise(gap: Pair, pairs: list[Pair], reference: str) -> bool:
-    """Whether repeated runs, in the gap's group or the group it is measured against, differ
-    at least as much as the gap: it then says nothing of its cause."""
-    noise = [
-        _spread(p.diff)
-        for p in pairs
-        if p.role == "noise" and p.group in (gap.group, reference) and p.diff.verdict != "identical"
-    ]
+def _unexplained(gap: Pair, pairs: list[Pair], reference: str) -> str | None:
+    """Why the gap cannot be named a cause, or None where it can: repeated runs, in the gap's
+    group or the group it is measured against, are all identical, or differ by less than a
+    NOISE_FACTOR-th of the gap, by the table's primary Δ."""
+    noise = [p.diff for p in pairs if p.role == "noise" and p.group in (gap.group, reference)]
     if not noise:
-        return False
-    measured = [n for n in noise if n is not None]
-    gap_spread = _spread(gap.diff)
-    if gap_spread is None:  # a NaN or inf of its own: noise only if repeated runs have one too
-        return len(measured) < len(noise)
-    if len(measured) < len(noise):
-        return True  # repeated runs part over a NaN or inf: no number to weigh the gap by
-    return max(measured) >= gap_spread
+        return NOT_MEASURED
+    differ = [d for d in noise if d.verdict != "identical"]
+    if not differ:
+        return None  # repeated runs are bitwise the same: any gap is real
+    gap_size = _size(gap.diff)
+    unsized = next((d for d in differ if _size(d) is None), None)
+    if gap_size is None:  # a NaN or inf of its own: noise only if repeated runs have one too
+        return None if unsized is None else f"repeated runs differ {_gap_text(unsized)}"
+    if unsized is not None:  # repeated runs part over a NaN or inf: no number to weigh by
+        return f"repeated runs differ {_gap_text(unsized)}"
+    worst_noise = max(differ, key=lambda d: _size(d) or 0.0)
+    largest = _size(worst_noise) or 0.0
+    if largest == 0:  # the same final value, different elsewhere: no number to weigh by
+        return f"repeated runs differ {_gap_text(worst_noise)}"
+    if gap_size > NOISE_FACTOR * largest:
+        return None
+    return f"repeated runs differ by up to {_percent(largest)} in {worst_noise.primary}"
 
 
-def _spread(d: RunDiff) -> float | None:
-    """How far apart two runs' primary metric gets, at its worst step or in its final value;
-    None where no number says it (no primary series, or a NaN or inf in one run only)."""
+def _size(d: RunDiff) -> float | None:
+    """The table's primary Δ: how far apart the primary metric's final values are; None where no
+    number says it (no primary series, or a NaN or inf in one run only)."""
     series = next((m for m in d.metrics if m.name == d.primary), None)
     if series is None or series.first_nonfinite or d.headline is None:
         return None
-    return max(series.max_rel, abs(d.headline))
+    return abs(d.headline)
+
+
+def _values(name: str, values: list[str], on: str) -> str:
+    """`workers=0,2`, and the target where variations ran on several: `workers=2 on gpu`."""
+    return f"{name}={','.join(values)}" + (f" on {on}" if on else "")
+
+
+def _gaps_text(gaps: list[RunDiff], why: str) -> str:
+    """The gaps that were weighed, as the table shows them: " (the gap is 0.0523%)"."""
+    if why == NOT_MEASURED:
+        return ""  # nothing they were weighed against
+    shown = [_percent(s) if (s := _size(d)) is not None else _gap_text(d) for d in gaps]
+    if len(shown) == 1:
+        return f" (the gap is {shown[0]})"
+    return f" (the gaps are {', '.join(shown)})"
+
+
+def _percent(rel: float) -> str:
+    """A relative difference as the table's primary Δ column shows it."""
+    from toolkit.report import percent  # report imports this module: import when used
+
+    return percent(rel)
 
 
 def _succeeded(run: Run) -> bool:
@@ -336,7 +392,7 @@ def _gap_text(d: RunDiff) -> str:
         return f"in {metric}{where}"
     if d.headline == 0 and d.verdict != "identical":
         return f"by 0% in final {metric} but differs elsewhere{where}"
-    return f"by {abs(d.headline) * 100:.3g}% in {metric}{where}"
+    return f"by {_percent(abs(d.headline))} in {metric}{where}"
 
 
 def as_json(report: ReproReport) -> dict[str, Any]:

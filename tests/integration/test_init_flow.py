@@ -53,7 +53,7 @@ def test_init_then_lock_build_run(tmp_path: Path) -> None:
         assert again.returncode == 0
         check = toolkit("repro-check", "--runs", "2", cwd=project)
         assert check.returncode == 0, check.stdout
-        assert "reproducible on cpu (2/2 identical)" in check.stdout
+        assert "reproducible on cpu (2 runs, all identical)" in check.stdout
     finally:
         for img in engine.images(f"{image.LABEL}.project={name}"):
             engine.remove_image(img.id)

@@ -95,5 +95,5 @@ def test_identical_runs_still_pass(project: Path) -> None:
     assert code == 0, out + err
     doc = json.loads(out)
     assert doc["verdict"] == "identical"
-    assert doc["summary"] == "reproducible on cpu (2/2 identical)"
+    assert doc["summary"] == "reproducible on cpu (2 runs, all identical)"
     assert doc["failed"] == []

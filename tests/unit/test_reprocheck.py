@@ -41,10 +41,14 @@ def test_summary_answers_the_team_question(tmp_path: Path) -> None:
     ]
     report = reprocheck.compare(groups)
     assert report.verdict == "diverged"
-    assert report.summary.startswith("reproducible on cpu (2/2 identical); NOT reproducible on gpu")
+    assert report.summary.startswith(
+        "reproducible on cpu (2 runs, all identical); NOT reproducible on gpu (2 runs, 1 differs "
+        "from the first; runs differ by 0.855% in loss"
+    )
     assert "first at step 4" in report.summary  # gpu default runs part at step 4
     # gpu's default runs differ by 0.855% between repeats; its 300 steps end 19.5% below the
-    # cpu runs' 60 (at step 59, the last both logged, they were 0.0093% apart)
+    # cpu runs' 60 (at step 59, the last both logged, they were 0.0093% apart): over 10 times
+    # the noise, so named
     assert "gpu differs from cpu by 19.5% in loss, first at step 0;" in report.summary
     assert report.summary.endswith("thread count changes results (threads=4)")
     roles = [(p.role, p.group, p.diff.verdict) for p in report.pairs]
@@ -69,7 +73,7 @@ def test_deterministic_gpu_is_reproducible(tmp_path: Path) -> None:
     ]
     report = reprocheck.compare(groups)
     assert report.verdict == "identical"
-    assert report.summary == "reproducible on gpu (2/2 identical)"
+    assert report.summary == "reproducible on gpu (2 runs, all identical)"
 
 
 def test_parse_variations() -> None:
@@ -165,7 +169,7 @@ def test_a_failed_target_does_not_match_the_control(tmp_path: Path) -> None:
     assert report.summary == (
         "could not check reproducibility: 2 of 4 runs did not succeed: "
         "gpu #1 g1 lost the Docker Engine, gpu #2 g2 failed with exit code 3; "
-        "reproducible on cpu (2/2 identical)"
+        "reproducible on cpu (2 runs, all identical)"
     )
 
 
@@ -234,7 +238,8 @@ def test_a_nan_against_a_number_is_named_in_the_summary(tmp_path: Path) -> None:
     report = reprocheck.compare([target("cpu", made(tmp_path, "c1"), nan)])
     assert report.verdict == "diverged"
     assert report.summary == (
-        "NOT reproducible on cpu (1/2 identical; runs differ in loss: 0.5 vs nan at step 1)"
+        "NOT reproducible on cpu (2 runs, 1 differs from the first; runs differ in loss: 0.5 vs "
+        "nan at step 1)"
     )
 
 
@@ -244,7 +249,7 @@ def test_runs_that_both_reach_nan_at_the_same_step_are_identical(tmp_path: Path)
         [target("cpu", made(tmp_path, "c1", series=series), made(tmp_path, "c2", series=series))]
     )
     assert report.verdict == "identical"
-    assert report.summary == "reproducible on cpu (2/2 identical)"
+    assert report.summary == "reproducible on cpu (2 runs, all identical)"
 
 
 def test_one_run_with_nothing_to_compare_is_refused_before_it_runs(tmp_path: Path) -> None:
@@ -268,22 +273,171 @@ def test_markdown_of_failed_runs_warns_and_claims_nothing(tmp_path: Path) -> Non
     assert "| compare |" not in text  # no comparison was made
 
 
-def varied(tmp_path: Path, label: str, run_id: str, loss: float, on: str = "cpu") -> Group:
-    found = made(tmp_path, run_id, series=[[0, 1.0], [1, loss]])
-    return Group(f"{on} {label}", "variation", on, Variation(*label.split("=")[:1], 1), (found,))
+def varied(
+    tmp_path: Path, label: str, run_id: str, loss: float, on: str = "cpu", first: float = 1.0
+) -> Group:
+    """A variation's one run, `label` as `threads=1`: loss `first`, then `loss`."""
+    found = made(tmp_path, run_id, series=[[0, first], [1, loss]])
+    name, value = label.split("=")
+    return Group(f"{on} {label}", "variation", on, Variation(name, int(value)), (found,))
+
+
+def repeats(tmp_path: Path, label: str, *losses: float) -> Group:
+    """A target's runs: loss 1.0, then each of `losses` in turn."""
+    found = [
+        made(tmp_path, f"{label}{i}", series=[[0, 1.0], [1, loss]])
+        for i, loss in enumerate(losses, 1)
+    ]
+    return target(label, *found)
+
+
+def primary_deltas(report: reprocheck.ReproReport) -> dict[str, str]:
+    """The table's primary Δ column, by group (the largest where a group has several rows)."""
+    shown: dict[str, str] = {}
+    for row in repro_rows(report):
+        if row[1] not in shown or float(row[4][:-1]) > float(shown[row[1]][:-1]):
+            shown[row[1]] = row[4]
+    return shown
 
 
 def test_a_variation_is_not_blamed_for_what_repeated_runs_already_do(tmp_path: Path) -> None:
-    noisy = target("cpu", made(tmp_path, "c1"), made(tmp_path, "c2", series=[[0, 1.0], [1, 0.6]]))
+    noisy = repeats(tmp_path, "cpu", 0.5, 0.6)
     report = reprocheck.compare([noisy, varied(tmp_path, "threads=1", "v1", 0.55)])
     assert report.summary == (
-        "NOT reproducible on cpu (1/2 identical; runs differ by 16.7% in loss, first at step 1); "
-        "cannot tell whether the thread count changes results (threads=1): repeated runs "
-        "differ as much"
+        "NOT reproducible on cpu (2 runs, 1 differs from the first; runs differ by 16.7% in loss, "
+        "first at step 1); cannot tell whether the thread count changes results (threads=1): "
+        "repeated runs differ by up to 16.7% in loss (the gap is 9.09%)"
     )
-    # a change well beyond the noise is still the variation's
-    report = reprocheck.compare([noisy, varied(tmp_path, "threads=1", "v1", 5.0)])
+    assert report.verdict == "diverged"  # the exit code is the table's: a comparison diverged
+
+
+def test_a_variation_beside_identical_repeats_changes_results(tmp_path: Path) -> None:
+    same = repeats(tmp_path, "cpu", 0.5, 0.5)
+    report = reprocheck.compare([same, varied(tmp_path, "workers=2", "v1", 0.55)])
+    assert report.summary == (
+        "reproducible on cpu (2 runs, all identical); "
+        "number of data-loader workers changes results (workers=2)"
+    )
+
+
+def test_a_gap_smaller_than_the_noise_is_not_a_cause_and_is_said_as_the_table_shows_it(
+    tmp_path: Path,
+) -> None:
+    """Weighed by the table's primary Δ (final values), not by the worst step: the variation's
+    runs are 50% apart at step 0, but end 1.96% apart, below the repeats' 16.7%."""
+    noisy = repeats(tmp_path, "cpu", 0.5, 0.6)
+    report = reprocheck.compare([noisy, varied(tmp_path, "threads=1", "v1", 0.51, first=2.0)])
+    assert report.summary == (
+        "NOT reproducible on cpu (2 runs, 1 differs from the first; runs differ by 16.7% in loss, "
+        "first at step 1); cannot tell whether the thread count changes results (threads=1): "
+        "repeated runs differ by up to 16.7% in loss (the gap is 1.96%)"
+    )
+    assert primary_deltas(report) == {"cpu": "16.7%", "cpu threads=1": "1.96%"}
+
+
+def test_a_gap_beyond_the_noise_but_within_ten_times_it_is_not_a_cause(tmp_path: Path) -> None:
+    noisy = repeats(tmp_path, "cpu", 0.5, 0.501)
+    report = reprocheck.compare([noisy, varied(tmp_path, "threads=1", "v1", 0.51)])
+    assert primary_deltas(report) == {"cpu": "0.2%", "cpu threads=1": "1.96%"}
+    assert report.summary.endswith(
+        "; cannot tell whether the thread count changes results (threads=1): repeated runs "
+        "differ by up to 0.2% in loss (the gap is 1.96%)"
+    )
+
+
+def test_a_gap_a_hundred_times_the_noise_changes_results(tmp_path: Path) -> None:
+    noisy = repeats(tmp_path, "cpu", 0.5, 0.5004)
+    report = reprocheck.compare([noisy, varied(tmp_path, "threads=1", "v1", 0.55)])
+    assert primary_deltas(report) == {"cpu": "0.0799%", "cpu threads=1": "9.09%"}
+    assert report.summary == (
+        "NOT reproducible on cpu (2 runs, 1 differs from the first; runs differ by 0.0799% in "
+        "loss, first at step 1); thread count changes results (threads=1)"
+    )
+
+
+def test_one_run_per_group_names_no_cause(tmp_path: Path) -> None:
+    """--runs 1: the noise is unknown, so no gap is blamed on a variation or a target."""
+    one = repeats(tmp_path, "cpu", 0.5)
+    report = reprocheck.compare(
+        [
+            one,
+            varied(tmp_path, "threads=1", "v1", 0.55),
+            varied(tmp_path, "threads=2", "v2", 0.5),
+            varied(tmp_path, "seed=1", "v3", 0.5),
+        ]
+    )
+    assert report.verdict == "diverged"  # the table still shows a diverged comparison: exit 1
+    assert report.summary == (
+        "cpu: 1 run; cannot tell whether the thread count changes results (threads=1): one run "
+        "per group, so run-to-run noise was not measured (run with --runs 2 or more); "
+        "seed does not change results"
+    )
+    report = reprocheck.compare([one, repeats(tmp_path, "gpu", 0.55)])
+    assert report.summary == (
+        "cpu: 1 run; gpu: 1 run; cannot tell whether gpu differs from cpu beyond run-to-run "
+        "noise: one run per group, so run-to-run noise was not measured (run with --runs 2 or "
+        "more)"
+    )
+
+
+def test_a_target_gap_within_either_groups_noise_is_not_a_cause(tmp_path: Path) -> None:
+    noisy = repeats(tmp_path, "cpu", 0.5, 0.6)
+    report = reprocheck.compare([noisy, repeats(tmp_path, "gpu", 0.51, 0.51)])
+    assert report.summary.endswith(
+        "; reproducible on gpu (2 runs, all identical); cannot tell whether gpu differs from cpu "
+        "beyond run-to-run noise: repeated runs differ by up to 16.7% in loss (the gap is 1.96%)"
+    )
+    same = repeats(tmp_path, "cpu", 0.5, 0.5)
+    report = reprocheck.compare([same, repeats(tmp_path, "gpu", 0.51, 0.51)])
+    assert report.summary.endswith("; gpu differs from cpu by 1.96% in loss, first at step 1")
+
+
+def test_repeats_are_counted_against_the_first_run(tmp_path: Path) -> None:
+    """Two runs that differ are not "1/2 identical": the first is not a match of its own."""
+    report = reprocheck.compare([repeats(tmp_path, "cpu", 0.5, 0.5, 0.6)])
+    assert report.summary == (
+        "NOT reproducible on cpu (3 runs, 1 differs from the first; runs differ by 16.7% in loss, "
+        "first at step 1)"
+    )
+    report = reprocheck.compare([repeats(tmp_path, "cpu", 0.5, 0.55, 0.6)])
+    assert report.summary == (
+        "NOT reproducible on cpu (3 runs, 2 differ from the first; runs differ by up to 16.7% in "
+        "loss, first at step 1)"
+    )
+    report = reprocheck.compare([repeats(tmp_path, "cpu", 0.5, 0.5, 0.5)])
+    assert report.summary == "reproducible on cpu (3 runs, all identical)"
+
+
+def test_variations_on_several_targets_are_weighed_against_their_own_targets_noise(
+    tmp_path: Path,
+) -> None:
+    report = reprocheck.compare(
+        [
+            repeats(tmp_path, "cpu", 0.5, 0.5),
+            varied(tmp_path, "threads=1", "v1", 0.55),
+            repeats(tmp_path, "gpu", 0.5, 0.6),
+            varied(tmp_path, "threads=1", "v2", 0.55, on="gpu"),
+        ]
+    )
+    assert report.summary.endswith(
+        "; thread count changes results (threads=1 on cpu); cannot tell whether the thread count "
+        "changes results (threads=1 on gpu): repeated runs differ by up to 16.7% in loss (the "
+        "gap is 9.09%)"
+    )
+
+
+def test_a_nan_in_the_gap_that_repeated_runs_lack_is_a_cause(tmp_path: Path) -> None:
+    noisy = repeats(tmp_path, "cpu", 0.5, 0.6)
+    report = reprocheck.compare([noisy, varied(tmp_path, "threads=1", "v1", float("nan"))])
     assert report.summary.endswith("; thread count changes results (threads=1)")
+    nan = made(tmp_path, "c2", series=[[0, 1.0], [1, float("nan")]])
+    report = reprocheck.compare(
+        [target("cpu", made(tmp_path, "c1"), nan), varied(tmp_path, "threads=1", "v1", 0.55)]
+    )
+    assert report.summary.endswith(
+        "; cannot tell whether the thread count changes results (threads=1): repeated runs "
+        "differ in loss: 0.5 vs nan at step 1 (the gap is 9.09%)"
+    )
 
 
 def test_a_variation_is_compared_with_its_own_target_not_the_control(tmp_path: Path) -> None:
@@ -319,3 +473,17 @@ def test_runs_from_elsewhere_of_another_experiment_are_left_out_and_each_run_cou
         "far2 left out: its determinism policy differs from this check's",
         "far3 left out: its project and command differ from this check's",
     ]
+
+
+def test_repeats_that_end_alike_but_differ_elsewhere_give_no_number_to_weigh_by(
+    tmp_path: Path,
+) -> None:
+    """Their 0% final difference is no measure of the noise: the runs do differ."""
+    elsewhere = made(tmp_path, "c2", series=[[0, 1.1], [1, 0.5]])
+    report = reprocheck.compare(
+        [target("cpu", made(tmp_path, "c1"), elsewhere), varied(tmp_path, "threads=1", "v1", 0.55)]
+    )
+    assert report.summary.endswith(
+        "; cannot tell whether the thread count changes results (threads=1): repeated runs "
+        "differ by 0% in final loss but differs elsewhere, first at step 0 (the gap is 9.09%)"
+    )
