@@ -399,7 +399,7 @@ def _compare_script(
         f'if [ "$#" -eq 0 ]; then {_nothing_to_compare(targets)} > "{report}"; cat "{report}";'
         f" {publish}; exit 2; fi",
         "status=0",
-        f'toolkit repro-check --target {control.name} --runs 1 "$@"{tolerance} --markdown \\',
+        f'toolkit repro-check --target {control.name} --runs 2 "$@"{tolerance} --markdown \\',
         f'  > "{report}" 2> "{errors}" || status=$?',
         f'cat "{errors}" >&2',
         # what it said on stderr belongs in the summary: why nothing was compared, and the

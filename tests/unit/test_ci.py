@@ -142,7 +142,7 @@ def test_github_repro_check_job_compares_every_bundle(example: Config) -> None:
         "merge-multiple": True,
     }
     script = step(check, "Compare")["run"]
-    assert "toolkit repro-check --target cpu --runs 1 " in script
+    assert "toolkit repro-check --target cpu --runs 2 " in script
     assert "--rtol 0.001 --markdown" in script
     assert '>> "$GITHUB_STEP_SUMMARY"' in script
     assert script.rstrip().endswith('exit "$status"')
@@ -169,7 +169,7 @@ def test_github_compare_step_publishes_the_report_and_keeps_the_exit_code(
         "--target",
         "cpu",
         "--runs",
-        "1",
+        "2",
         "--against",
         f"{bundles}/run-cpu.tar.gz",
         "--against",
@@ -297,7 +297,7 @@ def test_gitlab_compare_script_writes_the_report_and_keeps_the_exit_code(
     assert (tmp_path / "repro-check.md").read_text() == "| verdict | diverged |\n"
     assert not list(tmp_path.glob("run-*.tar.gz"))  # moved out of the checkout first
     args = (tmp_path / "args").read_text().split()
-    assert args[:5] == ["repro-check", "--target", "cpu", "--runs", "1"]
+    assert args[:5] == ["repro-check", "--target", "cpu", "--runs", "2"]
     assert args[5::2][:2] == ["--against", "--against"]
     assert [Path(a).name for a in args[6:10:2]] == ["run-cpu.tar.gz", "run-gpu.tar.gz"]
     assert args[-1] == "--markdown"
@@ -392,7 +392,7 @@ def test_compare_names_the_target_without_a_bundle_and_fails(
     if kind == "github":
         assert (tmp_path / "summary.md").read_text() == expected
     *args, bundle, last = (tmp_path / "args").read_text().split()
-    assert args == ["repro-check", "--target", "cpu", "--runs", "1", "--against"]
+    assert args == ["repro-check", "--target", "cpu", "--runs", "2", "--against"]
     assert Path(bundle).name == "run-cpu.tar.gz" and last == "--markdown"
     if kind == "github":
         assert bundle == f"{tmp_path}/bundles/run-cpu.tar.gz"
@@ -452,7 +452,7 @@ def test_control_is_the_first_target_without_gpus() -> None:
     assert control_target(cfg).name == "small"
     doc = github(cfg)
     assert doc["jobs"]["repro-check"]["runs-on"] == ["ubuntu-latest"]
-    assert "--target small --runs 1" in step(doc["jobs"]["repro-check"], "Compare")["run"]
+    assert "--target small --runs 2" in step(doc["jobs"]["repro-check"], "Compare")["run"]
 
 
 def test_a_project_without_experiment_is_refused() -> None:
