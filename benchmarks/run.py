@@ -207,7 +207,12 @@ def same_container(cfg: Config, ref: str, run_dir: Path) -> list[str]:
         sys.exit("toolkit run left no runtime bundle in the project copy")
     env = environment(policy_of(cfg))
     env[POLICY_VAR] = policy_of(cfg).to_json()
-    env.update(TOOLKIT_RUN_DIR=CONTAINER_RUN_DIR, PYTHONPATH=CONTAINER_RUNTIME, HOME="/tmp")
+    env.update(
+        TOOLKIT_RUN_DIR=CONTAINER_RUN_DIR,
+        PYTHONPATH=CONTAINER_RUNTIME,
+        HOME="/tmp",
+        TINI_KILL_PROCESS_GROUP="1",
+    )
     workdir = f"{CONTAINER_PROJECT}/{cfg.experiment.workdir if cfg.experiment else '.'}"
     workdir = workdir.rstrip("/.")
     mounts = [

@@ -45,8 +45,9 @@ def start(environ: MutableMapping[str, str] = os.environ) -> Report | None:
     atexit.register(report.write, True)
     if not report.run_dir:
         report.error("recording", RuntimeError(f"{RUN_DIR_VAR} is not set: nothing is recorded"))
-    # Written now too: a process ended by a signal (SIGTERM's default, which `docker stop` and
-    # Ctrl-C on a container send) runs no atexit, and would leave no report of what it applied.
+    # Written now too: a process ended by a signal it does not handle (SIGTERM, which `docker
+    # stop` sends and a third Ctrl-C does, or SIGKILL) runs no atexit, and would leave no
+    # report of what it applied.
     report.write()
     return report
 
