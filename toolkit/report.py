@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from toolkit.compare import SeriesDiff, TensorDiff, TensorSummary
+from toolkit.compare import SeriesDiff, TensorDiff, TensorSummary, worst
 from toolkit.diff import EarlyEnd, Run, RunDiff
 from toolkit.record import portable
 from toolkit.reprocheck import ReproReport
@@ -42,6 +42,12 @@ def headline(d: RunDiff) -> str:
         text += f", first at step {d.first_divergence[1]} ({d.first_divergence[0]})"
     if early:
         text += f"; {_early_text(d, early)}"
+    beyond = [o.path for o in d.outputs if o.verdict == "diverged"]
+    if d.verdict == "diverged" and beyond and all(m.verdict != "diverged" for m in d.metrics):
+        # the metrics alone would not make it diverged: say what does
+        metrics = worst([m.verdict for m in d.metrics]) if d.metrics else None
+        text += f"; beyond tolerance: {', '.join(beyond)}"
+        text += f" (metrics {verdict_text(metrics)})" if metrics else ""
     causes = d.causes()
     if causes:
         text += f"; inputs differ in: {', '.join(causes)}"

@@ -370,3 +370,21 @@ def test_a_checkpoint_whose_architecture_changed_counts_every_tensor(tmp_path: P
     assert "    conv                   shape differs: (2, 5) vs (2, 3)\n" in said
     assert "    bias                   only in A\n" in said  # no "0.0% differ" for it
     assert "    w                      100.0% differ" in said
+
+
+def test_the_headline_says_an_output_made_the_verdict_when_the_metrics_did_not(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    runs = []
+    for name, loss, weight in (("a", 0.5, 1.0), ("b", 0.50001, 2.0)):
+        doc = record(name, [1.0, loss], outputs={"files": {"model.npz": name * 64}})
+        run = folder(tmp_path, doc)
+        (run / "outputs").mkdir()
+        np.savez(run / "outputs" / "model.npz", w=np.full(3, weight))
+        runs.append(run)
+    result = toolkit("diff", str(runs[0]), str(runs[1]), "--rtol", "0.01", cwd=tmp_path)
+    first = result.stdout.splitlines()[0]
+    assert result.returncode == 1
+    assert first.endswith("; beyond tolerance: model.npz (metrics within tolerance)"), first
