@@ -324,6 +324,21 @@ def find_run(root: Path, ref: str) -> Path:
         runs = list_runs(root)
         if not runs:
             raise UserError(f"no runs yet in {runs_dir(root)}", hint="`toolkit run` makes one")
+        # ids start with their UTC start: a newer run whose record cannot be read is not
+        # skipped for an older one without a word
+        newer = sorted(
+            f.name
+            for f in runs_dir(root).iterdir()
+            if (f / RECORD_FILE).is_file() and f.name > runs[-1].path.name
+        )
+        for name in newer:  # readable ones started earlier within their second
+            try:
+                read_record(runs_dir(root) / name)
+            except UserError as exc:
+                raise UserError(
+                    f"the latest run cannot be read: {exc.message}",
+                    hint="name the run you mean; `toolkit runs` lists those it can read",
+                ) from None
         return runs[-1].path
     as_path = Path(ref)
     if (as_path / RECORD_FILE).is_file() or (as_path.is_file() and as_path.suffix == ".json"):

@@ -153,3 +153,11 @@ def test_show_json_is_strict_json_with_nan_metrics(project: Path) -> None:
     doc = json.loads(result.stdout, parse_constant=refuse)
     assert doc["metrics"]["primary_final"] == "NaN"
     assert rows(toolkit("show", "r1", cwd=project).stdout)["primary"] == "loss=nan"
+
+
+def test_a_run_that_did_not_succeed_lists_its_last_logged_value_as_such(project: Path) -> None:
+    add_run(project, "20261127-100441-cpu-0001", "2026-11-27T10:04:41.100Z")
+    add_run(project, "20261127-100442-cpu-0002", "2026-11-27T10:04:42.100Z", status="failed")
+    lines = toolkit("runs", cwd=project).stdout.splitlines()[1:]
+    assert "  loss=0.25  " in lines[0]  # a final value
+    assert "  loss=0.25 (last logged)  " in lines[1]

@@ -199,3 +199,16 @@ def test_runs_lists_the_readable_runs_and_names_each_one_it_cannot_read(tmp_path
     ) in warnings
     assert any(f"not listed: {newer / 'record.json'}: run record schema" in w for w in warnings)
     assert any("r4-torn/record.json: unreadable run record" in w for w in warnings)
+
+
+def test_latest_is_not_an_older_run_when_the_newest_record_cannot_be_read(tmp_path: Path) -> None:
+    (tmp_path / "toolkit.yaml").write_text(CONFIG)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    folder(runs, full("20261127-100000-cpu-aaaa"))
+    folder(runs, edited(full("20261127-110000-cpu-bbbb"), "metrics", None))
+    result = toolkit("show", "latest", cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: the latest run cannot be read: ")
+    assert "20261127-110000-cpu-bbbb/record.json: damaged run record" in result.stderr
+    assert "20261127-100000-cpu-aaaa" not in result.stdout  # not shown in its place

@@ -99,6 +99,7 @@ def runs_command(ctx: typer.Context) -> None:
                 r.target + (" (native)" if r.native else ""),
                 r.status,
                 f"{r.primary}={r.primary_value:.6g}"
+                + ("" if r.status == "succeeded" else " (last logged)")
                 if r.primary and r.primary_value is not None
                 else "-",
                 r.started[:19].replace("T", " "),
