@@ -254,7 +254,9 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
         # data alone is the same code under another commit
         if code_a["content_sha256"] != code_b["content_sha256"]:
             check("code", "git commit", code_a.get("commit"), code_b.get("commit"))
-            if not files("code", "file", code_a.get("files") or {}, code_b.get("files") or {}):
+            files_a, files_b = code_a.get("files"), code_b.get("files")
+            listed = files_a is not None and files_b is not None  # not over FILES_KEPT files
+            if not (listed and files("code", "file", files_a or {}, files_b or {})):
                 check("code", "content", code_a["content_sha256"], code_b["content_sha256"])
     elif "code" in known:  # records of older toolkits
         check("code", "git commit", code_a.get("commit"), code_b.get("commit"))
@@ -413,7 +415,8 @@ def _nonfinite_warning(m: SeriesDiff) -> str:
 
 _MACHINE_VARIABLE = re.compile(
     r"HOME|USER|LOGNAME|HOSTNAME|PATH|TMPDIR|MOTD_SHOWN|LESS\w*|PAGER|EDITOR|VISUAL"
-    r"|(?:GITHUB|RUNNER|CI|GITLAB|BUILDKITE|JENKINS|BUILD|JOB|SLURM_JOB|PBS_JOB)_\w*|CI"
+    r"|(?:GITHUB|RUNNER|CI|GITLAB|BUILDKITE|JENKINS|BUILD|JOB)_\w*|CI"
+    r"|(?:SLURM|SLURMD|PBS|LSB|SGE|PMI|PMIX|OMPI)_\w*"  # a cluster job's own, set per job
 )
 _UNREACHED = (None, "not set", "not recorded", "not applicable")  # what a run never got to
 

@@ -99,7 +99,8 @@ def parse_json_lines(lines: Iterable[str]) -> Parsed:
             if value is None:
                 quoted = quoted or _is_quoted_number(raw)
                 continue
-            at = step if isinstance(step, int) else counters.get(name, 0)
+            # a step is an integer, and JSON's true is none (Python takes it for 1)
+            at = step if type(step) is int else counters.get(name, 0)
             counters[name] = at + 1
             series.setdefault(name, []).append((at, value))
         if quoted:

@@ -99,10 +99,14 @@ def run(
 
 def output(argv: Sequence[str], *, cwd: Path | None = None) -> str | None:
     """Stdout of a quick query program, or None when it is missing or fails."""
+    found = output_bytes(argv, cwd=cwd)
+    return None if found is None else found.decode(errors="replace")
+
+
+def output_bytes(argv: Sequence[str], *, cwd: Path | None = None) -> bytes | None:
+    """Stdout of a quick query program as it wrote it, or None when it is missing or fails."""
     try:
-        done = subprocess.run(
-            list(argv), capture_output=True, text=True, cwd=cwd, timeout=60, check=False
-        )
+        done = subprocess.run(list(argv), capture_output=True, cwd=cwd, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None

@@ -30,6 +30,7 @@ CONTAINER_PROJECT = "/project"
 CONTAINER_RUN_DIR = "/toolkit/run"
 CONTAINER_RUNTIME = "/toolkit/runtime"
 OUTPUTS = "outputs"
+FAILED = "failed facts"  # in the gathered facts: why each one missing could not be read
 PATCH = "code.diff"  # the run's uncommitted changes (`git diff HEAD`), beside its record
 PATCH_KEPT = 10 * 1024 * 1024  # a bigger one (a changed binary file) is not kept
 _LOG_TAIL = 256 * 1024  # what a failed run's stderr is searched for a strict-mode stop
@@ -41,15 +42,26 @@ _OFFLINE_SIGNS = (
     "NameResolutionError",
     "Failed to resolve",
 )
-# A shell session's own variables, and toolkit's: no program's input
+# A shell session's and a terminal's own variables, and toolkit's: no program's input
 _SESSION_VARIABLE = re.compile(
     r"PWD|OLDPWD|SHLVL|_|TERM|TERM_\w+|COLORTERM|LS_COLORS|PS[1-4]|PROMPT_COMMAND|HIST\w*"
     r"|SSH_\w+|DISPLAY|WINDOWID|XDG_SESSION_\w+|XDG_VTNR|XDG_SEAT|DBUS_SESSION_BUS_ADDRESS|MAIL"
     r"|TMUX\w*|STY|WINDOW|GPG_TTY|LINES|COLUMNS|VSCODE_\w+|TOOLKIT_\w+|INVOCATION_ID"
-    r"|JOURNAL_STREAM|PYTEST_\w+"
+    r"|JOURNAL_STREAM|PYTEST_\w+|KITTY_\w+|GNOME_\w+|KONSOLE_\w+|ITERM_\w+|WT_\w+|VTE_VERSION"
+    r"|ALACRITTY_\w+|WEZTERM_\w+|TERMINATOR_\w+|DESKTOP_SESSION|SESSION_MANAGER|XAUTHORITY"
+    r"|WAYLAND_DISPLAY|STARSHIP_\w+|BASH_FUNC_\S+"
 )
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASS|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE", re.I)
-_PLAIN_VALUE = re.compile(r"[\w.,+-]{0,40}")  # 1e-3, 0,1, true: kept as it is
+# A name that may hold a secret: recorded as set, never as a value or a hash of one (a weak
+# password's hash is guessed back from a list)
+_SECRET_NAME = re.compile(
+    r"TOKEN|SECRET|PASS|PWD|(?:^|_)PW(?:_|$)|(?:^|_)PAT(?:_|$)|KEY|CREDENTIAL|AUTH|COOKIE"
+    r"|SESSION|PRIVATE|CERT|SIGNATURE|SALT|ACCESS|DSN|URL|URI",
+    re.I,
+)
+# Kept as it is: numbers and lists of them (1e-3, 0,1), and words of letters (offline, INFO)
+_NUMBER = r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?"
+_PLAIN_VALUE = re.compile(rf"{_NUMBER}(?:,{_NUMBER})*|[A-Za-z_.-]{{1,24}}")
+SECRET_SET = "(set: not recorded)"
 IN_OUTPUT = "in_output"  # an op a failed run's output names: the runtime never saw it raised
 # torch's "<op> does not have a deterministic implementation", after whatever prefix a log adds
 _OP_IN_OUTPUT = re.compile(r"(?:^|[\s:'\"])([A-Za-z_][\w.]*) does not have a deterministic impl")
@@ -682,21 +694,24 @@ def _gathered(
     """The facts for the record, waited for until Ctrl-C; the record lists those it lacks."""
     while not facts.wait(0.1) and not finishing.pressed:
         pass
+    found = dict(facts.found)
+    for reason in found.pop(FAILED, []):  # a fact that cannot be read: said, the rest kept
+        on_note(f"the record is incomplete: {reason}")
     if facts.error is not None:  # a fact that cannot be read must not cost the run its record
         on_note(f"the record is incomplete: {type(facts.error).__name__}: {facts.error}")
-    return dict(facts.found)
+    return found
 
 
 def _keep_patch(run_dir: Path, facts: dict[str, Any]) -> None:
     """The uncommitted changes the run ran with, as `git apply` takes them, kept in the run
     folder and named in the record's code (`patch`); untracked files are in `code.files`."""
-    patch = facts.pop(PATCH, "")
+    patch = facts.pop(PATCH, b"")
     if facts.get("code") is None:
         return
     kept = None
     if patch and len(patch) <= PATCH_KEPT:
         with contextlib.suppress(OSError):  # the record matters more; it says none was kept
-            (run_dir / PATCH).write_text(patch, encoding="utf-8")
+            (run_dir / PATCH).write_bytes(patch)  # as git wrote it: CRLF, any encoding
             kept = PATCH
     facts["code"] = {**facts["code"], "patch": kept}
 
@@ -748,30 +763,48 @@ def _facts(
     from toolkit.source import source_state
 
     exp = cfg.experiment
+    workdir = cfg.root / (exp.workdir if exp else ".")
     lockfile = req.target.lockfile
     lock_bytes = lockfile.read_bytes() if lockfile.is_file() else b""
-    found["lockfile"] = {
-        "path": str(lockfile.relative_to(cfg.root))
-        if lockfile.is_relative_to(cfg.root)
-        else str(lockfile),
-        "sha256": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
-        **_lock_state(cfg, req.target.name),
-    }
-    code = source_state(cfg.root, cfg.not_code())
-    found["code"] = code.record()
-    found[PATCH] = code.patch  # written beside the record: what an uncommitted change was
-    found["host"] = hardware.host_facts()
-    packages = _packages(cfg.root, req, image_info, cfg.root / (exp.workdir if exp else "."))
-    found["packages"] = packages
-    found["package_drift"] = (
-        _drift(lock_bytes.decode(errors="replace"), packages) if req.native else []
+    failed = found.setdefault(FAILED, [])
+
+    def gather(name: str, read: Callable[[], Any]) -> None:
+        """One fact; one that cannot be read costs the record that one alone."""
+        try:
+            found[name] = read()
+        except Exception as exc:
+            failed.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    gather(
+        "lockfile",
+        lambda: {
+            "path": str(lockfile.relative_to(cfg.root))
+            if lockfile.is_relative_to(cfg.root)
+            else str(lockfile),
+            "sha256": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
+            **_lock_state(cfg, req.target.name),
+        },
     )
-    data = fingerprint.fingerprint(
-        cfg.root / (exp.workdir if exp else "."),
-        exp.data if exp else (),
-        known=cfg.root / STATE_DIR / "data-hashes.json",
-    )
-    found["data"] = {"digest": data.digest, "files": data.files, "missing": list(data.missing)}
+
+    def code() -> dict[str, object]:
+        state = source_state(cfg.root, cfg.not_code())
+        found[PATCH] = state.patch  # kept beside the record: what an uncommitted change was
+        return state.record()
+
+    gather("code", code)
+    gather("host", hardware.host_facts)
+    gather("packages", lambda: _packages(cfg.root, req, image_info, workdir))
+    if "packages" in found:
+        found["package_drift"] = (
+            _drift(lock_bytes.decode(errors="replace"), found["packages"]) if req.native else []
+        )
+
+    def data() -> dict[str, Any]:
+        known = cfg.root / STATE_DIR / "data-hashes.json"
+        prints = fingerprint.fingerprint(workdir, exp.data if exp else (), known=known)
+        return {"digest": prints.digest, "files": prints.files, "missing": list(prints.missing)}
+
+    gather("data", data)
 
 
 def _lock_state(cfg: Config, target: str) -> dict[str, str]:
@@ -1030,14 +1063,21 @@ def _log_tail(log: Path) -> str:
 
 def inherited_environment(current: Mapping[str, str], policy: Mapping[str, str]) -> dict[str, str]:
     """The variables a native run inherits from this machine, which its program may read (a
-    container run has only its image's and the policy's): a shell session's own left out, and
-    a value that may be private (a secret's name, a URL, a path) kept as its hash."""
+    container run has only its image's and the policy's): a shell session's own left out, one
+    whose name may hold a secret only said to be set, and a value other than a number or a
+    word (a path, a URL, an id) kept as its hash."""
+    from toolkit.runtime.policy import UNSET  # what a native run takes out of its environment
+
     kept = {}
     for name, value in sorted(current.items()):
-        if name in policy or _SESSION_VARIABLE.fullmatch(name):
+        if name in policy or name in UNSET or _SESSION_VARIABLE.fullmatch(name):
             continue
-        plain = _PLAIN_VALUE.fullmatch(value) and not _SECRET_NAME.search(name)
-        kept[name] = value if plain else "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:12]
+        if _SECRET_NAME.search(name):
+            kept[name] = SECRET_SET
+        elif _PLAIN_VALUE.fullmatch(value):
+            kept[name] = value
+        else:  # a path, a URL, an id: its hash tells a change, and keeps it private
+            kept[name] = "sha256:" + hashlib.sha256(value.encode(errors="replace")).hexdigest()[:12]
     return kept
 
 

@@ -27,7 +27,7 @@ class SourceState:
     # same for the same code, committed or not, whatever the commit (a revert, a data commit)
     content_sha256: str | None = None
     files: dict[str, str] | None = None  # path -> blob id (12 hex), up to FILES_KEPT files
-    patch: str = field(default="", repr=False)  # `git diff HEAD --binary`: the changes, kept
+    patch: bytes = field(default=b"", repr=False)  # `git diff HEAD --binary`, as git wrote it
 
     def record(self) -> dict[str, object]:
         """What a run record keeps of it (the patch goes beside it, in a file)."""
@@ -47,11 +47,12 @@ def repository_root(root: Path) -> Path | None:
 
 
 def source_state(root: Path, not_code: Iterable[str] = ()) -> SourceState:
-    """Commit and dirty-diff hash of the git repository holding the project at `root`.
+    """Commit, dirty-diff hash and content of the git repository holding the project at `root`.
 
     The whole repository counts, except what toolkit writes in the project (runs/, .toolkit/)
     and the `not_code` paths under `root` (data and outputs, fingerprinted on their own):
-    without a .gitignore, one run's outputs would otherwise change the next run's code.
+    without a .gitignore, one run's outputs would otherwise change the next run's code. git's
+    output is read as bytes: file names and changes need not be UTF-8.
     """
     found = proc.output(["git", "-C", str(root), "rev-parse", "HEAD", "--show-toplevel"])
     if found is None or len(found.splitlines()) != 2:
@@ -68,61 +69,107 @@ def source_state(root: Path, not_code: Iterable[str] = ()) -> SourceState:
         and p.strip("/") not in ("", ".")
     }
     pathspecs = ["--", ":/", *(f":(exclude,literal){p}" for p in sorted(skipped))]
-    git = ["git", "-C", str(root)]
-    # diff.relative (a user's setting) would limit the diff to `root`, whatever `:/` says.
-    diff = proc.output([*git, "-c", "diff.relative=false", "diff", "HEAD", "--binary", *pathspecs])
-    diff = diff or ""
-    untracked = (
-        proc.output(
-            [*git, "ls-files", "--others", "--exclude-standard", "--full-name", "-z", *pathspecs]
-        )
-        or ""
+    diff = _git(root, *_DIFF, "HEAD", "--binary", *pathspecs)
+    untracked = _names(
+        _git(root, "ls-files", "--others", "--exclude-standard", "--full-name", "-z", *pathspecs)
     )
-    new_files = sorted(filter(None, untracked.split("\0")))
-    digest = hashlib.sha256(diff.encode())
-    for name in new_files:
-        digest.update(name.encode() + b"\0")
+    digest = hashlib.sha256(diff)
+    for name in untracked:
+        digest.update(os.fsencode(name) + b"\0")
         path = inside / name
         if path.is_file():
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     dirty = bool(diff or untracked)
-    blobs = _blobs(git, pathspecs, inside, new_files)
+    blobs = _blobs(root, pathspecs, inside, untracked)
     content = hashlib.sha256(
-        "".join(f"{name}\0{blob}\n" for name, blob in sorted(blobs.items())).encode()
+        "".join(f"{name}\0{blob}\n" for name, blob in sorted(blobs.items())).encode(
+            errors="surrogateescape"
+        )
     )
     return SourceState(
         commit.strip(),
         dirty,
         digest.hexdigest() if dirty else None,
         content.hexdigest(),
-        {name: blob[:BLOB_SHOWN] for name, blob in sorted(blobs.items())}
+        {_shown(name): blob[:BLOB_SHOWN] for name, blob in sorted(blobs.items())}
         if len(blobs) <= FILES_KEPT
         else None,
         diff,
     )
 
 
-def _blobs(git: list[str], pathspecs: list[str], top: Path, untracked: list[str]) -> dict[str, str]:
+# `git diff` as `git apply` takes it, whatever the user's settings: relative to the whole
+# repository, without colors, external diff tools or text conversion, with a/ and b/ prefixes
+_DIFF = (
+    "-c",
+    "diff.relative=false",
+    "diff",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+)
+
+
+class GitFailed(Exception):
+    """A git query failed: the record then lacks the code rather than holding a wrong one."""
+
+
+def _git(root: Path, *args: str) -> bytes:
+    found = proc.output_bytes(["git", "-C", str(root), *args])
+    if found is None:
+        raise GitFailed(f"`git {' '.join(args[:3])}` failed in {root}")
+    return found
+
+
+def _names(output: bytes) -> list[str]:
+    """NUL-separated paths as str (undecodable bytes kept as surrogates), sorted."""
+    return sorted(os.fsdecode(name) for name in output.split(b"\0") if name)
+
+
+def _shown(name: str) -> str:
+    """A path as a record shows it: printable whatever its bytes."""
+    return os.fsencode(name).decode(errors="backslashreplace")
+
+
+def _blobs(root: Path, pathspecs: list[str], top: Path, untracked: list[str]) -> dict[str, str]:
     """The git blob id of every code file as the working tree holds it: the index's for a file
-    unchanged since it was staged, hashed by git (no object written) for one changed since and
-    for an untracked one; a file deleted from the working tree is not there."""
-    staged = proc.output([*git, "ls-files", "--stage", "--full-name", "-z", *pathspecs]) or ""
+    unchanged since it was staged, computed here (no git object written) for one changed since
+    and for an untracked one; a file deleted from the working tree is not there. A submodule,
+    or a repository inside this one, counts by its own commit and changes."""
     blobs: dict[str, str] = {}
-    for entry in filter(None, staged.split("\0")):
-        info, name = entry.split("\t", 1)  # "<mode> <blob> <stage>\t<path>"
-        blobs[name] = info.split()[1]
-    changed = proc.output(
-        [*git, "-c", "diff.relative=false", "diff", "--name-only", "-z", *pathspecs]
-    )
-    rehash = []
-    for name in [*filter(None, (changed or "").split("\0")), *untracked]:
+    staged = _git(root, "ls-files", "--stage", "--full-name", "-z", *pathspecs)
+    for entry in filter(None, staged.split(b"\0")):
+        info, path_bytes = entry.split(b"\t", 1)  # "<mode> <blob> <stage>\t<path>"
+        blobs[os.fsdecode(path_bytes)] = info.split()[1].decode()
+    changed = _names(_git(root, *_DIFF, "--name-only", "-z", *pathspecs))
+    for name in [*changed, *untracked]:
         blobs.pop(name, None)
-        if (top / name).is_file():
-            rehash.append(name)
-    for start in range(0, len(rehash), 500):  # the names as arguments, a few at a time
-        chunk = rehash[start : start + 500]
-        hashed = proc.output(["git", "-C", str(top), "hash-object", "--", *chunk])
-        if hashed is None:  # unreadable: a hash of what cannot be read says that much
-            hashed = "\n".join("unreadable" for _ in chunk)
-        blobs.update(zip(chunk, hashed.split(), strict=False))
+        path = top / name.rstrip("/")
+        found = _blob_id(path) if path.is_symlink() or path.is_file() else _repository(path)
+        if found is not None:
+            blobs[name.rstrip("/")] = found
     return blobs
+
+
+def _blob_id(path: Path) -> str:
+    """The id git gives a file's content (a symlink's: its target's name), or "unreadable"."""
+    try:
+        data = os.fsencode(os.readlink(path)) if path.is_symlink() else path.read_bytes()
+    except OSError:
+        return "unreadable"
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def _repository(path: Path) -> str | None:
+    """A submodule's or a nested repository's state: its commit and its own changes; None for
+    what is neither (a folder git lists that has no repository of its own)."""
+    if not (path / ".git").exists():
+        return None
+    state = source_state(path)
+    if state.commit is None:
+        return "repository without a commit"
+    return hashlib.sha1(
+        f"{state.commit}\0{state.content_sha256}".encode(), usedforsecurity=False
+    ).hexdigest()

@@ -249,6 +249,8 @@ def test_code_is_compared_by_content_and_an_edit_is_named_by_its_file() -> None:
     big_a = record("d", [1.0], code={**code("c1", "x"), "files": None})
     big_b = record("e", [1.0], code={**code("c1", "y"), "files": None})
     assert InputChange("code", "content", "x", "y") in attribute(big_a, big_b)
+    listed = record("d2", [1.0], code=code("c1", "z", **{"train.py": "aaa"}))
+    assert [c.field for c in attribute(listed, big_b) if c.category == "code"] == ["content"]
 
     older = {"commit": "c1", "dirty": True, "diff_sha256": "d1"}  # before content hashes
     assert attribute(record("f", [1.0], code=older), record("g", [1.0], code=older)) == []

@@ -140,3 +140,20 @@ def test_stdout_patterns_take_their_steps_from_a_step_pattern() -> None:
         "loss": [(0, 1.5), (1, 0.001), (2, 0.0005)],
         "acc": [(0, 0.5), (1, 0.75)],
     }
+
+
+def test_a_step_of_true_is_no_step_and_the_record_of_it_reads_back(tmp_path: Path) -> None:
+    """JSON's true is no integer (Python's bool is one): counted like a line without a step,
+    so the record written from it is one toolkit reads back."""
+    from toolkit.record import read_record, write_record
+
+    parsed = parse_json_lines(['{"step": true, "loss": 0.5}', '{"step": true, "loss": 0.25}'])
+    assert parsed.series == {"loss": [(0, 0.5), (1, 0.25)]}
+    assert all(type(step) is int for step, _ in parsed.series["loss"])
+    doc = {
+        "schema": "toolkit.run/1",
+        "id": "r",
+        "metrics": {"series": {"loss": [list(p) for p in parsed.series["loss"]]}},
+    }
+    write_record(tmp_path, doc)
+    assert read_record(tmp_path)["metrics"]["series"]["loss"] == [[0, 0.5], [1, 0.25]]

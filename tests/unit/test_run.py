@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -177,3 +178,62 @@ def test_a_failed_runs_output_is_searched_for_the_ops_it_names(tmp_path: Path) -
         {"op": "index_add_", "mode": "in_output"},
     ]
     assert run._ops_in_log(tmp_path / "missing.log") == []
+
+
+def test_a_fact_that_cannot_be_read_costs_the_record_that_one_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code could not be read (git failed): the host, packages and data are still kept,
+    and the run says what it lacks and why."""
+    from toolkit import source
+
+    (tmp_path / "toolkit.yaml").write_text(
+        f"name: t\ntargets: {{cpu: {{}}}}\nexperiment: {{command: {sys.executable} -V}}\n"
+    )
+    cfg = load_config(tmp_path / "toolkit.yaml")
+    req = run.request(cfg, "cpu", None, native=True)
+
+    def broken(*args: object) -> object:
+        raise source.GitFailed("`git diff` failed in /x")
+
+    monkeypatch.setattr(source, "source_state", broken)
+    notes: list[str] = []
+    result = run.execute(
+        cfg, req, on_stdout=lambda chunk: None, on_stderr=lambda chunk: None, on_note=notes.append
+    )
+    assert result.incomplete == ("code",)
+    assert "the record is incomplete: code: GitFailed: `git diff` failed in /x" in notes
+    doc = json.loads((result.path / "record.json").read_text())
+    assert doc["code"] is None and doc["host"] and doc["data"] is not None and doc["packages"]
+
+
+def test_what_a_native_run_inherits_is_recorded_without_its_secrets() -> None:
+    """Records are shared (bundles, CI summaries): a secret's value is never in one, nor an
+    unsalted hash a weak password could be guessed back from."""
+    kept = run.inherited_environment(
+        {
+            "LR": "1e-3",
+            "CUDA_VISIBLE_DEVICES": "0,1",
+            "WANDB_MODE": "offline",
+            "MYSQL_PWD": "hunter2",
+            "GH_PAT": "ghp_" + "a" * 36,
+            "SMTP_PW": "x",
+            "DATABASE_URL": "postgres://u:hunter2@db/x",
+            "DATA_DIR": "/home/alice/data",
+            "PYTHONHASHSEED": "7",  # the policy's: recorded with the policy
+            "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1",  # taken out of a native run's environment
+            "KITTY_WINDOW_ID": "3",  # a terminal's own
+        },
+        {"PYTHONHASHSEED": "0"},
+    )
+    assert kept == {
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "DATABASE_URL": "(set: not recorded)",
+        "DATA_DIR": "sha256:" + kept["DATA_DIR"].removeprefix("sha256:"),
+        "GH_PAT": "(set: not recorded)",
+        "LR": "1e-3",
+        "MYSQL_PWD": "(set: not recorded)",
+        "SMTP_PW": "(set: not recorded)",
+        "WANDB_MODE": "offline",
+    }
+    assert "alice" not in kept["DATA_DIR"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -100,14 +101,14 @@ def test_the_same_code_is_known_by_its_content_whatever_the_commit(tmp_path: Pat
     git(tmp_path, "commit", "-q", "-m", "one")
     first = source_state(tmp_path, ["data"])
     assert first.files is not None and set(first.files) == {"old.py", "train.py"}
-    assert first.patch == ""
+    assert first.patch == b""
 
     (tmp_path / "train.py").write_text("lr = 1e-3\n")  # uncommitted
     edited = source_state(tmp_path, ["data"])
     assert edited.content_sha256 != first.content_sha256
     assert edited.files is not None and edited.files["train.py"] != first.files["train.py"]
     assert edited.files["old.py"] == first.files["old.py"]
-    assert "-lr = 3e-3\n+lr = 1e-3\n" in edited.patch  # what `git apply` takes back
+    assert b"-lr = 3e-3\n+lr = 1e-3\n" in edited.patch  # what `git apply` takes back
 
     git(tmp_path, "commit", "-q", "-am", "lr")  # exactly that change, committed
     committed = source_state(tmp_path, ["data"])
@@ -127,3 +128,85 @@ def test_the_same_code_is_known_by_its_content_whatever_the_commit(tmp_path: Pat
     assert moved.files is not None and set(moved.files) == {"new.py", "train.py"}
     git(tmp_path, "add", "-A")  # staged, not committed: the same content
     assert source_state(tmp_path, ["data"]).content_sha256 == moved.content_sha256
+
+
+def test_names_and_changes_that_are_not_utf8_are_code_like_any_other(tmp_path: Path) -> None:
+    """git's output is bytes: a latin-1 file name or change was an error that cost the record
+    its code and every fact after it."""
+    git(tmp_path, "init", "-q")
+    (tmp_path / os.fsdecode(b"caf\xe9.py")).write_bytes(b"x = 1\n")
+    (tmp_path / "notes.txt").write_bytes(b"plain\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    clean = source_state(tmp_path)
+    assert clean.files is not None and "caf\\xe9.py" in clean.files  # printable in a record
+    (tmp_path / "notes.txt").write_bytes(b"caf\xe9\n")
+    changed = source_state(tmp_path)
+    assert changed.dirty and b"+caf\xe9\n" in changed.patch
+    assert changed.content_sha256 != clean.content_sha256
+
+
+def test_the_kept_patch_applies_whatever_the_users_git_settings(tmp_path: Path) -> None:
+    """CRLF line endings kept, and no colors or missing a/ b/ prefixes from a user's config."""
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "config", "color.ui", "always")
+    git(tmp_path, "config", "diff.noprefix", "true")
+    (tmp_path / "w.py").write_bytes(b"a = 1\r\nb = 2\r\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    (tmp_path / "w.py").write_bytes(b"a = 1\r\nb = 3\r\n")
+    patch = source_state(tmp_path).patch
+    git(tmp_path, "checkout", "--", "w.py")
+    (tmp_path / "change.diff").write_bytes(patch)
+    git(tmp_path, "apply", "change.diff")
+    assert (tmp_path / "w.py").read_bytes() == b"a = 1\r\nb = 3\r\n"
+
+
+def test_a_submodule_or_nested_repository_counts_by_its_own_state(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q")
+    (lib / "f.py").write_text("v = 1\n")
+    git(lib, "add", "-A")
+    git(lib, "commit", "-q", "-m", "lib one")
+    project = tmp_path / "project"
+    project.mkdir()
+    git(project, "init", "-q")
+    (project / "train.py").write_text("print(1)\n")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "one")
+    git(project, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+    git(project, "commit", "-q", "-m", "with lib")
+    (project / "vendor").mkdir()
+    git(project / "vendor", "init", "-q")  # a repository inside, not a submodule
+    (project / "vendor" / "v.py").write_text("w = 1\n")
+    git(project / "vendor", "add", "-A")
+    git(project / "vendor", "commit", "-q", "-m", "vendor")
+
+    before = source_state(project)
+    (project / "lib" / "f.py").write_text("v = 2\n")  # the submodule's code changed
+    edited = source_state(project)
+    assert edited.content_sha256 != before.content_sha256
+    assert edited.files is not None and before.files is not None
+    assert edited.files["lib"] != before.files["lib"]
+    (project / "lib" / "f.py").write_text("v = 1\n")
+    assert source_state(project).content_sha256 == before.content_sha256
+    (project / "vendor" / "v.py").write_text("w = 2\n")
+    assert source_state(project).files["vendor"] != before.files["vendor"]  # type: ignore[index]
+
+
+def test_a_symlink_counts_by_its_target_name_as_git_stores_it(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "link.py").symlink_to("a.py")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    committed = source_state(tmp_path)
+    (tmp_path / "link.py").unlink()
+    (tmp_path / "link.py").symlink_to("a.py")  # the same link again: unchanged
+    assert source_state(tmp_path).content_sha256 == committed.content_sha256
+    (tmp_path / "link.py").unlink()
+    (tmp_path / "link.py").symlink_to("missing-folder")  # to nothing: still there, changed
+    retargeted = source_state(tmp_path)
+    assert retargeted.files is not None and "link.py" in retargeted.files
+    assert retargeted.content_sha256 != committed.content_sha256

@@ -33,7 +33,7 @@ def log(step: int | None = None, **values: float) -> None:
             numbers[name] = float(value)
         except (TypeError, ValueError):
             raise TypeError(f"toolkit.runtime.log: {name}={value!r} is not a number") from None
-    if step is not None and not isinstance(step, int):
+    if step is not None and (not isinstance(step, int) or isinstance(step, bool)):
         raise TypeError(f"toolkit.runtime.log: step={step!r} is not an integer")
     line = json.dumps({"step": step, "time": time.time(), "values": numbers}) + "\n"
     # One write() on an O_APPEND descriptor: lines from concurrent writers never interleave.

@@ -44,6 +44,8 @@ def test_log_rejects_what_is_not_a_number(tmp_path: Path, monkeypatch: pytest.Mo
         log(step=1, loss="high")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"step=1\.5 is not an integer"):
         log(step=1.5, loss=1.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"step=True is not an integer"):
+        log(step=True, loss=1.0)
     assert not (tmp_path / "metrics.jsonl").exists()
 
 
