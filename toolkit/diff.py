@@ -258,6 +258,8 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
             listed = files_a is not None and files_b is not None  # not over FILES_KEPT files
             if not (listed and files("code", "file", files_a or {}, files_b or {})):
                 check("code", "content", code_a["content_sha256"], code_b["content_sha256"])
+            # where each run's uncommitted changes are, to read or `git apply`
+            check("code", "uncommitted changes", _changes(code_a), _changes(code_b))
     elif "code" in known:  # records of older toolkits
         check("code", "git commit", code_a.get("commit"), code_b.get("commit"))
         check("code", "uncommitted changes", code_a.get("diff_sha256"), code_b.get("diff_sha256"))
@@ -452,6 +454,14 @@ def _packages(
         else:
             for name in alone:
                 check("environment", f"package {name}", a.get(name), b.get(name))
+
+
+def _changes(code: dict[str, Any]) -> str:
+    """A run's uncommitted changes: "none", or the file its run folder keeps them in."""
+    if not code.get("dirty"):
+        return "none"
+    digest = str(code.get("diff_sha256") or "")[:12]
+    return f"{code['patch']} in its run folder ({digest})" if code.get("patch") else digest
 
 
 def _norm(name: str) -> str:

@@ -245,6 +245,15 @@ def test_code_is_compared_by_content_and_an_edit_is_named_by_its_file() -> None:
         InputChange("code", "git commit", "c1", "c2"),
         InputChange("code", "file train.py", "aaa", "ccc"),
     ]
+    dirty = {
+        **edited["code"],
+        "dirty": True,
+        "diff_sha256": "e901be0baced21dc",
+        "patch": "code.diff",
+    }
+    assert attribute(before, {**edited, "code": dirty})[-1] == InputChange(
+        "code", "uncommitted changes", "none", "code.diff in its run folder (e901be0baced)"
+    )
     # above FILES_KEPT code files a record keeps only the content hash
     big_a = record("d", [1.0], code={**code("c1", "x"), "files": None})
     big_b = record("e", [1.0], code={**code("c1", "y"), "files": None})
