@@ -358,6 +358,7 @@ def _run_and_export_script(target: str) -> list[str]:
     ]
 
 
+INCOMPLETE = "❌ repro-check incomplete: no run bundle from"
 NO_BUNDLE = "no run bundle (its job failed before a run was recorded, or did not run)"
 
 
@@ -409,7 +410,10 @@ def _compare_script(
         f' $status)"; echo; echo "~~~"; tail -n 20 "{errors}"; echo "~~~"; }}'
         f' > "{report}"; else sed -n "s/^\\(.* left out: .*\\)$/- \\1/p" "{errors}"'
         f' >> "{report}"; fi',
-        f'for target in $missing; do echo "- $target: {NO_BUNDLE}" >> "{report}"; done',
+        # a target without a run fails the job: the report says so first, whatever it says
+        f'if [ -n "$missing" ]; then {{ echo "### {INCOMPLETE}$missing"; echo; cat "{report}";'
+        f' for target in $missing; do echo "- $target: {NO_BUNDLE}"; done; }} > "{report}.new";'
+        f' mv "{report}.new" "{report}"; fi',
         f'cat "{report}"',
         publish,
         'if [ -n "$missing" ]; then status=2; fi',

@@ -103,10 +103,14 @@ def output(argv: Sequence[str], *, cwd: Path | None = None) -> str | None:
     return None if found is None else found.decode(errors="replace")
 
 
-def output_bytes(argv: Sequence[str], *, cwd: Path | None = None) -> bytes | None:
+def output_bytes(
+    argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> bytes | None:
     """Stdout of a quick query program as it wrote it, or None when it is missing or fails."""
     try:
-        done = subprocess.run(list(argv), capture_output=True, cwd=cwd, timeout=60, check=False)
+        done = subprocess.run(
+            list(argv), capture_output=True, cwd=cwd, env=env, timeout=60, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None
@@ -175,7 +179,7 @@ def stream(
                 _stop_group(proc, again=pressed)
                 for pump in pumps:
                     pump.wait(5)  # what it printed on its way out
-                return None, True  # as a container stopped by Ctrl-C: no exit code of its own
+                return proc.poll(), True  # how it ended: -2 after KeyboardInterrupt
             # The program has ended, and the run with it, as a container ends with its
             # command: what it left running in its process group (a server started with `&`,
             # a worker that outlives it) gets LEFTOVER_GRACE to finish, then is stopped. Such

@@ -391,7 +391,14 @@ def _gap_text(d: RunDiff) -> str:
     if d.headline is None:
         return f"in {metric}{where}"
     if d.headline == 0 and d.verdict != "identical":
-        return f"by 0% in final {metric} but differs elsewhere{where}"
+        # the same final value: say where they are apart (a metric on the way, an output)
+        apart = [
+            f"{m.name} on the way" if m.name == metric else m.name
+            for m in d.metrics
+            if m.verdict != "identical"
+        ]
+        apart += [o.path for o in d.outputs if o.verdict != "identical"]
+        return f"by 0% in final {metric}, apart in {', '.join(apart[:3]) or 'their outputs'}{where}"
     return f"by {_percent(abs(d.headline))} in {metric}{where}"
 
 

@@ -34,13 +34,17 @@ FAILED = "failed facts"  # in the gathered facts: why each one missing could not
 PATCH = "code.diff"  # the run's uncommitted changes (`git diff HEAD`), beside its record
 PATCH_KEPT = 10 * 1024 * 1024  # a bigger one (a changed binary file) is not kept
 _LOG_TAIL = 256 * 1024  # what a failed run's stderr is searched for a strict-mode stop
-# How Python's socket, urllib, requests and httpx say that there is no network to reach
+# How Python's socket, urllib, requests and httpx, and curl, git, wget and ssh say that there
+# is no network to reach
 _OFFLINE_SIGNS = (
     "Temporary failure in name resolution",
     "Name or service not known",
     "Network is unreachable",
     "NameResolutionError",
     "Failed to resolve",
+    "Could not resolve host",  # curl, git
+    "unable to resolve host address",  # wget
+    "Could not resolve hostname",  # ssh
 )
 # A shell session's and a terminal's own variables, and toolkit's: no program's input
 _SESSION_VARIABLE = re.compile(
@@ -58,9 +62,14 @@ _SECRET_NAME = re.compile(
     r"|SESSION|PRIVATE|CERT|SIGNATURE|SALT|ACCESS|DSN|URL|URI",
     re.I,
 )
-# Kept as it is: numbers and lists of them (1e-3, 0,1), and words of letters (offline, INFO)
+# A value that carries credentials whatever its name: a URL's user:password@, a DSN's password=
+_SECRET_VALUE = re.compile(r"://[^/\s@]*:[^/\s@]*@|(?:password|passwd|pwd)\s*=", re.I)
+# Kept as it is: numbers and lists of them (1e-3, 0,1), words of letters (offline, INFO), and
+# locales (C.UTF-8, en_US.UTF-8@euro)
 _NUMBER = r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?"
-_PLAIN_VALUE = re.compile(rf"{_NUMBER}(?:,{_NUMBER})*|[A-Za-z_.-]{{1,24}}")
+_PLAIN_VALUE = re.compile(
+    rf"{_NUMBER}(?:,{_NUMBER})*|[A-Za-z_.-]{{1,24}}|[A-Za-z_]+\.[A-Za-z0-9-]+(?:@\w+)?"
+)
 SECRET_SET = "(set: not recorded)"
 IN_OUTPUT = "in_output"  # an op a failed run's output names: the runtime never saw it raised
 # torch's "<op> does not have a deterministic implementation", after whatever prefix a log adds
@@ -1072,7 +1081,7 @@ def inherited_environment(current: Mapping[str, str], policy: Mapping[str, str])
     for name, value in sorted(current.items()):
         if name in policy or name in UNSET or _SESSION_VARIABLE.fullmatch(name):
             continue
-        if _SECRET_NAME.search(name):
+        if _SECRET_NAME.search(name) or _SECRET_VALUE.search(value):
             kept[name] = SECRET_SET
         elif _PLAIN_VALUE.fullmatch(value):
             kept[name] = value

@@ -22,7 +22,7 @@ class SourceState:
 
     commit: str | None
     dirty: bool
-    diff_sha256: str | None  # hash of `git diff HEAD` plus untracked files, when dirty
+    diff_sha256: str | None  # sha256 of the patch (code.diff), when dirty
     # sha256 over every code file's path and git blob id, as the working tree holds it: the
     # same for the same code, committed or not, whatever the commit (a revert, a data commit)
     content_sha256: str | None = None
@@ -69,16 +69,15 @@ def source_state(root: Path, not_code: Iterable[str] = ()) -> SourceState:
         and p.strip("/") not in ("", ".")
     }
     pathspecs = ["--", ":/", *(f":(exclude,literal){p}" for p in sorted(skipped))]
-    diff = _git(root, *_DIFF, "HEAD", "--binary", *pathspecs)
     untracked = _names(
         _git(root, "ls-files", "--others", "--exclude-standard", "--full-name", "-z", *pathspecs)
     )
+    new_files = [n for n in untracked if (inside / n).is_file() or (inside / n).is_symlink()]
+    diff = _patch(root, pathspecs, new_files)
     digest = hashlib.sha256(diff)
-    for name in untracked:
-        digest.update(os.fsencode(name) + b"\0")
-        path = inside / name
-        if path.is_file():
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for name in untracked:  # a repository inside, which the patch cannot hold, by name
+        if name not in new_files:
+            digest.update(os.fsencode(name) + b"\0")
     dirty = bool(diff or untracked)
     blobs = _blobs(root, pathspecs, inside, untracked)
     content = hashlib.sha256(
@@ -110,6 +109,35 @@ _DIFF = (
     "--src-prefix=a/",
     "--dst-prefix=b/",
 )
+
+
+def _patch(root: Path, pathspecs: list[str], new_files: list[str]) -> bytes:
+    """`git diff HEAD`, new (untracked) files included as git adds them, as `git apply` takes
+    it. The new files are marked on a copy of the index (`git add -N`): the user's is untouched."""
+    if not new_files:
+        return _git(root, *_DIFF, "HEAD", "--binary", *pathspecs)
+    import shutil
+    import tempfile
+
+    index = Path(os.fsdecode(_git(root, "rev-parse", "--git-path", "index").rstrip(b"\n")))
+    with tempfile.TemporaryDirectory(prefix="toolkit-index-") as scratch:
+        copy = Path(scratch) / "index"
+        if (root / index).is_file():  # none before the first `git add`
+            shutil.copyfile(root / index, copy)
+        env = {**os.environ, "GIT_INDEX_FILE": str(copy)}
+        for start in range(0, len(new_files), 500):  # the names as arguments, a few at a time
+            names = [f":(top,literal){name}" for name in new_files[start : start + 500]]
+            if (
+                proc.output_bytes(["git", "-C", str(root), "add", "-N", "--", *names], env=env)
+                is None
+            ):
+                raise GitFailed(f"`git add -N` of new files failed in {root}")
+        found = proc.output_bytes(
+            ["git", "-C", str(root), *_DIFF, "HEAD", "--binary", *pathspecs], env=env
+        )
+    if found is None:
+        raise GitFailed(f"`git diff HEAD` failed in {root}")
+    return found
 
 
 class GitFailed(Exception):

@@ -453,7 +453,7 @@ def test_ctrl_c_lets_a_container_program_flush_its_files_and_run_its_exit_hooks(
     printed = [int(line.split()[2]) for line in shown if line.startswith("wrote step")]
     assert len(printed) >= 10, shown
     doc = json.loads((folder / "record.json").read_text())
-    assert doc["status"] == "interrupted"
+    assert doc["status"] == "interrupted" and doc["exit_code"] == 130  # as the container ended
     lines = (folder / "outputs" / "metrics.jsonl").read_text().splitlines()
     written = [json.loads(line)["step"] for line in lines]
     # every step it printed, in order; one more if Ctrl-C came between a write and its print

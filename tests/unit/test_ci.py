@@ -68,6 +68,7 @@ shells = pytest.mark.parametrize(
     ],
 )
 NO_BUNDLE = "no run bundle (its job failed before a run was recorded, or did not run)"
+INCOMPLETE = "❌ repro-check incomplete: no run bundle from"
 
 
 # --- GitHub -----------------------------------------------------------------------------------
@@ -387,7 +388,8 @@ def test_compare_names_the_target_without_a_bundle_and_fails(
     (arrived / "run-cpu.tar.gz").write_bytes(b"")
     done = run_script(SHELLS[shell], script, tmp_path, env)
     assert done.returncode == 2  # not a pass: a target could not be checked
-    expected = f"| verdict | diverged |\n- gpu: {NO_BUNDLE}\n"
+    # the job fails for the missing target: the report says so first, not repro-check's ✅
+    expected = f"### {INCOMPLETE} gpu\n\n| verdict | diverged |\n- gpu: {NO_BUNDLE}\n"
     assert (tmp_path / "repro-check.md").read_text() == expected
     if kind == "github":
         assert (tmp_path / "summary.md").read_text() == expected

@@ -161,3 +161,21 @@ def test_a_run_that_did_not_succeed_lists_its_last_logged_value_as_such(project:
     lines = toolkit("runs", cwd=project).stdout.splitlines()[1:]
     assert "  loss=0.25  " in lines[0]  # a final value
     assert "  loss=0.25 (last logged)  " in lines[1]
+
+
+def test_show_says_what_network_a_run_had_and_what_a_native_run_inherited(project: Path) -> None:
+    add_run(project, "20261127-100441-cpu-0001", "2026-11-27T10:04:41.100Z", network="none")
+    inherited = {"LR": "1e-3", "HF_TOKEN": "(set: not recorded)"}
+    add_run(
+        project,
+        "20261127-100442-cpu-0002",
+        "2026-11-27T10:04:42.100Z",
+        native=True,
+        network="host",
+        host_environment=inherited,
+    )
+    shown = rows(toolkit("show", "20261127-100441-cpu-0001", cwd=project).stdout)
+    assert shown["network"] == "none (loopback only)" and "environment" not in shown
+    shown = rows(toolkit("show", "latest", cwd=project).stdout)
+    assert shown["network"] == "this machine's (native)"
+    assert shown["environment"] == "2 variables inherited (1 secret-named, not recorded)"

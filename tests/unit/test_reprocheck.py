@@ -485,5 +485,18 @@ def test_repeats_that_end_alike_but_differ_elsewhere_give_no_number_to_weigh_by(
     )
     assert report.summary.endswith(
         "; cannot tell whether the thread count changes results (threads=1): repeated runs "
-        "differ by 0% in final loss but differs elsewhere, first at step 0 (the gap is 9.09%)"
+        "differ by 0% in final loss, apart in loss on the way, first at step 0 (the gap is 9.09%)"
+    )
+
+
+def test_runs_apart_only_in_an_output_name_it(tmp_path: Path) -> None:
+    """A stamp file written each run: the metrics are identical, the output is not."""
+    stamped = [
+        made(tmp_path, run_id, outputs={"files": {"checkpoints/stamp.txt": run_id * 16}})
+        for run_id in ("c1", "c2")
+    ]
+    report = reprocheck.compare([target("cpu", *stamped)])
+    assert report.summary == (
+        "NOT reproducible on cpu (2 runs, 1 differs from the first; runs differ by 0% in final "
+        "loss, apart in checkpoints/stamp.txt)"
     )

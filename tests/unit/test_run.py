@@ -223,17 +223,38 @@ def test_what_a_native_run_inherits_is_recorded_without_its_secrets() -> None:
             "PYTHONHASHSEED": "7",  # the policy's: recorded with the policy
             "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1",  # taken out of a native run's environment
             "KITTY_WINDOW_ID": "3",  # a terminal's own
+            "DB": "postgres://admin:hunter2@db/prod",  # credentials whatever the name
+            "HTTPS_PROXY": "http://jdoe:Summer2024@proxy.corp:8080",
+            "CONN": "host=db password=hunter2",
+            "LANG": "en_US.UTF-8",
         },
         {"PYTHONHASHSEED": "0"},
     )
     assert kept == {
+        "CONN": "(set: not recorded)",
         "CUDA_VISIBLE_DEVICES": "0,1",
         "DATABASE_URL": "(set: not recorded)",
+        "DB": "(set: not recorded)",
         "DATA_DIR": "sha256:" + kept["DATA_DIR"].removeprefix("sha256:"),
         "GH_PAT": "(set: not recorded)",
+        "HTTPS_PROXY": "(set: not recorded)",
+        "LANG": "en_US.UTF-8",  # a locale, in clear: it changes what programs do
         "LR": "1e-3",
         "MYSQL_PWD": "(set: not recorded)",
         "SMTP_PW": "(set: not recorded)",
         "WANDB_MODE": "offline",
     }
     assert "alice" not in kept["DATA_DIR"]
+
+
+def test_a_failed_runs_output_says_when_it_tried_to_reach_the_network(tmp_path: Path) -> None:
+    for said in (
+        "curl: (6) Could not resolve host: example.com",
+        "fatal: unable to access 'https://github.com/x/y/': Could not resolve host: github.com",
+        "Resolving example.com (example.com)... failed: unable to resolve host address",
+        "urllib.error.URLError: <urlopen error [Errno -3] Temporary failure in name resolution>",
+    ):
+        (tmp_path / "stderr.log").write_text(f"downloading\n{said}\n")
+        assert run._offline_failure(tmp_path) is not None, said
+    (tmp_path / "stderr.log").write_text("ValueError: bad shape\n")
+    assert run._offline_failure(tmp_path) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -210,3 +211,23 @@ def test_a_symlink_counts_by_its_target_name_as_git_stores_it(tmp_path: Path) ->
     retargeted = source_state(tmp_path)
     assert retargeted.files is not None and "link.py" in retargeted.files
     assert retargeted.content_sha256 != committed.content_sha256
+
+
+def test_the_kept_patch_holds_new_files_too_and_leaves_the_index_alone(tmp_path: Path) -> None:
+    """A new module the changed code imports: without it the patch would not rebuild the run's
+    code. It is added on a copy of the index; the user's staging area is as it was."""
+    git(tmp_path, "init", "-q")
+    (tmp_path / "train.py").write_text("LR = 3e-3\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    (tmp_path / "train.py").write_text("from hparams import LR\n")
+    (tmp_path / "hparams.py").write_text("LR = 2e-3\n")
+    state = source_state(tmp_path)
+    assert git(tmp_path, "status", "--porcelain") == "M train.py\n?? hparams.py"  # untouched
+    assert state.diff_sha256 == hashlib.sha256(state.patch).hexdigest()  # the file's own hash
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(tmp_path), str(clone)], check=True)
+    (clone / "code.diff").write_bytes(state.patch)
+    git(clone, "apply", "code.diff")
+    assert (clone / "hparams.py").read_text() == "LR = 2e-3\n"
+    assert (clone / "train.py").read_text() == "from hparams import LR\n"

@@ -590,7 +590,7 @@ def test_ctrl_c_sends_a_container_sigint_first(serve: Callable[[Routes], FakeEng
     script = RunsUntilSignalled(ends_on="SIGINT")
     fake = serve(script.routes())
     ended, output = run(spec())
-    assert ended == ContainerExit(None, interrupted=True)
+    assert ended == ContainerExit(130, interrupted=True)  # how it ended, as the engine says
     assert [name for name, _ in script.signals] == ["SIGINT"]
     assert fake.targets().count("POST /containers/abc/kill?signal=SIGINT") == 1
     assert b"".join(data for _, data in output) == b"step 1\nsaved\n"  # its way out shown
@@ -602,7 +602,7 @@ def test_ctrl_c_again_sends_a_container_the_next_signal_at_once(
     script = RunsUntilSignalled(ends_on="SIGKILL", presses_again=True)
     fake = serve(script.routes())
     ended, output = run(spec())
-    assert ended == ContainerExit(None, interrupted=True)
+    assert ended == ContainerExit(130, interrupted=True)
     kills = [t for t in fake.targets() if "/kill" in t]
     signals = ("SIGINT", "SIGTERM", "SIGKILL")
     assert kills == [f"POST /containers/abc/kill?signal={s}" for s in signals]
@@ -621,7 +621,7 @@ def test_a_container_that_ignores_sigint_gets_sigterm_then_sigkill(
     script = RunsUntilSignalled(ends_on="SIGKILL")  # one press only
     serve(script.routes())
     ended, _ = run(spec())
-    assert ended == ContainerExit(None, interrupted=True)
+    assert ended == ContainerExit(130, interrupted=True)
     assert [name for name, _ in script.signals] == ["SIGINT", "SIGTERM", "SIGKILL"]
     sent = [at for _, at in script.signals]
     assert all(later - earlier >= grace for earlier, later in itertools.pairwise(sent))

@@ -195,6 +195,25 @@ def _not_one_run(ref: str, ids: list[str]) -> UserError:
     return UserError(f"{ref} holds {len(ids)} runs: {', '.join(ids)}; show takes one", hint=hint)
 
 
+_NETWORK = {"none": "none (loopback only)", "host": "this machine's (native)"}
+
+
+def _inherited(doc: dict[str, Any]) -> list[list[str]]:
+    """A native run's inherited variables, counted: `show --json` has them."""
+    from toolkit.run import SECRET_SET
+
+    found = doc.get("host_environment")
+    if not isinstance(found, dict):
+        return []
+    secret = sum(value == SECRET_SET for value in found.values())
+    return [
+        [
+            "environment",
+            f"{_count(len(found), 'variable')} inherited ({secret} secret-named, not recorded)",
+        ]
+    ]
+
+
 def _show_rows(doc: dict[str, Any]) -> list[list[str]]:
     import shlex
 
@@ -215,6 +234,12 @@ def _show_rows(doc: dict[str, Any]) -> list[list[str]]:
         ["started", str(doc.get("started", "-"))],
         ["duration", f"{doc['duration_s']:.1f}s" if doc.get("duration_s") is not None else "-"],
         ["image", (doc.get("image") or {}).get("ref") or "-"],
+        *(
+            [["network", _NETWORK.get(doc["network"], doc["network"])]]
+            if doc.get("network")
+            else []
+        ),
+        *_inherited(doc),
         [
             "code",
             f"{code.get('commit') or 'no git'}{' (dirty)' if code.get('dirty') else ''}"

@@ -327,8 +327,7 @@ def run_container(
             reader.start()
             while not reader.wait(0.2):
                 if pressed.is_set():
-                    _stop(where, reader, pressed)
-                    return ContainerExit(None, interrupted=True)
+                    return ContainerExit(_stop(where, reader, pressed), interrupted=True)
             if reader.error is not None:
                 raise reader.error
             ended = reader.waiting.json() or {}
@@ -416,10 +415,11 @@ def _started(
 STOP_SIGNALS = (("SIGINT", 10.0), ("SIGTERM", 10.0), ("SIGKILL", 30.0))
 
 
-def _stop(where: wire.Endpoint, reader: _Output, presses: interrupt.Presses) -> None:
+def _stop(where: wire.Endpoint, reader: _Output, presses: interrupt.Presses) -> int | None:
     """Stop the container with STOP_SIGNALS (SIGINT, SIGTERM 10 s later, SIGKILL 10 s after
     that); Ctrl-C again (counted in `presses`) sends the next signal at once. Done once it is
-    gone, its output (`reader`) all shown."""
+    gone, its output (`reader`) all shown; its exit code (130 after KeyboardInterrupt), or None
+    where the engine did not say."""
     import time
 
     for sig, grace in STOP_SIGNALS:
@@ -428,9 +428,11 @@ def _stop(where: wire.Endpoint, reader: _Output, presses: interrupt.Presses) -> 
         seen, deadline = presses.count, time.monotonic() + grace
         while presses.count == seen and time.monotonic() < deadline:
             if reader.wait(0.2):
-                with contextlib.suppress(OSError, ValueError):
-                    reader.waiting.read()  # the wait for its removal answers: it is gone
-                return
+                with contextlib.suppress(OSError, ValueError, TypeError):
+                    # the wait for its removal answers: it is gone, and how it ended
+                    return int((reader.waiting.json() or {})["StatusCode"])
+                return None
+    return None
 
 
 def _refused(what: str, exc: wire.ApiError) -> UserError:
