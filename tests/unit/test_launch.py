@@ -159,3 +159,28 @@ def test_a_lost_engine_is_said_with_its_cause_and_what_to_do(
         in err
     )
     assert "the experiment may still be running (`docker ps`)" in err
+
+
+@pytest.mark.parametrize("module", ["toolkit.errors", "toolkit.cli.output", "dataclasses"])
+def test_ctrl_c_while_the_entry_point_itself_loads_is_a_message_not_a_traceback(
+    module: str,
+) -> None:
+    """`toolkit.cli` imports nothing at its top: what it needs loads inside `main`, so Ctrl-C
+    in a command's first milliseconds is `error: interrupted` too (it was a traceback)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from toolkit.cli import main\n"
+        "assert not {'toolkit.errors', 'toolkit.cli.output', 'dataclasses'} & set(sys.modules)\n"
+        "class Press:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name == {module!r}:\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Press())\n"
+        "sys.argv = ['toolkit', 'run']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (130, "error: interrupted\n")

@@ -1,27 +1,28 @@
 """The `toolkit` command. Its entry point stays light: the common form of `toolkit run` is parsed
-without Typer (`launch`); every other command line goes to the Typer app (`app`)."""
+without Typer (`launch`); every other command line goes to the Typer app (`app`).
+
+This module imports nothing else at its top: all that loads does so inside `main`, where
+Ctrl-C is an `error: interrupted` and exit 130, not a traceback.
+"""
 
 from __future__ import annotations
 
 import gc
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from toolkit.cli import output
-from toolkit.errors import ToolkitError
-
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from toolkit.config import Config
 
 
-@dataclass
 class Options:
-    """Global options (--config, --debug), shared with every command."""
+    """Global options (--config, --debug), shared with every command (set as they are read)."""
 
-    config: Path | None = None
-    debug: bool = False
+    def __init__(self) -> None:
+        self.config: Path | None = None
+        self.debug = False
 
     def load(self) -> Config:
         from toolkit.config import load_config
@@ -56,6 +57,12 @@ def main() -> None:
 
 
 def _main() -> None:
+    try:  # what the error handling below needs
+        from toolkit.cli import output
+        from toolkit.errors import ToolkitError
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(130)
     try:
         from toolkit.cli import launch  # in the try: Ctrl-C may come this early
 
