@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 
 class Presses:
@@ -42,3 +42,14 @@ def held() -> Iterator[Presses]:
         yield presses
     finally:
         signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+
+
+def stopping(signals: Sequence[tuple[str, float]], index: int) -> str:
+    """What a stop has done and will do next: "stopping: SIGINT sent; SIGTERM in 10 s (Ctrl-C
+    again sends it now)"."""
+    name, grace = signals[index]
+    said = f"stopping: {name} sent"
+    if index + 1 < len(signals):
+        after = signals[index + 1][0]
+        said += f"; {after} in {grace:.0f} s (Ctrl-C again sends it now)"
+    return said

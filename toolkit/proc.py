@@ -139,6 +139,7 @@ def stream(
     cwd: Path,
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
+    on_stop: Callable[[str], None] | None = None,
 ) -> tuple[int | None, bool]:
     """Run a program with its stdout and stderr passed on live; returns (exit code, interrupted).
 
@@ -176,7 +177,7 @@ def stream(
                 pump.start()
             code = _waited(proc, pressed)
             if code is None:  # Ctrl-C; each further press moves on to the next signal
-                _stop_group(proc, again=pressed)
+                _stop_group(proc, again=pressed, on_stop=on_stop)
                 for pump in pumps:
                     pump.wait(5)  # what it printed on its way out
                 return proc.poll(), True  # how it ended: -2 after KeyboardInterrupt
@@ -224,11 +225,16 @@ def _stop_group(
     proc: subprocess.Popen[Any],
     signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL),
     again: Presses | None = None,
+    on_stop: Callable[[str], None] | None = None,
 ) -> None:
     """`signals` to the program's process group, until no process of it is left (the
     program's own children included), each 10 s after the last (LEFTOVER_GRACE after the
-    program itself ended); Ctrl-C again (counted in `again`) moves on to the next signal."""
-    for sig in signals:
+    program itself ended); Ctrl-C again (counted in `again`) moves on to the next signal.
+    `on_stop` hears what was sent and what comes next, unless the program ended at once."""
+    from toolkit.interrupt import stopping
+
+    named = [(signal.Signals(sig).name, 10.0) for sig in signals]
+    for index, sig in enumerate(signals):
         try:
             os.killpg(proc.pid, sig)
         except (ProcessLookupError, PermissionError):  # none left; none toolkit may signal
@@ -238,6 +244,8 @@ def _stop_group(
         def skipped(seen: int = seen) -> bool:
             return again is not None and again.count > seen
 
+        if on_stop is not None and not _group_ends(proc, seconds=0.3, skipped=skipped):
+            on_stop(stopping(named, index))
         if _group_ends(proc, seconds=10, skipped=skipped):
             return
 

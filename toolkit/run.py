@@ -222,7 +222,9 @@ def execute(
             if req.native:
                 earlier = _output_files(workdir, declared)
                 facts.start()
-                ended_as = _run_native(req, workdir, run_dir, runtime_dir, env, tee_out, tee_err)
+                ended_as = _run_native(
+                    req, workdir, run_dir, runtime_dir, env, tee_out, tee_err, on_note
+                )
             else:
                 assert image_ref is not None
                 ended_as = _run_in_container(
@@ -237,6 +239,7 @@ def execute(
                     tee_out,
                     tee_err,
                     facts.start,
+                    on_note,
                 )
     except (UserError, KeyboardInterrupt) as exc:
         # A UserError means the experiment never started (command not found, container
@@ -407,6 +410,7 @@ def _run_in_container(
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
     started: Callable[[], None],
+    on_note: Callable[[str], None],
 ) -> engine.ContainerExit:
     spec = container_spec(cfg, image_ref, req, workdir_rel, run_dir, runtime_dir, env)
     mounts = list(spec.mounts)
@@ -431,6 +435,7 @@ def _run_in_container(
         on_stdout=on_stdout,
         on_stderr=on_stderr,
         started=started,
+        on_stop=on_note,
     )
 
 
@@ -468,6 +473,7 @@ def _run_native(
     env: dict[str, str],
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
+    on_note: Callable[[str], None],
 ) -> engine.ContainerExit:
     from toolkit import proc
     from toolkit.runtime.policy import UNSET
@@ -486,6 +492,7 @@ def _run_native(
             cwd=workdir,
             on_stdout=on_stdout,
             on_stderr=on_stderr,
+            on_stop=on_note,
         )
     except FileNotFoundError:
         raise UserError(

@@ -513,5 +513,10 @@ def test_ctrl_c_stops_a_container_program_that_ignores_it_with_sigterm(
     assert ended.code == 130 and ended.record["status"] == "interrupted"
     assert "SAVING 15" in ended.stdout  # SIGTERM, once SIGINT's 10 s were up
     assert 9 < ended.seconds < 19  # and before SIGKILL, 10 s later
+    said = [line for line in ended.stderr.splitlines() if line.startswith("stopping:")]
+    assert said == [  # the user hears that Ctrl-C was heard, and what comes next
+        "stopping: SIGINT sent; SIGTERM in 10 s (Ctrl-C again sends it now)",
+        "stopping: SIGTERM sent; SIGKILL in 10 s (Ctrl-C again sends it now)",
+    ]
     run_label = f"io.toolkit.run={ended.record['id']}"
     assert engine.client().containers.list(filters={"label": run_label}) == []

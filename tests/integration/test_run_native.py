@@ -544,6 +544,7 @@ def test_ctrl_c_again_kills_a_program_that_will_not_stop_and_keeps_its_record(
     ended = interrupt_run(project, "--native", handler=STUBBORN, presses=3)
     assert ended.code == 130 and ended.record["status"] == "interrupted"
     assert ended.seconds < 8
+    assert "stopping: SIGINT sent; SIGTERM in 10 s (Ctrl-C again sends it now)" in ended.stderr
     assert not Path(f"/proc/{ended.pid}").exists(), "the program outlived toolkit"
 
 

@@ -306,6 +306,7 @@ def run_container(
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
     started: Callable[[], None] = lambda: None,
+    on_stop: Callable[[str], None] = lambda said: None,
 ) -> ContainerExit:
     """Run a command in a new container, streaming its output; Ctrl-C stops the container.
 
@@ -327,7 +328,7 @@ def run_container(
             reader.start()
             while not reader.wait(0.2):
                 if pressed.is_set():
-                    return ContainerExit(_stop(where, reader, pressed), interrupted=True)
+                    return ContainerExit(_stop(where, reader, pressed, on_stop), interrupted=True)
             if reader.error is not None:
                 raise reader.error
             ended = reader.waiting.json() or {}
@@ -415,17 +416,24 @@ def _started(
 STOP_SIGNALS = (("SIGINT", 10.0), ("SIGTERM", 10.0), ("SIGKILL", 30.0))
 
 
-def _stop(where: wire.Endpoint, reader: _Output, presses: interrupt.Presses) -> int | None:
+def _stop(
+    where: wire.Endpoint,
+    reader: _Output,
+    presses: interrupt.Presses,
+    on_stop: Callable[[str], None],
+) -> int | None:
     """Stop the container with STOP_SIGNALS (SIGINT, SIGTERM 10 s later, SIGKILL 10 s after
     that); Ctrl-C again (counted in `presses`) sends the next signal at once. Done once it is
     gone, its output (`reader`) all shown; its exit code (130 after KeyboardInterrupt), or None
     where the engine did not say."""
     import time
 
-    for sig, grace in STOP_SIGNALS:
+    for index, (sig, grace) in enumerate(STOP_SIGNALS):
+        seen, deadline = presses.count, time.monotonic() + grace
         with contextlib.suppress(OSError, UserError, wire.ApiError):  # it has ended
             wire.call(where, "POST", f"{reader.container}/kill", {"signal": sig}, timeout=30)
-        seen, deadline = presses.count, time.monotonic() + grace
+        if index or not reader.wait(0.3):  # said unless it ended at once, as most do
+            on_stop(interrupt.stopping(STOP_SIGNALS, index))
         while presses.count == seen and time.monotonic() < deadline:
             if reader.wait(0.2):
                 with contextlib.suppress(OSError, ValueError, TypeError):
