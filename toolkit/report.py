@@ -106,6 +106,15 @@ def _cut_text(m: SeriesDiff, early: EarlyEnd, *, numbers: bool = True) -> str:
     return text
 
 
+def _never_logged(m: SeriesDiff) -> str | None:
+    """A metric one run never logged: "only in A (B logged no loss; 3 steps)", no numbers (no
+    step where values part); None for one both runs logged."""
+    if m.steps_compared or bool(m.only_in_a) == bool(m.only_in_b):
+        return None
+    has, lacks = ("A", "B") if m.only_in_a else ("B", "A")
+    return f"only in {has} ({lacks} logged no {m.name}; {_steps(m.only_in_a or m.only_in_b)})"
+
+
 def _first_step(d: RunDiff, m: SeriesDiff) -> int | None:
     """Where `m` first differs; where a run stopped early, only a difference in value counts."""
     if d.early_end and m.name in d.early_end.metrics:
@@ -147,6 +156,9 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
             continue
         if d.early_end and m.name in d.early_end.metrics:
             lines.append(f"  {m.name:<16} {_cut_text(m, d.early_end)}")
+            continue
+        if _never_logged(m):
+            lines.append(f"  {m.name:<16} {_never_logged(m)}")
             continue
         first = "-" if m.first_difference is None else str(m.first_difference)
         lines.append(
@@ -210,11 +222,14 @@ def diff_markdown(d: RunDiff) -> str:
     for m in d.metrics:
         step = _first_step(d, m)
         first = "-" if step is None else str(step)
-        if d.early_end and m.name in d.early_end.metrics:
+        numbers = f"{m.max_abs:.3g} | {percent(m.max_rel)}"
+        if _never_logged(m):
+            verdict, first, numbers = _never_logged(m) or "", "-", "- | -"
+        elif d.early_end and m.name in d.early_end.metrics:
             verdict = _cut_text(m, d.early_end, numbers=False)
         else:
             verdict = f"{verdict_text(m.verdict)}{_series_extra(m)}"
-        out.append(f"| {m.name} | {verdict} | {first} | {m.max_abs:.3g} | {percent(m.max_rel)} |")
+        out.append(f"| {m.name} | {verdict} | {first} | {numbers} |")
     out += [
         "",
         "| output | verdict | tensors differing | max abs | max ulp |",
@@ -244,7 +259,9 @@ def diff_html(d: RunDiff, a: Run, b: Run) -> str:
     )
     for m in d.metrics:
         sa, sb = _series(a, m.name), _series(b, m.name)
-        if d.early_end and m.name in d.early_end.metrics:
+        if _never_logged(m):
+            verdict = _never_logged(m) or ""
+        elif d.early_end and m.name in d.early_end.metrics:
             verdict = _cut_text(m, d.early_end)
         else:
             verdict = verdict_text(m.verdict)

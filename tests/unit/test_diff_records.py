@@ -399,3 +399,13 @@ def test_the_headline_says_an_output_made_the_verdict_when_the_metrics_did_not(
     first = result.stdout.splitlines()[0]
     assert result.returncode == 1
     assert first.endswith("; beyond tolerance: model.npz (metrics within tolerance)"), first
+
+
+def test_a_metric_one_run_never_logged_is_said_so_without_numbers(tmp_path: Path) -> None:
+    a = folder(tmp_path, record("a", [1.0, 0.5, 0.25]))
+    b = folder(tmp_path, {**record("b", []), "metrics": {"primary": "loss", "series": {}}})
+    said = toolkit("diff", str(a), str(b), cwd=tmp_path).stdout
+    assert "  loss             only in A (B logged no loss; 3 steps)\n" in said, said
+    assert "max abs 0" not in said
+    markdown = toolkit("diff", str(a), str(b), "--markdown", cwd=tmp_path).stdout
+    assert "| loss | only in A (B logged no loss; 3 steps) | - | - | - |" in markdown
