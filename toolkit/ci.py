@@ -161,6 +161,22 @@ def render_github(cfg: Config, options: CiOptions | None = None) -> str:
         f"    runs-on: {_flow(runner(control))}",
         "    steps:",
         *_github_setup(cfg, opts),
+        "      # Outside the checkout: untracked files there would count as a code change.",
+        f"      - uses: {DOWNLOAD_ARTIFACT}",
+        "        with:",
+        "          pattern: run-*",
+        "          path: ${{ runner.temp }}/bundles",
+        "          merge-multiple: true",
+        "      - name: Any run to compare? (no bundle at all is said before building anything)",
+        "        run: |",
+        *_indent(
+            [
+                f"if {_none_arrived(targets, '$RUNNER_TEMP/bundles')}; then"
+                f' {_nothing_to_compare([t.name for t in targets])} >> "$GITHUB_STEP_SUMMARY";'
+                " exit 2; fi"
+            ],
+            10,
+        ),
     ]
     if control.base == DEBIAN_BASE:
         lines += [
@@ -172,12 +188,6 @@ def render_github(cfg: Config, options: CiOptions | None = None) -> str:
     lines += [
         f"      - name: Build the {control.name} image",
         f"        run: toolkit build --target {control.name}",
-        "      # Outside the checkout: untracked files there would count as a code change.",
-        f"      - uses: {DOWNLOAD_ARTIFACT}",
-        "        with:",
-        "          pattern: run-*",
-        "          path: ${{ runner.temp }}/bundles",
-        "          merge-multiple: true",
         "      - name: Compare every run (fails when results diverge or a target has no run)",
         "        run: |",
         *_indent(
@@ -289,9 +299,8 @@ def render_gitlab(cfg: Config, options: CiOptions | None = None) -> str:
         "  script:",
         "    - |",
         "      # no bundle at all: said before building anything",
-        "      if "
-        + " && ".join(f"[ ! -e run-{t.name}.tar.gz ]" for t in targets)
-        + f"; then {_nothing_to_compare([t.name for t in targets])} > repro-check.md;"
+        f"      if {_none_arrived(targets, '.')}; then"
+        f" {_nothing_to_compare([t.name for t in targets])} > repro-check.md;"
         " cat repro-check.md; exit 2; fi",
     ]
     if control.base == DEBIAN_BASE:
@@ -360,6 +369,11 @@ def _run_and_export_script(target: str) -> list[str]:
 
 INCOMPLETE = "❌ repro-check incomplete: no run bundle from"
 NO_BUNDLE = "no run bundle (its job failed before a run was recorded, or did not run)"
+
+
+def _none_arrived(targets: Sequence[TargetConfig], folder: str) -> str:
+    """A shell test: no target's run bundle is in `folder`."""
+    return " && ".join(f'[ ! -e "{folder}/run-{t.name}.tar.gz" ]' for t in targets)
 
 
 def _nothing_to_compare(targets: Sequence[str]) -> str:

@@ -355,6 +355,32 @@ def test_gitlab_compare_job_without_any_bundle_says_so_before_building(
     assert not (tmp_path / "repro-check.md").exists()
 
 
+@shells
+def test_github_compare_job_without_any_bundle_says_so_before_building(
+    example: Config, tmp_path: Path, shell: str
+) -> None:
+    """No target ran a run: no image is built for nothing, and the summary says why."""
+    job = github(example)["jobs"]["repro-check"]
+    names = [s.get("name", s.get("uses", "")) for s in job["steps"]]
+    guard = names.index(next(n for n in names if n.startswith("Any run to compare?")))
+    assert names.index("Build the cpu image") > guard
+    assert any(n.startswith("actions/download-artifact") for n in names[:guard])
+    script = job["steps"][guard]["run"]
+    env = {**fake_toolkit(tmp_path, 0), "RUNNER_TEMP": str(tmp_path)}
+    env["GITHUB_STEP_SUMMARY"] = str(tmp_path / "summary.md")
+    (tmp_path / "bundles").mkdir()
+    done = run_script(SHELLS[shell], script, tmp_path, env)
+    assert done.returncode == 2
+    assert (tmp_path / "summary.md").read_text() == (
+        "### repro-check could not compare: no target has a run bundle\n\n"
+        f"- cpu: {NO_BUNDLE}\n- gpu: {NO_BUNDLE}\n"
+    )
+    (tmp_path / "summary.md").unlink()
+    (tmp_path / "bundles" / "run-cpu.tar.gz").write_bytes(b"")
+    done = run_script(SHELLS[shell], script, tmp_path, env)
+    assert done.returncode == 0 and not (tmp_path / "summary.md").exists()
+
+
 def test_gitlab_job_venv_is_removed_after_the_job(example: Config, tmp_path: Path) -> None:
     """A shell executor keeps /tmp between jobs: the venv the job made goes with it."""
     template = gitlab(example)[".toolkit"]
@@ -593,6 +619,10 @@ def test_ci_gitlab_writes_the_pipeline(tmp_path: Path) -> None:
         "run",
         "compare",
     ]
+    # cpu and gpu, no tolerances: the compare job would fail on every push, and is said to
+    assert "warning: gpu and cpu compute in different orders" in done.stderr
+    tolerant = toolkit("ci", "gitlab", "--rtol", "1e-2", "--force", cwd=tmp_path, timeout=60)
+    assert tolerant.returncode == 0 and "warning" not in tolerant.stderr
 
 
 def test_ci_without_experiment_exits_2(tmp_path: Path) -> None:

@@ -113,6 +113,15 @@ def _describe(cfg: Config, kind: str, opts: CiOptions) -> None:
         where = f"runners {label} {gpu}" if target.gpus else plain
         output.info(f"  {target.name}: runs on {where}")
     output.info(f"  repro-check: control {ci.control_target(cfg).name}, against every run")
+    gpu_targets = [t.name for t in cfg.targets.values() if t.gpus]
+    no_tolerance = opts.rtol is None and opts.atol is None
+    if gpu_targets and no_tolerance and cfg.compare.rtol is None and cfg.compare.atol is None:
+        output.warn(
+            f"{', '.join(gpu_targets)} and {ci.control_target(cfg).name} compute in different "
+            "orders and usually differ beyond float32 rounding: without tolerances the compare "
+            "job fails on every push; regenerate with --rtol/--atol (or set compare: in "
+            "toolkit.yaml) to what your experiment accepts"
+        )
 
 
 def _shown(path: Path) -> Path:
