@@ -148,7 +148,7 @@ def test_a_lost_engine_is_said_with_its_cause_and_what_to_do(
     monkeypatch.setattr(image, "current_image", lambda cfg, target: ("t-cpu:0", None))
 
     def engine_dies(*args: Any) -> engine.ContainerExit:
-        args[-1]()  # the container starts (the facts are gathered beside it), then:
+        args[-2]()  # `started`: the container starts (the facts are gathered beside it), then:
         return engine.ContainerExit(None, engine_error="the engine closed the connection")
 
     monkeypatch.setattr(run, "_run_in_container", engine_dies)
