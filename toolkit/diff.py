@@ -105,6 +105,8 @@ class RunDiff:
     metrics: tuple[SeriesDiff, ...]
     outputs: tuple[OutputDiff, ...]
     early_end: EarlyEnd | None = None  # a run that failed or was stopped before the other ended
+    # how each run that did not succeed ended, where early_end does not say it: "B failed, exit 1"
+    unfinished: tuple[str, ...] = ()
 
     def causes(self) -> list[Category]:
         """Input categories that differ, in the order a person checks them."""
@@ -173,6 +175,11 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
         metrics=metrics,
         outputs=outputs,
         early_end=early,
+        unfinished=tuple(
+            f"{side} {ended(run.record)}"
+            for side, run in (("A", a), ("B", b))
+            if run.record.get("status") != "succeeded" and not (early and early.side == side)
+        ),
     )
 
 

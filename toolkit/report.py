@@ -42,6 +42,7 @@ def headline(d: RunDiff) -> str:
         text += f", first at step {d.first_divergence[1]} ({d.first_divergence[0]})"
     if early:
         text += f"; {_early_text(d, early)}"
+    text += "".join(f"; {how}" for how in d.unfinished)  # "; B failed, exit 1"
     beyond = [o.path for o in d.outputs if o.verdict == "diverged"]
     if d.verdict == "diverged" and beyond and all(m.verdict != "diverged" for m in d.metrics):
         # the metrics alone would not make it diverged: say what does

@@ -409,3 +409,12 @@ def test_a_metric_one_run_never_logged_is_said_so_without_numbers(tmp_path: Path
     assert "max abs 0" not in said
     markdown = toolkit("diff", str(a), str(b), "--markdown", cwd=tmp_path).stdout
     assert "| loss | only in A (B logged no loss; 3 steps) | - | - | - |" in markdown
+
+
+def test_the_headline_says_a_run_failed_after_its_last_step(tmp_path: Path) -> None:
+    """B logged every step, then failed before saving its checkpoint: the headline says so, not
+    only that the checkpoint differs."""
+    a = folder(tmp_path, record("a", [1.0, 0.5], outputs={"files": {"model.npz": "a" * 64}}))
+    b = folder(tmp_path, record("b", [1.0, 0.5], status="failed", exit_code=1))
+    first = toolkit("diff", str(a), str(b), cwd=tmp_path).stdout.splitlines()[0]
+    assert "; B failed, exit 1" in first, first
