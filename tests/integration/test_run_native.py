@@ -726,3 +726,13 @@ def test_ctrl_c_while_a_repro_check_finishes_a_record_stops_the_check(project: P
     assert finished.returncode == 130, finished.stderr
     (only,) = (project / "runs").iterdir()  # no second run, and no verdict from a partial record
     assert json.loads((only / "record.json").read_text())["incomplete"] == ["data"]
+
+
+def test_repro_check_says_what_toolkit_run_would_warn_of_once(project: Path) -> None:
+    """Its runs are toolkit runs: what the record cannot see is said, not once per run."""
+    config = project / "toolkit.yaml"
+    config.write_text(config.read_text().replace("data: [data/]", "data: [data/, dat/]"))
+    check = toolkit("repro-check", "--native", "--runs", "2", cwd=project)
+    said = [line for line in check.stderr.splitlines() if "'dat/' does not exist" in line]
+    assert len(said) == 1, check.stderr
+    assert said[0].startswith("warning: experiment.data 'dat/' does not exist")

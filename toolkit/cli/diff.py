@@ -107,6 +107,8 @@ def repro_check_command(
             hint="use --runs 2 or more, --vary (e.g. threads=1), or --against a run from elsewhere",
         )
 
+    warned: set[str] = set()
+
     def run_one(name: str, variation: reprocheck.Variation | None, index: int) -> Run:
         def knob(key: str) -> int | None:
             return variation.value if variation and variation.name == key else None
@@ -127,6 +129,10 @@ def repro_check_command(
             )
         ended = f" (exit code {result.exit_code})" if result.exit_code not in (0, None) else ""
         output.note(f"  {label}: {result.id} {result.status}{ended}")
+        for warning in result.warnings:  # what `toolkit run` would say, once per check
+            if warning not in warned:
+                warned.add(warning)
+                output.warn(warning)
         if result.status == "interrupted" or result.stopped:  # Ctrl-C stops the whole check
             raise KeyboardInterrupt
         return Run(read_record(result.path), result.path)
