@@ -54,10 +54,10 @@ def source_state(root: Path, not_code: Iterable[str] = ()) -> SourceState:
     without a .gitignore, one run's outputs would otherwise change the next run's code. git's
     output is read as bytes: file names and changes need not be UTF-8.
     """
-    found = proc.output(["git", "-C", str(root), "rev-parse", "HEAD", "--show-toplevel"])
+    found = proc.output_bytes(["git", "-C", str(root), "rev-parse", "HEAD", "--show-toplevel"])
     if found is None or len(found.splitlines()) != 2:
         return SourceState(None, False, None)
-    commit, top = found.splitlines()
+    commit, top = (os.fsdecode(line) for line in found.splitlines())
     # Pathspecs, read relative to `root`: the whole tree (`:/`) but the paths left out (git
     # refuses a pathspec outside the repository; such a path holds no code anyway). A symlink
     # to data elsewhere is itself in the repository: it is checked as written, not followed.
@@ -74,11 +74,7 @@ def source_state(root: Path, not_code: Iterable[str] = ()) -> SourceState:
     )
     new_files = [n for n in untracked if (inside / n).is_file() or (inside / n).is_symlink()]
     diff = _patch(root, pathspecs, new_files)
-    digest = hashlib.sha256(diff)
-    for name in untracked:  # a repository inside, which the patch cannot hold, by name
-        if name not in new_files:
-            digest.update(os.fsencode(name) + b"\0")
-    dirty = bool(diff or untracked)
+    dirty = bool(diff or untracked)  # a repository inside is in the content, not the patch
     blobs = _blobs(root, pathspecs, inside, untracked)
     content = hashlib.sha256(
         "".join(f"{name}\0{blob}\n" for name, blob in sorted(blobs.items())).encode(
@@ -88,7 +84,7 @@ def source_state(root: Path, not_code: Iterable[str] = ()) -> SourceState:
     return SourceState(
         commit.strip(),
         dirty,
-        digest.hexdigest() if dirty else None,
+        hashlib.sha256(diff).hexdigest() if dirty else None,
         content.hexdigest(),
         {_shown(name): blob[:BLOB_SHOWN] for name, blob in sorted(blobs.items())}
         if len(blobs) <= FILES_KEPT
