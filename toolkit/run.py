@@ -719,8 +719,8 @@ def _gathered(
 
 
 def _keep_patch(run_dir: Path, facts: dict[str, Any]) -> None:
-    """The uncommitted changes the run ran with, as `git apply` takes them, kept in the run
-    folder and named in the record's code (`patch`); untracked files are in `code.files`."""
+    """The uncommitted changes the run ran with (new files included), as `git apply` takes
+    them, kept in the run folder and named in the record's code (`patch`)."""
     patch = facts.pop(PATCH, b"")
     if facts.get("code") is None:
         return
@@ -1080,8 +1080,8 @@ def _log_tail(log: Path) -> str:
 def inherited_environment(current: Mapping[str, str], policy: Mapping[str, str]) -> dict[str, str]:
     """The variables a native run inherits from this machine, which its program may read (a
     container run has only its image's and the policy's): a shell session's own left out, one
-    whose name may hold a secret only said to be set, and a value other than a number or a
-    word (a path, a URL, an id) kept as its hash."""
+    whose name may hold a secret, or whose value carries credentials, only said to be set,
+    and a value other than a number, a word or a locale (a path, an id) kept as its hash."""
     from toolkit.runtime.policy import UNSET  # what a native run takes out of its environment
 
     kept = {}
