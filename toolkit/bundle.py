@@ -31,10 +31,11 @@ class Imported:
     skipped: tuple[str, ...]
 
 
-def export_runs(folders: list[Path], dest: Path) -> int:
+def export_runs(folders: list[Path], dest: Path, *, replace: bool = False) -> int:
     """Write run folders (record, logs, outputs) into one .tar.gz bundle, atomically; a run
-    named twice goes in once. Returns how many runs it holds."""
-    check_destination(dest, "runs.tar.gz")
+    named twice goes in once; an existing file only if `replace`. Returns how many runs it
+    holds."""
+    check_destination(dest, "runs.tar.gz", replace=replace)
     ids: list[str] = []
     with written_whole(dest) as partial, tarfile.open(partial, "w:gz") as archive:
         for folder in folders:

@@ -298,11 +298,12 @@ def _lock_not_current(cfg: Config, target: TargetConfig) -> UserError | None:
     )
 
 
-def export_image(cfg: Config, target: TargetConfig, dest: Path) -> str:
-    """Write the target's current image to a gzip-compressed archive; returns the image id."""
+def export_image(cfg: Config, target: TargetConfig, dest: Path, *, replace: bool = False) -> str:
+    """Write the target's current image to a gzip-compressed archive (an existing file only
+    if `replace`); returns the image id."""
     import gzip
 
-    check_destination(dest, "image.tar.gz")
+    check_destination(dest, "image.tar.gz", replace=replace)
     _, found = current_image(cfg, target)
     with (
         written_whole(dest) as partial,

@@ -18,11 +18,17 @@ def logs_dir(root: Path) -> Path:
     return path
 
 
-def check_destination(path: Path, example: str) -> None:
-    """A file toolkit was asked to write, checked before any work: not a folder, and in a
-    folder that exists. `example` names a file for the hint ("report.html")."""
+def check_destination(path: Path, example: str, *, replace: bool = True) -> None:
+    """A file toolkit was asked to write, checked before any work: not a folder, in a folder
+    that exists, and, unless `replace`, not there yet (an export named after a source file
+    replaced it). `example` names a file for the hint ("report.html")."""
     from toolkit.errors import UserError
 
+    if not replace and (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise UserError(
+            f"{path} exists: not replaced",
+            hint="name a new file, or add --force to replace it",
+        )
     if path.is_dir():
         raise UserError(f"{path} is a folder, not a file", hint=f"name a file: {path / example}")
     if not path.parent.is_dir():

@@ -46,6 +46,14 @@ def repository_root(root: Path) -> Path | None:
     return Path(found.strip()).resolve() if found else None
 
 
+def ignored(path: Path) -> bool:
+    """Whether git ignores `path` (outside a repository, nothing is code: as if ignored)."""
+    folder = path.resolve().parent
+    if repository_root(folder) is None:
+        return True
+    return proc.output(["git", "-C", str(folder), "check-ignore", "-q", path.name]) is not None
+
+
 def source_state(root: Path, not_code: Iterable[str] = ()) -> SourceState:
     """Commit, dirty-diff hash and content of the git repository holding the project at `root`.
 

@@ -179,3 +179,27 @@ def test_show_says_what_network_a_run_had_and_what_a_native_run_inherited(projec
     shown = rows(toolkit("show", "latest", cwd=project).stdout)
     assert shown["network"] == "this machine's (native)"
     assert shown["environment"] == "2 variables inherited (1 secret-named, not recorded)"
+
+
+def test_an_export_never_replaces_a_file_unless_told_and_warns_inside_the_project(
+    project: Path,
+) -> None:
+    """`toolkit runs export latest helpers.py` replaced the source file with a bundle."""
+    add_run(project, "20261127-100441-cpu-0001", "2026-11-27T10:04:41.100Z")
+    source = project / "helpers.py"
+    source.write_text("x = 1\n")
+    refused = toolkit("runs", "export", "latest", "helpers.py", cwd=project)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: helpers.py exists: not replaced\n")
+    assert "--force" in refused.stderr and source.read_text() == "x = 1\n"
+    forced = toolkit("runs", "export", "latest", "helpers.py", "--force", cwd=project)
+    assert forced.returncode == 0 and source.read_bytes()[:2] == b"\x1f\x8b"  # a gzip bundle
+
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    inside = toolkit("runs", "export", "latest", "b.tar.gz", cwd=project)
+    assert "warning: b.tar.gz is in the project, where git sees a new file" in inside.stderr
+    (project / ".gitignore").write_text("*.tar.gz\n")
+    ignored = toolkit("runs", "export", "latest", "c.tar.gz", cwd=project)
+    assert ignored.returncode == 0 and "warning" not in ignored.stderr

@@ -80,6 +80,7 @@ def images_command() -> None:
 def export_command(
     file: Annotated[Path, typer.Argument(help="Archive to write (.tar.gz).")],
     target: TargetOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
 ) -> None:
     """Write a target's current image to a compressed archive a teammate can import."""
     from toolkit import image
@@ -87,7 +88,7 @@ def export_command(
     cfg = options().load()
     tgt = cfg.target(target)
     with output.progress(f"export {tgt.name} to {file}"):
-        image_id = image.export_image(cfg, tgt, file)
+        image_id = image.export_image(cfg, tgt, file, replace=force)
     output.success(f"wrote {file} ({file.stat().st_size / 1e6:.0f} MB, image {image_id[:19]})")
 
 

@@ -114,6 +114,7 @@ def runs_export_command(
     items: Annotated[
         list[str], typer.Argument(metavar="RUN... FILE", help="Runs, then the bundle.")
     ],
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
 ) -> None:
     """Bundle run records (with outputs and logs) into one file for another machine or CI."""
     from pathlib import Path
@@ -127,8 +128,15 @@ def runs_export_command(
     cfg = options().load()
     *refs, dest = items
     folders = [find_run(cfg.root, ref) for ref in refs]
-    count = export_runs(folders, Path(dest))
+    count = export_runs(folders, Path(dest), replace=force)
     output.success(f"wrote {dest} ({_count(count, 'run')})")
+    from toolkit.source import ignored
+
+    if Path(dest).resolve().is_relative_to(cfg.root.resolve()) and not ignored(Path(dest)):
+        output.warn(
+            f"{dest} is in the project, where git sees a new file: the next run's record "
+            "counts it as code; export it outside the project, or add it to .gitignore"
+        )
 
 
 @runs_app.command("import")
