@@ -656,7 +656,8 @@ def _record(
         "accelerator": next((r["torch"] for r in reports if r.get("torch")), None),
         "libraries": next((r["libraries"] for r in reports if r.get("libraries")), {}),
         "packages": facts.get("packages", {}),
-        "package_drift": facts.get("package_drift", []),
+        "package_drift": facts.get("package_drift", [])
+        + (_unlocked(req, reports) if "package_drift" in facts else []),
         "incomplete": [name for name in record.FACTS if name not in facts]
         + ([] if outputs is not None else ["outputs"]),
         "metrics": {
@@ -890,10 +891,7 @@ def _warnings(
         found.append(f"the experiment ran on Python {python}; toolkit.yaml says {cfg.python}")
     drift = doc.get("package_drift") or []
     if drift:
-        shown = ", ".join(
-            f"{d['package']} {d['installed'] or 'not installed'} (locked {d['locked']})"
-            for d in drift[:5]
-        )
+        shown = ", ".join(drift_text(d) for d in drift[:5])
         more = f" and {len(drift) - 5} more" if len(drift) > 5 else ""
         found.append(
             f"{len(drift)} packages differ from the lockfile: {shown}{more} "
@@ -1172,6 +1170,32 @@ def _drift(lock_text: str, packages: dict[str, str]) -> list[dict[str, str | Non
         if have != pin.version:
             drift.append({"package": pin.name, "locked": pin.version, "installed": have})
     return drift
+
+
+def drift_text(drift: Mapping[str, Any]) -> str:
+    """One package's drift: "numpy 2.4.5 (locked 2.4.6)", "torch 2.13.0 (not in the lockfile)"."""
+    locked = drift.get("locked")
+    return f"{drift.get('package')} {drift.get('installed') or 'not installed'} " + (
+        f"(locked {locked})" if locked else "(not in the lockfile)"
+    )
+
+
+def _unlocked(req: RunRequest, reports: list[dict[str, Any]]) -> list[dict[str, str | None]]:
+    """Libraries a native run imported that its lockfile does not pin (torch from the machine's
+    own environment): drift as much as a version that differs. A container has only what the
+    lockfile installs; without a lockfile, that is said on its own."""
+    lockfile = req.target.lockfile
+    if not req.native or not lockfile.is_file():
+        return []
+    from toolkit.wheelhouse import normalise, read_pins
+
+    pinned = {pin.name for pin in read_pins(lockfile.read_text(errors="replace"))}
+    libraries: dict[str, Any] = next((r["libraries"] for r in reports if r.get("libraries")), {})
+    return [
+        {"package": name, "locked": None, "installed": str(version)}
+        for name, version in sorted(libraries.items())
+        if normalise(name) not in pinned
+    ]
 
 
 def _iso(stamp: float) -> str:

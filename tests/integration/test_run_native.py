@@ -736,3 +736,20 @@ def test_repro_check_says_what_toolkit_run_would_warn_of_once(project: Path) -> 
     said = [line for line in check.stderr.splitlines() if "'dat/' does not exist" in line]
     assert len(said) == 1, check.stderr
     assert said[0].startswith("warning: experiment.data 'dat/' does not exist")
+
+
+def test_a_library_a_native_run_imported_that_the_lockfile_lacks_is_drift(project: Path) -> None:
+    """torch from the machine's own environment, while the lockfile pins numpy alone: in the
+    image the same command would fail, so the record and the run say so."""
+    from importlib.metadata import version
+
+    numpy = version("numpy")
+    (project / "lockfiles").mkdir()
+    (project / "lockfiles" / "cpu.txt").write_text(
+        f"numpy=={numpy} \\\n    --hash=sha256:{'0' * 64}\n"
+    )
+    result = run_script(project, "uses_torch.py", "import numpy, torch\nprint(1)\n")
+    assert result.returncode == 0, result.stderr
+    drift = record_of(project, result.stderr)["package_drift"]
+    assert drift == [{"package": "torch", "locked": None, "installed": version("torch")}]
+    assert f"torch {version('torch')} (not in the lockfile)" in result.stderr

@@ -303,10 +303,9 @@ def _drift(doc: dict[str, Any]) -> str:
     drift = doc.get("package_drift") or []
     if not drift:
         return "none: the installed packages match the lockfile"
-    shown = [
-        f"{d.get('package')} {d.get('installed') or 'not installed'} (locked {d.get('locked')})"
-        for d in drift[:5]
-    ]
+    from toolkit.run import drift_text
+
+    shown = [drift_text(d) for d in drift[:5]]
     more = f", and {len(drift) - 5} more (`toolkit show --json`)" if len(drift) > 5 else ""
     return ", ".join(shown) + more
 
