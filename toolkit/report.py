@@ -29,6 +29,15 @@ def verdict_text(verdict: str) -> str:
     return _VERDICT_TEXT.get(verdict, verdict)
 
 
+# Why runs part when no recorded input differs: what the policy cannot reach
+UNCAUGHT = (
+    "the same inputs, another result: randomness the policy does not control, such as a "
+    "generator made without a seed (np.random.default_rng(), random.Random(), a seed from the "
+    "clock), or threads the program starts itself; or an op without a deterministic kernel run "
+    "with --no-strict"
+)
+
+
 def headline(d: RunDiff) -> str:
     """The one line a person reads first."""
     text = f"{verdict_text(d.verdict)}: {d.a} vs {d.b}"
@@ -145,6 +154,8 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
     lines.append("inputs:")
     if not d.inputs:
         lines.append("  all recorded inputs are the same")
+        if d.verdict == "diverged":
+            lines.append(f"  ({UNCAUGHT})")
     for change in d.inputs[: None if show_all else 20]:
         lines.append(f"  {change.category:<12} {change.field}: {change.a} -> {change.b}")
     if not show_all and len(d.inputs) > 20:
@@ -215,6 +226,8 @@ def diff_markdown(d: RunDiff) -> str:
     out += [f"| {c.category} | {c.field} | `{c.a}` | `{c.b}` |" for c in d.inputs[:40]]
     if not d.inputs:
         out.append("| - | all recorded inputs are the same | | |")
+        if d.verdict == "diverged":
+            out += ["", f"> {UNCAUGHT}"]
     out += [
         "",
         "| metric | verdict | first differing step | max abs | max rel |",

@@ -130,3 +130,14 @@ def test_repro_check_refuses_a_bad_tolerance_before_any_run(tmp_path: Path) -> N
     assert result.returncode == 2
     assert "rtol must be a finite number >= 0, got nan" in result.stderr
     assert not (tmp_path / "runs").exists()  # refused before the first run
+
+
+def test_runs_apart_with_the_same_inputs_are_told_where_to_look(tmp_path: Path) -> None:
+    """H100, default settings: nothing recorded differs, the losses part at step 4."""
+    result = diff(tmp_path, "gpu-default-run1", "gpu-default-run2")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    at = lines.index("  all recorded inputs are the same")
+    assert lines[at + 1].startswith("  (the same inputs, another result: randomness the policy")
+    same = diff(tmp_path, "gpu-deterministic-run1", "gpu-deterministic-run2")
+    assert "another result" not in same.stdout  # identical: nothing to explain
