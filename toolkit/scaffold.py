@@ -8,6 +8,8 @@ block (rewritten with force), .gitignore gains the lines it lacks.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import re
 import sys
 import unicodedata
@@ -261,7 +263,7 @@ def write_scaffold(root: Path, options: InitOptions, *, force: bool = False) -> 
     files = [
         config,
         _write_requirements(root, options.requirements, force),
-        _write_makefile(root / MAKEFILE, render_make_block(options.gpu), force),
+        _write_makefile(root / MAKEFILE, render_make_block(options.gpu), force, options.gpu),
         _write_gitignore(root / GITIGNORE, ignored),
     ]
     return ScaffoldResult(tuple(files))
@@ -277,11 +279,47 @@ def _write_config(
 ) -> FileResult:
     path = root / CONFIG_FILE
     if path.exists() and not force:
+        if options.gpu:
+            return _add_gpu_target(path)
         return FileResult(path, "skipped", "exists (--force overwrites it)")
+    if path.exists() and options.command is None:  # --force keeps the command it had
+        with contextlib.suppress(ConfigError, OSError):
+            experiment = parse_config(path.read_text(encoding="utf-8"), path).experiment
+            if experiment is not None:
+                options = dataclasses.replace(options, command=experiment.command)
     text = render_config(options, name, data, outputs)
     # What init writes must load: a bad --name or --data fails here, naming the key.
     parse_config(text, path)
     return _write_new(path, text, force)
+
+
+_GPU_TARGET = ("gpu:", "  base: debian", "  lockfile: lockfiles/gpu.txt", "  gpus: all")
+
+
+def _add_gpu_target(path: Path) -> FileResult:
+    """A gpu target added to an existing toolkit.yaml, in place: every other setting, and the
+    comments, kept (rewriting it with --force would put them back to init's defaults)."""
+    text = path.read_text(encoding="utf-8")
+    if "gpu" in parse_config(text, path).targets:
+        return FileResult(path, "skipped", "already has a gpu target")
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if re.match(r"targets:\s*(#.*)?$", line)), None)
+    children = []
+    for i in range(start + 1 if start is not None else len(lines), len(lines)):
+        if lines[i].strip() and not lines[i][0].isspace():
+            break
+        if lines[i].strip():
+            children.append(i)
+    if start is None or not children:  # `targets: {cpu: {}}` on one line: not edited by toolkit
+        return FileResult(
+            path, "skipped", "add a gpu target by hand (init --gpu --force rewrites it)"
+        )
+    indent = lines[children[0]][: len(lines[children[0]]) - len(lines[children[0]].lstrip())]
+    added = [indent + line for line in _GPU_TARGET]
+    new = "\n".join([*lines[: children[-1] + 1], *added, *lines[children[-1] + 1 :]]) + "\n"
+    parse_config(new, path)  # what it writes must load
+    path.write_text(new, encoding="utf-8")
+    return FileResult(path, "appended", "gpu target; your other settings kept")
 
 
 def _write_requirements(root: Path, requirements: tuple[str, ...], force: bool) -> FileResult:
@@ -304,13 +342,15 @@ def _write_new(path: Path, text: str, force: bool) -> FileResult:
     return FileResult(path, "overwritten" if existed else "created")
 
 
-def _write_makefile(path: Path, block: str, force: bool) -> FileResult:
+def _write_makefile(path: Path, block: str, force: bool, gpu: bool = False) -> FileResult:
     if not path.exists():
         path.write_text(block, encoding="utf-8")
         return FileResult(path, "created")
     text = path.read_text(encoding="utf-8")
     if _has_block(text):
-        if not force:
+        # the block is toolkit's own: rewritten to add the gpu targets it lacks
+        adds_gpu = gpu and "gpu-run" not in make_targets(text)
+        if not (force or adds_gpu):
             return FileResult(path, "skipped", "already has the toolkit block")
         start, end = _block_span(text)
         if end is None:

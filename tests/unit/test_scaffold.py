@@ -118,7 +118,7 @@ def test_flags_fill_every_field(project: Path) -> None:
 def test_second_run_keeps_every_file(project: Path) -> None:
     assert init(project, "--command", "python a.py").returncode == 0
     before = {p.name: p.read_text() for p in project.iterdir()}
-    again = init(project, "--command", "python b.py", "--gpu")
+    again = init(project, "--command", "python b.py")  # (--gpu adds its target: below)
     assert again.returncode == 0, again.stderr
     assert {p.name: p.read_text() for p in project.iterdir()} == before
     assert "kept toolkit.yaml: exists (--force overwrites it)" in again.stdout
@@ -326,3 +326,38 @@ def test_the_next_step_asks_for_a_dependency_list_only_when_there_is_none(tmp_pa
     (adopted / "requirements.txt").write_text("numpy\n")
     done = init(adopted, "--command", "x")
     assert "next: `toolkit lock` and" in done.stdout and "list your" not in done.stdout
+
+
+def test_init_gpu_on_a_configured_project_adds_the_target_and_keeps_every_setting(
+    project: Path,
+) -> None:
+    """`toolkit init --gpu --force` put seed, data, primary and network back to init's
+    defaults; `toolkit init --gpu` adds the target in place."""
+    assert init(project, "--command", "python train.py").returncode == 0
+    config = project / "toolkit.yaml"
+    custom = (
+        config.read_text()
+        .replace("data: []", "data: [extra/]")
+        .replace("seed: 0", "seed: 42")
+        .replace("network: true", "network: false")
+    )
+    config.write_text(custom + "# my own note\n")
+    done = init(project, "--gpu")
+    assert done.returncode == 0, done.stderr
+    assert "gpu target; your other settings kept" in done.stdout
+    cfg = load_config(config)
+    assert list(cfg.targets) == ["cpu", "gpu"] and cfg.targets["gpu"].gpus == "all"
+    assert cfg.determinism.seed == 42 and cfg.experiment is not None
+    assert cfg.experiment.data == ("extra/",) and cfg.experiment.network is False
+    assert config.read_text().endswith("# my own note\n")
+    assert {"build-gpu", "gpu-run"} <= make_targets((project / "Makefile").read_text())
+    again = init(project, "--gpu")
+    assert "already has a gpu target" in again.stdout
+
+
+def test_init_force_off_a_terminal_keeps_the_command_it_had(project: Path) -> None:
+    assert init(project, "--command", "python train.py --epochs 3").returncode == 0
+    done = init(project, "--gpu", "--force")  # no terminal, no --command
+    assert done.returncode == 0, done.stderr
+    cfg = load_config(project / "toolkit.yaml")
+    assert cfg.experiment is not None and cfg.experiment.command == "python train.py --epochs 3"

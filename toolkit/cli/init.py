@@ -74,7 +74,7 @@ def init_command(
     from toolkit.config import CONFIG_FILE
     from toolkit.scaffold import MAKEFILE, REQUIREMENTS_FILE, InitOptions, write_scaffold
 
-    needs_command = force or not (directory / CONFIG_FILE).exists()
+    needs_command = not (directory / CONFIG_FILE).exists()  # --force keeps the one it has
     if command is None and needs_command and _interactive():
         command = typer.prompt("Command that runs the experiment", default="python train.py")
     done = write_scaffold(
