@@ -207,6 +207,7 @@ def execute(
         raise KeyboardInterrupt
     try:
         declared = cfg.experiment.declared_outputs() if cfg.experiment else []
+        before: dict[str, bytes] = {}  # a native run's metrics file as it was
         started = time.time()
         stdout_log, stderr_log = run_dir / "stdout.log", run_dir / "stderr.log"
         # Unbuffered: each chunk is in the log as soon as it is shown, and a log that cannot be
@@ -221,6 +222,7 @@ def execute(
 
             if req.native:
                 earlier = _output_files(workdir, declared)
+                before = _contents(workdir, experiment.metrics.file if experiment else None)
                 facts.start()
                 ended_as = _run_native(
                     req, workdir, run_dir, runtime_dir, env, tee_out, tee_err, on_note
@@ -303,7 +305,7 @@ def execute(
         tuple(doc["incomplete"]),
         finishing.pressed,
         doc["engine_error"],
-        tuple(_warnings(cfg, doc, metrics_files, run_dir)),
+        tuple(_warnings(cfg, doc, metrics_files, run_dir)) + tuple(_appended(before, outputs_dir)),
         tuple(o["op"] for o in found_ops if o["mode"] == IN_OUTPUT),
     )
 
@@ -580,6 +582,33 @@ def _copy_outputs(
             dest = outputs_dir / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(workdir / rel, dest)
+
+
+def _appended(before: dict[str, bytes], outputs_dir: Path) -> list[str]:
+    """A metrics file that still starts with what it held before this native run: the program
+    appends to it, so the record has earlier runs' lines too (a container's starts empty)."""
+    found = []
+    for rel, old in before.items():
+        with contextlib.suppress(OSError):
+            now = (outputs_dir / rel).read_bytes()
+            if old and len(now) > len(old) and now.startswith(old):
+                lines = old.count(b"\n")
+                found.append(
+                    f"{rel} held {lines} line{'' if lines == 1 else 's'} before this run and "
+                    "still starts with them: if "
+                    "the program appends to it, this record has earlier runs' metrics too; "
+                    "open it with 'w', or remove it between native runs"
+                )
+    return found
+
+
+def _contents(workdir: Path, metrics_file: str | None) -> dict[str, bytes]:
+    """The metrics file as it is before a native run (up to 64 MB), by its path as declared."""
+    path = workdir / metrics_file if metrics_file else None
+    with contextlib.suppress(OSError):
+        if path is not None and path.is_file() and path.stat().st_size <= 64 * 1024 * 1024:
+            return {path.relative_to(workdir).as_posix(): path.read_bytes()}
+    return {}
 
 
 # --- the record --------------------------------------------------------------------------------

@@ -753,3 +753,21 @@ def test_a_library_a_native_run_imported_that_the_lockfile_lacks_is_drift(projec
     drift = record_of(project, result.stderr)["package_drift"]
     assert drift == [{"package": "torch", "locked": None, "installed": version("torch")}]
     assert f"torch {version('torch')} (not in the lockfile)" in result.stderr
+
+
+def test_a_metrics_file_the_program_appends_to_is_said_to_hold_earlier_runs(
+    project: Path,
+) -> None:
+    """A container's metrics file starts empty; a native run's is the workdir's, where an
+    appending program adds to the last run's lines: said, not silently recorded."""
+    config = project / "toolkit.yaml"
+    config.write_text(config.read_text().replace("metrics: {", "metrics: {file: m.jsonl, "))
+    script = "with open('m.jsonl', 'a') as f:\n    f.write('{\"step\": 0, \"score\": 1.0}\\n')\n"
+    first = run_script(project, "appends.py", script)
+    assert "held" not in first.stderr, first.stderr
+    second = run_script(project, "appends.py", script)
+    assert (
+        "warning: m.jsonl held 1 line before this run and still starts with them" in second.stderr
+    )
+    rewrites = "with open('m.jsonl', 'w') as f:\n    f.write('{\"step\": 0, \"score\": 1.0}\\n')\n"
+    assert "held" not in run_script(project, "rewrites.py", rewrites).stderr
