@@ -185,7 +185,9 @@ def execute(
     # What the record says about code, data, host and packages is gathered while the
     # experiment runs, once it has started: off the critical path, and not in the way of the
     # engine, whose start of a container takes ~200 ms of CPU.
-    facts = _Background(lambda found: _facts(cfg, req, image_info, found))
+    # the code is read while the run is under way: what it writes from now on is not code
+    begun = time.time()
+    facts = _Background(lambda found: _facts(cfg, req, image_info, found, begun))
     # Until the experiment starts, Ctrl-C is held, then acted on: a KeyboardInterrupt raised
     # while a module loads can be swallowed by importlib (CPython 3.11), or leave its lock
     # taken, and the run would then hang, or end and leave its program running. What the start
@@ -800,7 +802,11 @@ class _Background:
 
 
 def _facts(
-    cfg: Config, req: RunRequest, image_info: engine.ImageInfo | None, found: dict[str, Any]
+    cfg: Config,
+    req: RunRequest,
+    image_info: engine.ImageInfo | None,
+    found: dict[str, Any],
+    begun: float | None = None,
 ) -> None:
     """What the record says about the run's inputs, each put in `found` once known (in the
     order of `record.FACTS`: reading every data file, a full read the first time, comes last)."""
@@ -833,7 +839,7 @@ def _facts(
     )
 
     def code() -> dict[str, object]:
-        state = source_state(cfg.root, cfg.not_code())
+        state = source_state(cfg.root, cfg.not_code(), written_before=begun)
         found[PATCH] = state.patch  # kept beside the record: what an uncommitted change was
         return state.record()
 

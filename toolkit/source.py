@@ -54,13 +54,17 @@ def ignored(path: Path) -> bool:
     return proc.output(["git", "-C", str(folder), "check-ignore", "-q", path.name]) is not None
 
 
-def source_state(root: Path, not_code: Iterable[str] = ()) -> SourceState:
+def source_state(
+    root: Path, not_code: Iterable[str] = (), *, written_before: float | None = None
+) -> SourceState:
     """Commit, dirty-diff hash and content of the git repository holding the project at `root`.
 
     The whole repository counts, except what toolkit writes in the project (runs/, .toolkit/)
     and the `not_code` paths under `root` (data and outputs, fingerprinted on their own):
     without a .gitignore, one run's outputs would otherwise change the next run's code. git's
-    output is read as bytes: file names and changes need not be UTF-8.
+    output is read as bytes: file names and changes need not be UTF-8. A new (untracked) file
+    last written at `written_before` or later is not code either: the run being recorded wrote
+    it (a log), and whether it was there when this is read would depend on timing.
     """
     found = proc.output_bytes(["git", "-C", str(root), "rev-parse", "HEAD", "--show-toplevel"])
     if found is None or len(found.splitlines()) != 2:
@@ -77,9 +81,15 @@ def source_state(root: Path, not_code: Iterable[str] = ()) -> SourceState:
         and p.strip("/") not in ("", ".")
     }
     pathspecs = ["--", ":/", *(f":(exclude,literal){p}" for p in sorted(skipped))]
-    untracked = _names(
-        _git(root, "ls-files", "--others", "--exclude-standard", "--full-name", "-z", *pathspecs)
-    )
+    untracked = [
+        name
+        for name in _names(
+            _git(
+                root, "ls-files", "--others", "--exclude-standard", "--full-name", "-z", *pathspecs
+            )
+        )
+        if written_before is None or not _written_since(inside / name, written_before)
+    ]
     new_files = [n for n in untracked if (inside / n).is_file() or (inside / n).is_symlink()]
     diff = _patch(root, pathspecs, new_files)
     dirty = bool(diff or untracked)  # a repository inside is in the content, not the patch
@@ -153,6 +163,13 @@ def _git(root: Path, *args: str) -> bytes:
     if found is None:
         raise GitFailed(f"`git {' '.join(args[:3])}` failed in {root}")
     return found
+
+
+def _written_since(path: Path, moment: float) -> bool:
+    try:
+        return path.lstat().st_mtime >= moment
+    except OSError:  # gone already: nothing to count
+        return True
 
 
 def _names(output: bytes) -> list[str]:

@@ -771,3 +771,17 @@ def test_a_metrics_file_the_program_appends_to_is_said_to_hold_earlier_runs(
     )
     rewrites = "with open('m.jsonl', 'w') as f:\n    f.write('{\"step\": 0, \"score\": 1.0}\\n')\n"
     assert "held" not in run_script(project, "rewrites.py", rewrites).stderr
+
+
+def test_a_log_the_run_writes_beside_its_code_is_not_code(project: Path) -> None:
+    """Two runs of the same code that append to an untracked logs/run.log: the same code."""
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *argv], check=True)
+    script = (
+        "import os\nos.makedirs('logs', exist_ok=True)\nopen('logs/run.log', 'a').write('x\\n')\n"
+    )
+    first = record_of(project, run_script(project, "logs.py", script).stderr)
+    second = record_of(project, run_script(project, "logs.py", script).stderr)
+    assert "logs/run.log" not in second["code"]["files"]
+    assert first["code"]["content_sha256"] == second["code"]["content_sha256"]

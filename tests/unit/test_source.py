@@ -231,3 +231,23 @@ def test_the_kept_patch_holds_new_files_too_and_leaves_the_index_alone(tmp_path:
     git(clone, "apply", "code.diff")
     assert (clone / "hparams.py").read_text() == "LR = 2e-3\n"
     assert (clone / "train.py").read_text() == "from hparams import LR\n"
+
+
+def test_a_new_file_written_since_the_run_began_is_not_its_code(tmp_path: Path) -> None:
+    """The code is read while the run is under way: a log it writes is not code, however soon
+    it appears (before, two runs of the same code could differ in "code")."""
+    import time
+
+    git(tmp_path, "init", "-q")
+    (tmp_path / "train.py").write_text("print(1)\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    (tmp_path / "helper.py").write_text("x = 1\n")  # new code, there before the run
+    begun = time.time() + 0.01
+    time.sleep(0.02)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "train.log").write_text("step 1\n")  # written by the run
+    state = source_state(tmp_path, written_before=begun)
+    assert state.files is not None and set(state.files) == {"helper.py", "train.py"}
+    assert b"train.log" not in state.patch and b"helper.py" in state.patch
+    assert "logs/train.log" in (source_state(tmp_path).files or {})  # without it: counted
