@@ -193,7 +193,7 @@ def test_a_fact_that_cannot_be_read_costs_the_record_that_one_alone(
     cfg = load_config(tmp_path / "toolkit.yaml")
     req = run.request(cfg, "cpu", None, native=True)
 
-    def broken(*args: object) -> object:
+    def broken(*args: object, **kwargs: object) -> object:
         raise source.GitFailed("`git diff` failed in /x")
 
     monkeypatch.setattr(source, "source_state", broken)
