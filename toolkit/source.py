@@ -141,25 +141,16 @@ def _patch(root: Path, pathspecs: list[str], new_files: list[str]) -> bytes:
         env = {**os.environ, "GIT_INDEX_FILE": str(copy)}
         for start in range(0, len(new_files), 500):  # the names as arguments, a few at a time
             names = [f":(top,literal){name}" for name in new_files[start : start + 500]]
-            if (
-                proc.output_bytes(["git", "-C", str(root), "add", "-N", "--", *names], env=env)
-                is None
-            ):
-                raise GitFailed(f"`git add -N` of new files failed in {root}")
-        found = proc.output_bytes(
-            ["git", "-C", str(root), *_DIFF, "HEAD", "--binary", *pathspecs], env=env
-        )
-    if found is None:
-        raise GitFailed(f"`git diff HEAD` failed in {root}")
-    return found
+            _git(root, "add", "-N", "--", *names, env=env)
+        return _git(root, *_DIFF, "HEAD", "--binary", *pathspecs, env=env)
 
 
 class GitFailed(Exception):
     """A git query failed: the record then lacks the code rather than holding a wrong one."""
 
 
-def _git(root: Path, *args: str) -> bytes:
-    found = proc.output_bytes(["git", "-C", str(root), *args])
+def _git(root: Path, *args: str, env: dict[str, str] | None = None) -> bytes:
+    found = proc.output_bytes(["git", "-C", str(root), *args], env=env)
     if found is None:
         raise GitFailed(f"`git {' '.join(args[:3])}` failed in {root}")
     return found
