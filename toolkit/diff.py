@@ -435,18 +435,20 @@ def _packages(
 ) -> None:
     """Packages that differ: those the runs imported first, then other version changes; many
     in one environment only (a native venv's dev tools) are one line each side."""
+    from toolkit.wheelhouse import normalise  # a distribution's name as an import name matches
+
     a, b = ra.get("packages") or {}, rb.get("packages") or {}
-    imported = {_norm(name) for r in (ra, rb) for name in (r.get("libraries") or {})}
+    imported = {normalise(name) for r in (ra, rb) for name in (r.get("libraries") or {})}
     differ = [name for name in a.keys() | b.keys() if a.get(name) != b.get(name)]
     for name in sorted(
-        differ, key=lambda n: (_norm(n) not in imported, n not in a or n not in b, n.lower())
+        differ, key=lambda n: (normalise(n) not in imported, n not in a or n not in b, n.lower())
     ):
         one_sided = name not in a or name not in b
-        if not one_sided or _norm(name) in imported:
+        if not one_sided or normalise(name) in imported:
             check("environment", f"package {name}", a.get(name), b.get(name))
     for side, mine, other in (("A", a, b), ("B", b, a)):
         alone = sorted(
-            (n for n in mine.keys() - other.keys() if _norm(n) not in imported), key=str.lower
+            (n for n in mine.keys() - other.keys() if normalise(n) not in imported), key=str.lower
         )
         if len(alone) > 3:
             shown = ", ".join(f"{n} {mine[n]}" for n in alone[:6]) + (
@@ -469,11 +471,6 @@ def _changes(code: dict[str, Any]) -> str:
         return "none"
     digest = str(code.get("diff_sha256") or "")[:12]
     return f"{code['patch']} in its run folder ({digest})" if code.get("patch") else digest
-
-
-def _norm(name: str) -> str:
-    """A distribution's name as its import name most often is: PyYAML -> pyyaml, scikit_learn."""
-    return name.lower().replace("-", "_").replace(".", "_")
 
 
 def _applied(record: dict[str, Any]) -> dict[str, str]:
