@@ -157,7 +157,7 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
     if primary_diff and primary not in cut and primary_diff.first_unshared_step is not None:
         # two runs that ran to their end, one for longer: its final value is its own last one
         headline = _relative(_last(series_a.get(primary)), _last(series_b.get(primary)))
-    firsts = [(s, m.name) for m in metrics if (s := _first_difference(m, cut)) is not None]
+    firsts = [(s, m.name) for m in metrics if (s := first_difference(m, early)) is not None]
     first = min(firsts) if firsts else None
     if early and first is None:
         headline = None  # the same over every step both logged: no number to give
@@ -223,9 +223,9 @@ def _cut_short(m: SeriesDiff, side: str) -> bool:
     return mine == 0 and theirs > 0 and after
 
 
-def _first_difference(m: SeriesDiff, cut: tuple[str, ...]) -> int | None:
+def first_difference(m: SeriesDiff, early: EarlyEnd | None) -> int | None:
     """Where `m` first differs; in a series cut short by a run that stopped, only in value."""
-    return m.first_differing_step if m.name in cut else m.first_difference
+    return m.first_differing_step if early and m.name in early.metrics else m.first_difference
 
 
 def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:

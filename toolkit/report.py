@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from toolkit.compare import SeriesDiff, TensorDiff, TensorSummary, worst
-from toolkit.diff import EarlyEnd, Run, RunDiff
+from toolkit.diff import EarlyEnd, Run, RunDiff, first_difference
 from toolkit.record import portable
 from toolkit.reprocheck import ReproReport
 
@@ -125,13 +125,6 @@ def _never_logged(m: SeriesDiff) -> str | None:
     return f"only in {has} ({lacks} logged no {m.name}; {_steps(m.only_in_a or m.only_in_b)})"
 
 
-def _first_step(d: RunDiff, m: SeriesDiff) -> int | None:
-    """Where `m` first differs; where a run stopped early, only a difference in value counts."""
-    if d.early_end and m.name in d.early_end.metrics:
-        return m.first_differing_step
-    return m.first_difference
-
-
 def percent(rel: float) -> str:
     if rel == 0:
         return "0%"
@@ -234,7 +227,7 @@ def diff_markdown(d: RunDiff) -> str:
         "|---|---|---|---|---|",
     ]
     for m in d.metrics:
-        step = _first_step(d, m)
+        step = first_difference(m, d.early_end)
         first = "-" if step is None else str(step)
         numbers = f"{m.max_abs:.3g} | {percent(m.max_rel)}"
         if _never_logged(m):
@@ -284,7 +277,7 @@ def diff_html(d: RunDiff, a: Run, b: Run) -> str:
             svg_plot(
                 {a.label: sa, b.label: sb},
                 title=f"{m.name} per step",
-                marker=_first_step(d, m),
+                marker=first_difference(m, d.early_end),
             )
         )
         bb = dict(sb)
@@ -293,7 +286,7 @@ def diff_html(d: RunDiff, a: Run, b: Run) -> str:
             svg_plot(
                 {"|A - B|": deviation},
                 title=f"{m.name}: deviation per step",
-                marker=_first_step(d, m),
+                marker=first_difference(m, d.early_end),
             )
         )
     rows = []
