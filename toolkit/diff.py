@@ -510,6 +510,13 @@ def _get(record: dict[str, Any], dotted: str) -> Any:
     return value
 
 
+def percent(rel: float) -> str:
+    """A relative difference as reports show it: "0%", "0.0689%"."""
+    if rel == 0:
+        return "0%"
+    return f"{rel * 100:.3g}%"
+
+
 def _last(points: list[tuple[int, float]] | None) -> float | None:
     """The value at the last step a run logged (a repeated step keeps its last value)."""
     by_step = dict(points or ())

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from toolkit.compare import SeriesDiff, TensorDiff, TensorSummary, worst
-from toolkit.diff import EarlyEnd, Run, RunDiff, first_difference
+from toolkit.diff import EarlyEnd, Run, RunDiff, first_difference, percent
 from toolkit.record import portable
 from toolkit.reprocheck import ReproReport
 
@@ -123,12 +123,6 @@ def _never_logged(m: SeriesDiff) -> str | None:
         return None
     has, lacks = ("A", "B") if m.only_in_a else ("B", "A")
     return f"only in {has} ({lacks} logged no {m.name}; {_steps(m.only_in_a or m.only_in_b)})"
-
-
-def percent(rel: float) -> str:
-    if rel == 0:
-        return "0%"
-    return f"{rel * 100:.3g}%"
 
 
 def diff_json(d: RunDiff) -> dict[str, Any]:

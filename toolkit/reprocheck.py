@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from toolkit.compare import TolerancePolicy, worst
 from toolkit.config import MAX_SEED
-from toolkit.diff import Run, RunDiff, diff_runs
+from toolkit.diff import Run, RunDiff, diff_runs, percent
 from toolkit.errors import ConfigError
 
 VARIABLES = {"threads": "thread count", "workers": "number of data-loader workers", "seed": "seed"}
@@ -336,7 +336,7 @@ def _unexplained(gap: Pair, pairs: list[Pair], reference: str) -> str | None:
         return f"repeated runs differ {_gap_text(worst_noise)}"
     if gap_size > NOISE_FACTOR * largest:
         return None
-    return f"repeated runs differ by up to {_percent(largest)} in {worst_noise.primary}"
+    return f"repeated runs differ by up to {percent(largest)} in {worst_noise.primary}"
 
 
 def _size(d: RunDiff) -> float | None:
@@ -357,17 +357,10 @@ def _gaps_text(gaps: list[RunDiff], why: str) -> str:
     """The gaps that were weighed, as the table shows them: " (the gap is 0.0523%)"."""
     if why == NOT_MEASURED:
         return ""  # nothing they were weighed against
-    shown = [_percent(s) if (s := _size(d)) is not None else _gap_text(d) for d in gaps]
+    shown = [percent(s) if (s := _size(d)) is not None else _gap_text(d) for d in gaps]
     if len(shown) == 1:
         return f" (the gap is {shown[0]})"
     return f" (the gaps are {', '.join(shown)})"
-
-
-def _percent(rel: float) -> str:
-    """A relative difference as the table's primary Δ column shows it."""
-    from toolkit.report import percent  # report imports this module: import when used
-
-    return percent(rel)
 
 
 def _succeeded(run: Run) -> bool:
@@ -399,7 +392,7 @@ def _gap_text(d: RunDiff) -> str:
         ]
         apart += [o.path for o in d.outputs if o.verdict != "identical"]
         return f"by 0% in final {metric}, apart in {', '.join(apart[:3]) or 'their outputs'}{where}"
-    return f"by {_percent(abs(d.headline))} in {metric}{where}"
+    return f"by {percent(abs(d.headline))} in {metric}{where}"
 
 
 def as_json(report: ReproReport) -> dict[str, Any]:
