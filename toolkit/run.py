@@ -8,17 +8,15 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import shlex
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from toolkit import __version__, engine, image, interrupt, record
+from toolkit import __version__, engine, facts, image, interrupt, outcome, outputs, record
 from toolkit.config import MAX_SEED, Config, DeterminismConfig, TargetConfig
 from toolkit.errors import ConfigError, RecordNotWritten, UserError
 from toolkit.paths import STATE_DIR
@@ -30,54 +28,6 @@ CONTAINER_PROJECT = "/project"
 CONTAINER_RUN_DIR = "/toolkit/run"
 CONTAINER_RUNTIME = "/toolkit/runtime"
 OUTPUTS = "outputs"
-FAILED = "failed facts"  # in the gathered facts: why each one missing could not be read
-PATCH = "code.diff"  # the run's uncommitted changes (`git diff HEAD`), beside its record
-PATCH_KEPT = 10 * 1024 * 1024  # a bigger one (a changed binary file) is not kept
-_LOG_TAIL = 256 * 1024  # what a failed run's stderr is searched for a strict-mode stop
-# How Python's socket, urllib, requests and httpx, and curl, git, wget and ssh say that there
-# is no network to reach
-_OFFLINE_SIGNS = (
-    "Temporary failure in name resolution",
-    "Name or service not known",
-    "Network is unreachable",
-    "NameResolutionError",
-    "Failed to resolve",
-    "Could not resolve host",  # curl, git
-    "unable to resolve host address",  # wget
-    "Could not resolve hostname",  # ssh
-)
-# A shell session's and a terminal's own variables, and toolkit's: no program's input
-_SESSION_VARIABLE = re.compile(
-    r"PWD|OLDPWD|SHLVL|_|TERM|TERM_\w+|COLORTERM|LS_COLORS|PS[1-4]|PROMPT_COMMAND|HIST\w*"
-    r"|SSH_\w+|DISPLAY|WINDOWID|XDG_SESSION_\w+|XDG_VTNR|XDG_SEAT|DBUS_SESSION_BUS_ADDRESS|MAIL"
-    r"|TMUX\w*|STY|WINDOW|GPG_TTY|LINES|COLUMNS|VSCODE_\w+|TOOLKIT_\w+|INVOCATION_ID"
-    r"|JOURNAL_STREAM|PYTEST_\w+|KITTY_\w+|GNOME_\w+|KONSOLE_\w+|ITERM_\w+|WT_\w+|VTE_VERSION"
-    r"|ALACRITTY_\w+|WEZTERM_\w+|TERMINATOR_\w+|DESKTOP_SESSION|SESSION_MANAGER|XAUTHORITY"
-    r"|WAYLAND_DISPLAY|STARSHIP_\w+|BASH_FUNC_\S+"
-)
-# A name that may hold a secret: recorded as set, never as a value or a hash of one (a weak
-# password's hash is guessed back from a list)
-_SECRET_NAME = re.compile(
-    r"TOKEN|SECRET|PASS|PWD|(?:^|_)PW(?:_|$)|(?:^|_)PAT(?:_|$)|KEY|CREDENTIAL|AUTH|COOKIE"
-    r"|SESSION|PRIVATE|CERT|SIGNATURE|SALT|ACCESS|DSN|URL|URI",
-    re.I,
-)
-# A value that carries credentials whatever its name: a URL's user:password@, a DSN's password=
-_SECRET_VALUE = re.compile(r"://[^/\s@]*:[^/\s@]*@|(?:password|passwd|pwd)\s*=", re.I)
-# Kept as it is: numbers and lists of them (1e-3, 0,1), words of letters (offline, INFO), and
-# locales (C.UTF-8, en_US.UTF-8@euro)
-_NUMBER = r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?"
-_PLAIN_VALUE = re.compile(
-    rf"{_NUMBER}(?:,{_NUMBER})*|[A-Za-z_.-]{{1,24}}|[A-Za-z_]+\.[A-Za-z0-9-]+(?:@\w+)?"
-)
-SECRET_SET = "(set: not recorded)"
-IN_OUTPUT = "in_output"  # an op a failed run's output names: the runtime never saw it raised
-# torch's "<op> does not have a deterministic implementation", after whatever prefix a log adds
-_OP_IN_OUTPUT = re.compile(r"(?:^|[\s:'\"])([A-Za-z_][\w.]*) does not have a deterministic impl")
-_PACKAGES_SCRIPT = (
-    "import json, importlib.metadata as m; "
-    "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
-)
 
 
 @dataclass(frozen=True)
@@ -187,7 +137,7 @@ def execute(
     # engine, whose start of a container takes ~200 ms of CPU.
     # the code is read while the run is under way: what it writes from now on is not code
     begun = time.time()
-    facts = _Background(lambda found: _facts(cfg, req, image_info, found, begun))
+    background = facts.Background(lambda found: facts.collect(cfg, req, image_info, found, begun))
     # Until the experiment starts, Ctrl-C is held, then acted on: a KeyboardInterrupt raised
     # while a module loads can be swallowed by importlib (CPython 3.11), or leave its lock
     # taken, and the run would then hang, or end and leave its program running. What the start
@@ -223,9 +173,9 @@ def execute(
             on_start()
 
             if req.native:
-                earlier = _output_files(workdir, declared)
-                before = _contents(workdir, experiment.metrics.file if experiment else None)
-                facts.start()
+                earlier = outputs.present(workdir, declared)
+                before = outputs.contents(workdir, experiment.metrics.file if experiment else None)
+                background.start()
                 ended_as = _run_native(
                     req, workdir, run_dir, runtime_dir, env, tee_out, tee_err, on_note
                 )
@@ -242,14 +192,14 @@ def execute(
                     declared,
                     tee_out,
                     tee_err,
-                    facts.start,
+                    background.start,
                     on_note,
                 )
     except (UserError, KeyboardInterrupt) as exc:
         # A UserError means the experiment never started (command not found, container
         # refused); so does Ctrl-C before its start began: no run to keep. Ctrl-C while it
         # was starting is recorded as an interrupted run.
-        if isinstance(exc, UserError) or not facts.started:
+        if isinstance(exc, UserError) or not background.started:
             _discard(run_dir)
             raise
         ended_as = engine.ContainerExit(None, interrupted=True)
@@ -260,9 +210,14 @@ def execute(
     with _ctrl_c_skips(on_note) as finishing:
         # the run's own products first: they matter most to a diff
         copied_from = (workdir, earlier) if req.native else None
-        outputs = _outputs(outputs_dir, declared, copied_from, finishing.check)
-        gathered = _gathered(facts, on_note, finishing)
-        _keep_patch(run_dir, gathered)
+        try:
+            hashed: dict[str, Any] | None = outputs.hashed(
+                outputs_dir, declared, copied_from, finishing.check
+            )
+        except _Skipped:
+            hashed = None
+        gathered = _gathered(background, on_note, finishing)
+        facts.keep_patch(run_dir, gathered)
         from toolkit import metrics
 
         metrics_files = metrics.read_run_files(
@@ -279,7 +234,7 @@ def execute(
             started,
             ended,
             env,
-            outputs,
+            hashed,
             gathered,
             metrics_files,
         )
@@ -295,7 +250,7 @@ def execute(
                 exit_code=code,
             ) from None
     found_ops = doc["determinism"]["nondeterministic_ops"]
-    ops = tuple(o["op"] for o in found_ops if o["mode"] != IN_OUTPUT)
+    ops = tuple(o["op"] for o in found_ops if o["mode"] != outcome.IN_OUTPUT)
     return RunResult(
         run_id,
         run_dir,
@@ -307,8 +262,9 @@ def execute(
         tuple(doc["incomplete"]),
         finishing.pressed,
         doc["engine_error"],
-        tuple(_warnings(cfg, doc, metrics_files, run_dir)) + tuple(_appended(before, outputs_dir)),
-        tuple(o["op"] for o in found_ops if o["mode"] == IN_OUTPUT),
+        tuple(_warnings(cfg, doc, metrics_files, run_dir))
+        + tuple(outputs.appended(before, outputs_dir)),
+        tuple(o["op"] for o in found_ops if o["mode"] == outcome.IN_OUTPUT),
     )
 
 
@@ -528,91 +484,6 @@ def runtime_bundle(root: Path) -> Path:
     return dest
 
 
-def _output_files(workdir: Path, declared: list[str]) -> dict[str, tuple[int, int, int]]:
-    """The files now at the declared output paths, each with its (mtime, size, inode)."""
-    found = {}
-    for rel in declared:
-        top = workdir / rel
-        for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
-            with contextlib.suppress(OSError):
-                if path.is_file():
-                    stat = path.stat()
-                    found[path.relative_to(workdir).as_posix()] = (
-                        stat.st_mtime_ns,
-                        stat.st_size,
-                        stat.st_ino,
-                    )
-    return found
-
-
-def _outputs(
-    outputs_dir: Path,
-    declared: list[str],
-    copied_from: tuple[Path, dict[str, tuple[int, int, int]]] | None,
-    check: Callable[[], None],
-) -> dict[str, Any] | None:
-    """The run's outputs hashed (a native run's first copied from its workdir, as
-    `_copy_outputs` does); None when Ctrl-C skipped them."""
-    from toolkit import fingerprint
-
-    try:
-        if copied_from is not None:
-            _copy_outputs(copied_from[0], outputs_dir, declared, copied_from[1], check)
-        found = fingerprint.fingerprint(outputs_dir, tuple(declared), check=check)
-    except _Skipped:
-        return None
-    return {"digest": found.digest, "files": found.files}
-
-
-def _copy_outputs(
-    workdir: Path,
-    outputs_dir: Path,
-    declared: list[str],
-    earlier: dict[str, tuple[int, int, int]],
-    check: Callable[[], None],
-) -> None:
-    """Copy what the run wrote at the declared paths: files new or changed since it started.
-
-    A native run shares its workdir with earlier runs: an output left there by one of them (a
-    metrics file, a checkpoint) is not this run's, even when this run failed before writing it.
-    """
-    import shutil
-
-    for rel, stat in _output_files(workdir, declared).items():
-        check()
-        if earlier.get(rel) != stat:
-            dest = outputs_dir / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(workdir / rel, dest)
-
-
-def _appended(before: dict[str, bytes], outputs_dir: Path) -> list[str]:
-    """A metrics file that still starts with what it held before this native run: the program
-    appends to it, so the record has earlier runs' lines too (a container's starts empty)."""
-    found = []
-    for rel, old in before.items():
-        with contextlib.suppress(OSError):
-            now = (outputs_dir / rel).read_bytes()
-            if old and len(now) > len(old) and now.startswith(old):
-                lines = old.count(b"\n")
-                found.append(
-                    f"{rel} held {lines} line{'' if lines == 1 else 's'} before this run and "
-                    "still starts with them: if "
-                    "the program appends to it, this record has earlier runs' metrics too; "
-                    "open it with 'w', or remove it between native runs"
-                )
-    return found
-
-
-def _contents(workdir: Path, metrics_file: str | None) -> dict[str, bytes]:
-    """The metrics file as it is before a native run (up to 64 MB), by its path as declared."""
-    path = workdir / metrics_file if metrics_file else None
-    with contextlib.suppress(OSError):
-        if path is not None and path.is_file() and path.stat().st_size <= 64 * 1024 * 1024:
-            return {path.relative_to(workdir).as_posix(): path.read_bytes()}
-    return {}
-
-
 # --- the record --------------------------------------------------------------------------------
 
 
@@ -627,14 +498,15 @@ def _record(
     started: float,
     ended: float,
     env: dict[str, str],
-    outputs: dict[str, Any] | None,
-    facts: dict[str, Any],
+    hashed: dict[str, Any] | None,
+    gathered: dict[str, Any],
     metrics_files: Mapping[str, metrics.Parsed],
 ) -> dict[str, Any]:
     from toolkit import metrics
 
     exp = cfg.experiment
-    reports = _runtime_reports(run_dir)
+    reports = outcome.runtime_reports(run_dir)
+    status = _status(ended_as)
     series = metrics.merge(
         *(parsed.series for parsed in metrics_files.values()),
         metrics.from_stdout(
@@ -649,7 +521,7 @@ def _record(
         "id": run_id,
         "project": experiment["project"],
         "target": req.target.name,
-        "status": _status(ended_as),
+        "status": status,
         "exit_code": ended_as.exit_code,
         "engine_error": ended_as.engine_error,
         "command": experiment["command"],
@@ -668,36 +540,38 @@ def _record(
             "lock_hash": image_info.labels.get(f"{image.LABEL}.lock-hash"),
             "base_digest": image_info.labels.get(f"{image.LABEL}.base-digest"),
         },
-        "lockfile": facts.get("lockfile"),
-        "code": facts.get("code"),
-        "data": facts.get("data"),
+        "lockfile": gathered.get("lockfile"),
+        "code": gathered.get("code"),
+        "data": gathered.get("data"),
         "determinism": {
             "policy": experiment["determinism policy"],
             "environment": env,
-            "applied": _merged_settings(reports),
-            "forced": _merged_forced(reports),
-            "overridden": _merged_overridden(reports),
-            "nondeterministic_ops": _merged_ops(reports)
-            or (_ops_in_log(run_dir / "stderr.log") if _status(ended_as) == "failed" else []),
+            "applied": outcome.merged_settings(reports),
+            "forced": outcome.merged_forced(reports),
+            "overridden": outcome.merged_overridden(reports),
+            "nondeterministic_ops": outcome.merged_ops(reports)
+            or (
+                outcome.ops_in_log(run_dir / "stderr.log") if _status(ended_as) == "failed" else []
+            ),
         },
         "python": next((r["python"] for r in reports if r.get("python")), None),
         "processes": [{k: r.get(k) for k in ("pid", "ppid", "argv", "python")} for r in reports],
-        "host": facts.get("host"),
-        "host_environment": inherited_environment(os.environ, env) if req.native else None,
+        "host": gathered.get("host"),
+        "host_environment": facts.inherited_environment(os.environ, env) if req.native else None,
         "accelerator": next((r["torch"] for r in reports if r.get("torch")), None),
         "libraries": next((r["libraries"] for r in reports if r.get("libraries")), {}),
-        "packages": facts.get("packages", {}),
-        "package_drift": facts.get("package_drift", [])
-        + (_unlocked(req, reports) if "package_drift" in facts else []),
-        "incomplete": [name for name in record.FACTS if name not in facts]
-        + ([] if outputs is not None else ["outputs"]),
+        "packages": gathered.get("packages", {}),
+        "package_drift": gathered.get("package_drift", [])
+        + (facts.unlocked(req, reports) if "package_drift" in gathered else []),
+        "incomplete": [name for name in record.FACTS if name not in gathered]
+        + ([] if hashed is not None else ["outputs"]),
         "metrics": {
             "primary": primary,
             "file": exp.metrics.file if exp else None,
             "primary_final": metrics.final(series, primary),
             "series": {name: [[s, v] for s, v in points] for name, points in series.items()},
         },
-        "outputs": outputs,
+        "outputs": hashed,
         "logs": {"stdout": "stdout.log", "stderr": "stderr.log"},
     }
 
@@ -737,139 +611,18 @@ def _ctrl_c_skips(on_note: Callable[[str], None]) -> Iterator[_Finishing]:
 
 
 def _gathered(
-    facts: _Background, on_note: Callable[[str], None], finishing: _Finishing
+    background: facts.Background, on_note: Callable[[str], None], finishing: _Finishing
 ) -> dict[str, Any]:
     """The facts for the record, waited for until Ctrl-C; the record lists those it lacks."""
-    while not facts.wait(0.1) and not finishing.pressed:
+    while not background.wait(0.1) and not finishing.pressed:
         pass
-    found = dict(facts.found)
-    for reason in found.pop(FAILED, []):  # a fact that cannot be read: said, the rest kept
+    found = dict(background.found)
+    for reason in found.pop(facts.FAILED, []):  # a fact that cannot be read: said, the rest kept
         on_note(f"the record is incomplete: {reason}")
-    if facts.error is not None:  # a fact that cannot be read must not cost the run its record
-        on_note(f"the record is incomplete: {type(facts.error).__name__}: {facts.error}")
+    if background.error is not None:  # a fact that cannot be read must not cost the record
+        error = background.error
+        on_note(f"the record is incomplete: {type(error).__name__}: {error}")
     return found
-
-
-def _keep_patch(run_dir: Path, facts: dict[str, Any]) -> None:
-    """The uncommitted changes the run ran with (new files included), as `git apply` takes
-    them, kept in the run folder and named in the record's code (`patch`)."""
-    patch = facts.pop(PATCH, b"")
-    if facts.get("code") is None:
-        return
-    kept = None
-    if patch and len(patch) <= PATCH_KEPT:
-        with contextlib.suppress(OSError):  # the record matters more; it says none was kept
-            (run_dir / PATCH).write_bytes(patch)  # as git wrote it: CRLF, any encoding
-            kept = PATCH
-    facts["code"] = {**facts["code"], "patch": kept}
-
-
-class _Background:
-    """Gathers the record's facts on a thread once `start`ed, into `found` as each is known.
-
-    `typing` is imported before the thread starts: a dataclass defined while another thread is
-    half-way through importing `typing` fails ("partially initialized module 'typing' has no
-    attribute 'ClassVar'"), as two native runs at once showed.
-    """
-
-    def __init__(self, work: Callable[[dict[str, Any]], None]) -> None:
-        self._work = work
-        self.found: dict[str, Any] = {}
-        self.error: BaseException | None = None  # what stopped the thread early
-        self._thread = threading.Thread(target=self._run, name="toolkit-facts", daemon=True)
-
-    @property
-    def started(self) -> bool:
-        return self._thread.ident is not None
-
-    def start(self) -> None:
-        if not self.started:
-            import typing  # noqa: F401  # see above; free when already imported
-
-            self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._work(self.found)
-        except BaseException as exc:  # reported by whoever writes the record
-            self.error = exc
-
-    def wait(self, seconds: float) -> bool:
-        """Whether every fact is in (or the thread stopped) after waiting at most `seconds`."""
-        self.start()  # not started when the experiment never was
-        self._thread.join(seconds)
-        return not self._thread.is_alive()
-
-
-def _facts(
-    cfg: Config,
-    req: RunRequest,
-    image_info: engine.ImageInfo | None,
-    found: dict[str, Any],
-    begun: float | None = None,
-) -> None:
-    """What the record says about the run's inputs, each put in `found` once known (in the
-    order of `record.FACTS`: reading every data file, a full read the first time, comes last)."""
-    # metrics reads the run's files for the record once it has ended: loaded beside the run
-    from toolkit import fingerprint, hardware, metrics  # noqa: F401
-    from toolkit.source import source_state
-
-    exp = cfg.experiment
-    workdir = cfg.root / (exp.workdir if exp else ".")
-    lockfile = req.target.lockfile
-    lock_bytes = lockfile.read_bytes() if lockfile.is_file() else b""
-    failed = found.setdefault(FAILED, [])
-
-    def gather(name: str, read: Callable[[], Any]) -> None:
-        """One fact; one that cannot be read costs the record that one alone."""
-        try:
-            found[name] = read()
-        except Exception as exc:
-            failed.append(f"{name}: {type(exc).__name__}: {exc}")
-
-    gather(
-        "lockfile",
-        lambda: {
-            "path": str(lockfile.relative_to(cfg.root))
-            if lockfile.is_relative_to(cfg.root)
-            else str(lockfile),
-            "sha256": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
-            **_lock_state(cfg, req.target.name),
-        },
-    )
-
-    def code() -> dict[str, object]:
-        state = source_state(cfg.root, cfg.not_code(), written_before=begun)
-        found[PATCH] = state.patch  # kept beside the record: what an uncommitted change was
-        return state.record()
-
-    gather("code", code)
-    gather("host", hardware.host_facts)
-    gather("packages", lambda: _packages(cfg.root, req, image_info, workdir))
-    if "packages" in found:
-        found["package_drift"] = (
-            _drift(lock_bytes.decode(errors="replace"), found["packages"]) if req.native else []
-        )
-
-    def data() -> dict[str, Any]:
-        known = cfg.root / STATE_DIR / "data-hashes.json"
-        prints = fingerprint.fingerprint(workdir, exp.data if exp else (), known=known)
-        return {"digest": prints.digest, "files": prints.files, "missing": list(prints.missing)}
-
-    gather("data", data)
-
-
-def _lock_state(cfg: Config, target: str) -> dict[str, str]:
-    """Whether the lockfile still matches requirements.in and toolkit.yaml (`toolkit lock`)."""
-    from toolkit import lock
-
-    try:
-        found = lock.status(cfg, target)
-    except UserError as exc:  # requirements.in unreadable: what the lock came from is unknown
-        return {"state": "unknown", "reason": exc.message}
-    except Exception as exc:  # the facts after this one must still be gathered
-        return {"state": "unknown", "reason": f"{type(exc).__name__}: {exc}"}
-    return {"state": found.state, "reason": found.reason}
 
 
 def _warnings(
@@ -926,7 +679,7 @@ def _warnings(
         found.append(f"the experiment ran on Python {python}; toolkit.yaml says {cfg.python}")
     drift = doc.get("package_drift") or []
     if drift:
-        shown = ", ".join(drift_text(d) for d in drift[:5])
+        shown = ", ".join(facts.drift_text(d) for d in drift[:5])
         more = f" and {len(drift) - 5} more" if len(drift) > 5 else ""
         found.append(
             f"{len(drift)} packages differ from the lockfile: {shown}{more} "
@@ -955,7 +708,7 @@ def _warnings(
             "the experiment downloads is not in the record (the record says network: host)"
         )
     offline = (
-        _offline_failure(run_dir)
+        outcome.offline_failure(run_dir)
         if doc["network"] == "none" and doc["status"] == "failed"
         else None
     )
@@ -985,7 +738,7 @@ def _runtime_skipped(command: list[str]) -> str | None:
             break
     else:
         return None
-    if not _is_python(program):
+    if not facts.is_python(program):
         return None
     for word in words:
         if not word.startswith("-") or word.startswith("--") or word == "-":
@@ -1010,227 +763,12 @@ def _status(ended: engine.ContainerExit) -> str:
     return "succeeded" if ended.exit_code == 0 else "failed"
 
 
-def _runtime_reports(run_dir: Path) -> list[dict[str, Any]]:
-    from collections import Counter
-
-    reports = []
-    for path in sorted((run_dir / "runtime").glob("*.json")):
-        try:
-            reports.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue
-    # The main process first (its settings stand for the run's), then its children, level by
-    # level: a parent is found by pid, as pids may wrap and give a child a lower one. Of the
-    # top-level processes, the one with children first (not a re-parented resource tracker).
-    parents = {r.get("pid"): r.get("forked_from") or r.get("ppid") for r in reports}
-    children = Counter(parents.values())
-
-    def depth(pid: Any) -> int:
-        level, seen = 0, {pid}
-        while parents.get(pid) in parents and parents[pid] not in seen:
-            pid = parents[pid]
-            seen.add(pid)
-            level += 1
-        return level
-
-    reports.sort(key=lambda r: (depth(r.get("pid")), -children[r.get("pid")], r.get("pid", 0)))
-    return reports
-
-
-def _merged_settings(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The main process's settings (the first report), which its children repeat, with what a
-    child did differently: a setting that failed there, or a library only the child loaded
-    (a launcher script that runs `python train.py`)."""
-    merged: dict[str, dict[str, Any]] = {}
-    for report in reports:
-        for entry in report.get("settings", []):
-            name, status = str(entry.get("name")), entry.get("status")
-            known = merged.get(name)
-            if known is None:
-                merged[name] = dict(entry)
-            elif (status == "failed" and known.get("status") != "failed") or (
-                known.get("status") == "not_applicable" and status not in (None, "not_applicable")
-            ):
-                where = f"in process {report.get('pid')} ({_program(report)})"
-                detail = entry.get("detail")
-                merged[name] = {**entry, "detail": f"{where}: {detail}" if detail else where}
-    # "torch was not imported by this process": not so of the run when another process applied
-    # torch's settings
-    return [
-        entry
-        for name, entry in merged.items()
-        if entry.get("status") != "not_applicable"
-        or not any(other.startswith(f"{name}.") for other in merged)
-    ]
-
-
-def _merged_forced(reports: list[dict[str, Any]]) -> list[str]:
-    """Every value the policy overrode, in any process (a child's DataLoader too), once."""
-    return list(dict.fromkeys(str(change) for r in reports for change in r.get("forced", [])))
-
-
-def _merged_overridden(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Settings the program changed after the policy applied them: each once, as the first
-    process that did (the main one first) found it, with that process's pid."""
-    seen: dict[str, dict[str, Any]] = {}
-    for report in reports:
-        for entry in report.get("overridden") or []:
-            seen.setdefault(str(entry.get("name")), {**entry, "pid": report.get("pid")})
-    return list(seen.values())
-
-
-def _program(report: dict[str, Any]) -> str:
-    argv = report.get("argv") or []
-    return " ".join(str(word) for word in argv[:2])[:80] or "?"
-
-
-def _merged_ops(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
-    for report in reports:
-        for entry in report.get("nondeterministic_ops", []):
-            seen.setdefault(str(entry.get("op")), entry)
-    return list(seen.values())
-
-
-def _ops_in_log(log: Path) -> list[dict[str, Any]]:
-    """Ops a failed run's last output names, as torch words it: a program that caught the
-    error and exited (Hydra logs it and exits 1) never lets the runtime see it raised. Named,
-    not proven: the run may have failed for another reason after catching it."""
-    found = dict.fromkeys(m.group(1) for m in _OP_IN_OUTPUT.finditer(_log_tail(log)))
-    return [{"op": op, "mode": IN_OUTPUT} for op in found]
-
-
-def _log_tail(log: Path) -> str:
-    """The end of a run's log ("" when it cannot be read)."""
-    try:
-        with log.open("rb") as handle:
-            handle.seek(max(0, log.stat().st_size - _LOG_TAIL))
-            return handle.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def inherited_environment(current: Mapping[str, str], policy: Mapping[str, str]) -> dict[str, str]:
-    """The variables a native run inherits from this machine, which its program may read (a
-    container run has only its image's and the policy's): a shell session's own left out, one
-    whose name may hold a secret, or whose value carries credentials, only said to be set,
-    and a value other than a number, a word or a locale (a path, an id) kept as its hash."""
-    from toolkit.runtime.policy import UNSET  # what a native run takes out of its environment
-
-    kept = {}
-    for name, value in sorted(current.items()):
-        if name in policy or name in UNSET or _SESSION_VARIABLE.fullmatch(name):
-            continue
-        if _SECRET_NAME.search(name) or _SECRET_VALUE.search(value):
-            kept[name] = SECRET_SET
-        elif _PLAIN_VALUE.fullmatch(value):
-            kept[name] = value
-        else:  # a path, a URL, an id: its hash tells a change, and keeps it private
-            kept[name] = "sha256:" + hashlib.sha256(value.encode(errors="replace")).hexdigest()[:12]
-    return kept
-
-
 def _network(cfg: Config, req: RunRequest) -> str:
     """The network the run had: none (experiment.network: false), the engine's default bridge,
     or the host's own (native: toolkit cannot take it away)."""
     if req.native:
         return "host"
     return "bridge" if cfg.experiment is None or cfg.experiment.network else "none"
-
-
-def _offline_failure(run_dir: Path) -> str | None:
-    """What in a failed run's output says that it tried to reach the network, or None."""
-    tail = _log_tail(run_dir / "stderr.log") + _log_tail(run_dir / "stdout.log")
-    return next((sign for sign in _OFFLINE_SIGNS if sign in tail), None)
-
-
-def _packages(
-    root: Path, req: RunRequest, image_info: engine.ImageInfo | None, workdir: Path
-) -> dict[str, str]:
-    """Installed distributions: read once per image (cached), or from the native interpreter
-    (the run's command starts in `workdir`)."""
-    if image_info is not None:
-        cache = root / STATE_DIR / "packages" / f"{image_info.id.replace(':', '-')}.json"
-        if cache.is_file():
-            return dict(json.loads(cache.read_text()))
-        found = json.loads(engine.run_once(image_info.id, ["python", "-c", _PACKAGES_SCRIPT]))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(found, sort_keys=True))
-        return dict(found)
-    from toolkit import proc
-
-    text = proc.output([native_python(req.command, workdir), "-c", _PACKAGES_SCRIPT])
-    return dict(json.loads(text)) if text else {}
-
-
-def native_python(command: Sequence[str], cwd: Path) -> str:
-    """The interpreter a native run's Python most likely is, found as its shell finds it from
-    `cwd`: the command itself (`python3.11 train.py`), the `#!` interpreter of a script
-    (`./train.py`, torchrun, accelerate), else `python` on PATH (`sh -c ...`, `make train`)."""
-    import shutil
-
-    program = str(cwd / command[0]) if command and "/" in command[0] else command[0]
-    first = shutil.which(program) if command else None
-    if first and _is_python(command[0]):
-        return first
-    words: list[str] = []
-    if first:
-        with contextlib.suppress(OSError), open(first, "rb") as script:
-            line = script.readline(512)
-            if line.startswith(b"#!"):
-                words = line[2:].decode(errors="replace").split()
-    if words and Path(words[0]).name == "env":  # #!/usr/bin/env python3
-        words = [w for w in words[1:] if not w.startswith("-")]
-        found = shutil.which(words[0]) if words else None
-        if found and _is_python(found):
-            return found
-    elif words and _is_python(words[0]):
-        return words[0]
-    return shutil.which("python") or shutil.which("python3") or sys.executable
-
-
-def _is_python(program: str) -> bool:
-    """Whether a program (a name or a path) is a Python interpreter: python, python3.11."""
-    return re.fullmatch(r"python[\d.]*", Path(program).name) is not None
-
-
-def _drift(lock_text: str, packages: dict[str, str]) -> list[dict[str, str | None]]:
-    """Where a native environment differs from the lockfile."""
-    from toolkit.wheelhouse import normalise, read_pins
-
-    installed = {normalise(k): v for k, v in packages.items()}
-    drift: list[dict[str, str | None]] = []
-    for pin in read_pins(lock_text):
-        have = installed.get(pin.name)
-        if have != pin.version:
-            drift.append({"package": pin.name, "locked": pin.version, "installed": have})
-    return drift
-
-
-def drift_text(drift: Mapping[str, Any]) -> str:
-    """One package's drift: "numpy 2.4.5 (locked 2.4.6)", "torch 2.13.0 (not in the lockfile)"."""
-    locked = drift.get("locked")
-    return f"{drift.get('package')} {drift.get('installed') or 'not installed'} " + (
-        f"(locked {locked})" if locked else "(not in the lockfile)"
-    )
-
-
-def _unlocked(req: RunRequest, reports: list[dict[str, Any]]) -> list[dict[str, str | None]]:
-    """Libraries a native run imported that its lockfile does not pin (torch from the machine's
-    own environment): drift as much as a version that differs. A container has only what the
-    lockfile installs; without a lockfile, that is said on its own."""
-    lockfile = req.target.lockfile
-    if not req.native or not lockfile.is_file():
-        return []
-    from toolkit.wheelhouse import normalise, read_pins
-
-    pinned = {pin.name for pin in read_pins(lockfile.read_text(errors="replace"))}
-    libraries: dict[str, Any] = next((r["libraries"] for r in reports if r.get("libraries")), {})
-    return [
-        {"package": name, "locked": None, "installed": str(version)}
-        for name, version in sorted(libraries.items())
-        if normalise(name) not in pinned
-    ]
 
 
 def _iso(stamp: float) -> str:

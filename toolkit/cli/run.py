@@ -208,7 +208,7 @@ _NETWORK = {"none": "none (loopback only)", "host": "this machine's (native)"}
 
 def _inherited(doc: dict[str, Any]) -> list[list[str]]:
     """A native run's inherited variables, counted: `show --json` has them."""
-    from toolkit.run import SECRET_SET
+    from toolkit.facts import SECRET_SET
 
     found = doc.get("host_environment")
     if not isinstance(found, dict):
@@ -303,7 +303,7 @@ def _drift(doc: dict[str, Any]) -> str:
     drift = doc.get("package_drift") or []
     if not drift:
         return "none: the installed packages match the lockfile"
-    from toolkit.run import drift_text
+    from toolkit.facts import drift_text
 
     shown = [drift_text(d) for d in drift[:5]]
     more = f", and {len(drift) - 5} more (`toolkit show --json`)" if len(drift) > 5 else ""

@@ -1,0 +1,91 @@
+"""A run's outputs at the paths the experiment declares: which files a native run wrote (its
+workdir is shared with earlier runs), copied into its run folder; a metrics file it appends to."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def present(workdir: Path, declared: list[str]) -> dict[str, tuple[int, int, int]]:
+    """The files now at the declared output paths, each with its (mtime, size, inode)."""
+    found = {}
+    for rel in declared:
+        top = workdir / rel
+        for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
+            with contextlib.suppress(OSError):
+                if path.is_file():
+                    stat = path.stat()
+                    found[path.relative_to(workdir).as_posix()] = (
+                        stat.st_mtime_ns,
+                        stat.st_size,
+                        stat.st_ino,
+                    )
+    return found
+
+
+def copy_new(
+    workdir: Path,
+    outputs_dir: Path,
+    declared: list[str],
+    earlier: dict[str, tuple[int, int, int]],
+    check: Callable[[], None],
+) -> None:
+    """Copy what the run wrote at the declared paths: files new or changed since it started.
+
+    A native run shares its workdir with earlier runs: an output left there by one of them (a
+    metrics file, a checkpoint) is not this run's, even when this run failed before writing it.
+    """
+    import shutil
+
+    for rel, stat in present(workdir, declared).items():
+        check()
+        if earlier.get(rel) != stat:
+            dest = outputs_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(workdir / rel, dest)
+
+
+def appended(before: dict[str, bytes], outputs_dir: Path) -> list[str]:
+    """A metrics file that still starts with what it held before this native run: the program
+    appends to it, so the record has earlier runs' lines too (a container's starts empty)."""
+    found = []
+    for rel, old in before.items():
+        with contextlib.suppress(OSError):
+            now = (outputs_dir / rel).read_bytes()
+            if old and len(now) > len(old) and now.startswith(old):
+                lines = old.count(b"\n")
+                found.append(
+                    f"{rel} held {lines} line{'' if lines == 1 else 's'} before this run and "
+                    "still starts with them: if "
+                    "the program appends to it, this record has earlier runs' metrics too; "
+                    "open it with 'w', or remove it between native runs"
+                )
+    return found
+
+
+def contents(workdir: Path, metrics_file: str | None) -> dict[str, bytes]:
+    """The metrics file as it is before a native run (up to 64 MB), by its path as declared."""
+    path = workdir / metrics_file if metrics_file else None
+    with contextlib.suppress(OSError):
+        if path is not None and path.is_file() and path.stat().st_size <= 64 * 1024 * 1024:
+            return {path.relative_to(workdir).as_posix(): path.read_bytes()}
+    return {}
+
+
+def hashed(
+    outputs_dir: Path,
+    declared: list[str],
+    copied_from: tuple[Path, dict[str, tuple[int, int, int]]] | None,
+    check: Callable[[], None],
+) -> dict[str, Any]:
+    """The run's outputs hashed, a native run's first copied from its workdir (`copy_new`);
+    `check` is called between files, and may raise to stop."""
+    from toolkit import fingerprint
+
+    if copied_from is not None:
+        copy_new(copied_from[0], outputs_dir, declared, copied_from[1], check)
+    found = fingerprint.fingerprint(outputs_dir, tuple(declared), check=check)
+    return {"digest": found.digest, "files": found.files}
