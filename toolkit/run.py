@@ -126,6 +126,60 @@ def execute(
 ) -> RunResult:
     """Run the experiment and write its record; the record is written whatever the outcome.
     `on_start` is called once everything it needs is there, just before it starts."""
+    with _workdir_outputs_claimed(cfg, req):
+        return _execute(
+            cfg, req, on_stdout=on_stdout, on_stderr=on_stderr, on_note=on_note, on_start=on_start
+        )
+
+
+@contextlib.contextmanager
+def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[None]:
+    """A native run writes its outputs in the workdir it shares with every other native run of
+    the project: two at once would overwrite each other's, and each record could then hold the
+    other's metrics and checkpoints. While one runs, another is refused. The lock is the
+    system's (flock): it goes with the process that holds it, killed or not."""
+    declared = cfg.experiment.declared_outputs() if cfg.experiment else []
+    if not req.native or not declared:  # nothing shared to claim
+        yield
+        return
+    path = cfg.root / STATE_DIR / "native-run.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = path.open("a+", encoding="utf-8")
+    except OSError:  # a project toolkit cannot write to: the run folder says so next
+        yield
+        return
+    import fcntl
+
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "a process"
+            workdir = cfg.experiment.workdir if cfg.experiment else "."
+            raise UserError(
+                f"another native run of this project is under way ({holder}): both would write "
+                f"{', '.join(declared)} in {workdir}, and each record could hold the other's",
+                hint="wait for it to end, run from a separate checkout, or run in the target's "
+                "image (without --native), where each run's outputs are kept apart",
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}")
+        lock.flush()
+        yield
+
+
+def _execute(
+    cfg: Config,
+    req: RunRequest,
+    *,
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+    on_note: Callable[[str], None],
+    on_start: Callable[[], None],
+) -> RunResult:
     experiment = cfg.experiment
     workdir_rel = experiment.workdir if experiment else "."
     workdir = cfg.root / workdir_rel
@@ -454,11 +508,43 @@ def _run_native(
             on_stderr=on_stderr,
             on_stop=on_note,
         )
-    except FileNotFoundError:
-        raise UserError(
-            f"command not found: {req.command[0]}", hint="check experiment.command"
-        ) from None
+    except OSError as exc:
+        raise _not_started(req.command[0], workdir, exc) from None
     return engine.ContainerExit(code, interrupted)
+
+
+def _not_started(program: str, workdir: Path, exc: OSError) -> UserError:
+    """Why a native run's command could not be started, as a shell would say it, with the
+    shell's exit code: 127 not found, 126 found but not runnable."""
+    import shutil
+
+    where = "the command (experiment.command in toolkit.yaml, or what follows --)"
+    found = workdir / program if "/" in program else None
+    if found is None and (on_path := shutil.which(program)):
+        found = Path(on_path)
+    if found is None or not (found.exists() or found.is_symlink()):
+        error = UserError(
+            f"command not found: {program}", hint=f"check the name and PATH of {where}"
+        )
+        error.exit_code = 127
+        return error
+    if found.is_dir():
+        said, hint = "it is a folder", f"name a program or a script in {where}"
+    elif isinstance(exc, FileNotFoundError):  # the file is there: its #! interpreter is not
+        line = ""
+        with contextlib.suppress(OSError), found.open("rb") as script:
+            line = script.readline(256).decode(errors="replace").strip()
+        said = f"its interpreter is not found ({line})" if line.startswith("#!") else str(exc)
+        hint = "fix the script's #! line, or run it with an interpreter (python script.py)"
+    elif isinstance(exc, PermissionError):
+        said = "permission denied"
+        hint = f"make it executable (chmod +x {program}), or run it with its interpreter"
+    else:  # ENOEXEC: a script without a #! line, a binary for another machine
+        said = exc.strerror or str(exc)
+        hint = "a script needs a #! line, or run it with its interpreter (python script.py)"
+    error = UserError(f"cannot run {program}: {said}", hint=hint)
+    error.exit_code = 126
+    return error
 
 
 def runtime_bundle(root: Path) -> Path:
@@ -681,8 +767,9 @@ def _warnings(
     if drift:
         shown = ", ".join(facts.drift_text(d) for d in drift[:5])
         more = f" and {len(drift) - 5} more" if len(drift) > 5 else ""
+        packages = "1 package differs" if len(drift) == 1 else f"{len(drift)} packages differ"
         found.append(
-            f"{len(drift)} packages differ from the lockfile: {shown}{more} "
+            f"{packages} from the lockfile: {shown}{more} "
             "(all of them in the record's package_drift)"
         )
     overridden = (doc.get("determinism") or {}).get("overridden") or []
@@ -701,6 +788,19 @@ def _warnings(
             f"{change}: the loader ran in the main process, where torch never calls it; if the "
             "failure comes from that (a file it opens), set the policy's dataloader_workers "
             "(or --workers) to the loader's count"
+        )
+    target = cfg.targets.get(doc["target"])
+    accelerator = doc.get("accelerator")
+    if (
+        doc["native"]
+        and target is not None
+        and target.gpus
+        and isinstance(accelerator, dict)
+        and not accelerator.get("devices")
+    ):
+        found.append(
+            f"target {doc['target']} is for GPUs, but torch saw no GPU in this run: it ran on "
+            "the CPU, so its results are a CPU run's (is this a GPU machine? `toolkit doctor`)"
         )
     if doc["native"] and cfg.experiment is not None and not cfg.experiment.network:
         found.append(

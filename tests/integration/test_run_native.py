@@ -299,13 +299,39 @@ def test_outputs_left_by_an_earlier_run_are_not_this_runs(project: Path) -> None
 
 def test_command_not_found(project: Path) -> None:
     result = toolkit("run", "--native", "--", "no-such-program-xyz", cwd=project)
-    assert result.returncode == 1
+    assert result.returncode == 127  # as a shell, and as the same command in a container
     assert "command not found: no-such-program-xyz" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list((project / "runs").glob("*")), "a run that never started left a folder"
 
 
+def test_a_command_that_cannot_be_started_says_why(project: Path) -> None:
+    """Not executable, a folder, a #! interpreter that is not there: a message that says what
+    to do and the shell's exit code 126, not an internal error and a folder without a record."""
+    exp = project / "exp"
+    (exp / "go.sh").write_text("#!/bin/sh\necho hi\n")  # no exec bit
+    (exp / "lost.py").write_text("#!/opt/no-such-venv/bin/python\nprint(1)\n")
+    (exp / "lost.py").chmod(0o755)
+    for command, said, hint in (
+        ("./go.sh", "cannot run ./go.sh: permission denied", "chmod +x ./go.sh"),
+        ("./data", "cannot run ./data: it is a folder", "name a program or a script"),
+        (
+            "./lost.py",
+            "cannot run ./lost.py: its interpreter is not found (#!/opt/no-such-venv/bin/python)",
+            "fix the script's #! line",
+        ),
+    ):
+        result = toolkit("run", "--native", "--", command, cwd=project)
+        assert result.returncode == 126, (command, result.stderr)
+        assert said in result.stderr and hint in result.stderr, result.stderr
+        assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    assert not list((project / "runs").glob("*")), "a run that never started left a folder"
+
+
 def test_two_runs_at_once_get_distinct_folders(project: Path) -> None:
+    """Runs that write nothing into the shared workdir may run side by side."""
+    config = project / "toolkit.yaml"
+    config.write_text(config.read_text().replace("  outputs: [result.txt]\n", ""))
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "toolkit", "run", "--native"],
@@ -321,6 +347,33 @@ def test_two_runs_at_once_get_distinct_folders(project: Path) -> None:
     folders = sorted((project / "runs").iterdir())
     assert len(folders) == 2
     assert all((f / "record.json").is_file() for f in folders)
+
+
+def test_a_second_native_run_that_would_write_the_same_outputs_is_refused(project: Path) -> None:
+    """Both would write exp/result.txt: each record could hold the other's outputs (a user saw
+    one run's record carry the other's metrics, and diff call them identical)."""
+    slow = "import time, pathlib; time.sleep(4); pathlib.Path('result.txt').write_text('1')"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "run", "--native", "--", sys.executable, "-c", slow],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not list((project / "runs").glob("*/stdout.log")):  # the first one is under way
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    second = toolkit("run", "--native", cwd=project)
+    assert second.returncode == 1, second.stderr
+    assert "another native run of this project is under way (pid " in second.stderr
+    assert "both would write result.txt in exp" in second.stderr
+    assert "run from a separate checkout" in second.stderr
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert len(list((project / "runs").iterdir())) == 1  # the refused one left no folder
+    after = toolkit("run", "--native", cwd=project)  # the lock went with the first run
+    assert after.returncode == 0, after.stderr
 
 
 def test_user_sitecustomize_still_runs(project: Path, tmp_path: Path) -> None:
@@ -785,3 +838,18 @@ def test_a_log_the_run_writes_beside_its_code_is_not_code(project: Path) -> None
     second = record_of(project, run_script(project, "logs.py", script).stderr)
     assert "logs/run.log" not in second["code"]["files"]
     assert first["code"]["content_sha256"] == second["code"]["content_sha256"]
+
+
+def test_a_gpu_target_run_natively_without_a_gpu_says_it_ran_on_the_cpu(project: Path) -> None:
+    pytest.importorskip("torch")
+    config = project / "toolkit.yaml"
+    config.write_text(
+        config.read_text().replace("targets: {cpu: {}}", "targets: {gpu: {gpus: all}}")
+    )
+    uses_torch = [sys.executable, "-c", "import torch; print(torch.ones(1).sum())"]
+    result = toolkit("run", "--native", "--", *uses_torch, cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "warning: target gpu is for GPUs, but torch saw no GPU in this run" in result.stderr
+    config.write_text(config.read_text().replace("{gpus: all}", "{}"))
+    cpu = toolkit("run", "--native", "--", *uses_torch, cwd=project)
+    assert cpu.returncode == 0 and "saw no GPU" not in cpu.stderr, cpu.stderr
