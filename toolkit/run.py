@@ -28,6 +28,8 @@ CONTAINER_PROJECT = "/project"
 CONTAINER_RUN_DIR = "/toolkit/run"
 CONTAINER_RUNTIME = "/toolkit/runtime"
 OUTPUTS = "outputs"
+RECORD_SPACE = ".record-space"  # disk space held for the record while the experiment runs
+RECORD_SPACE_BYTES = 4 * 1024 * 1024  # a record is ~20 kB; a long metrics series a few MB
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,7 @@ def _execute(
             env = policy_environment(req.policy, os.environ if req.native else None)
             outputs_dir = run_dir / OUTPUTS
             outputs_dir.mkdir()
+            _reserve_record_space(run_dir)
             if req.native:
                 from toolkit import proc  # noqa: F401  # for _run_native
         except BaseException:
@@ -270,6 +273,9 @@ def _execute(
             )
         except _Skipped:
             hashed = None
+        except OSError as exc:  # a native run's outputs copied onto a full disk
+            on_note(f"the record is incomplete: outputs: {exc.strerror or exc}")
+            hashed = None
         gathered = _gathered(background, on_note, finishing)
         facts.keep_patch(run_dir, gathered)
         from toolkit import metrics
@@ -293,6 +299,7 @@ def _execute(
             metrics_files,
         )
         try:
+            (run_dir / RECORD_SPACE).unlink(missing_ok=True)  # the record's room, given back
             record.write_record(run_dir, doc)
         except OSError as exc:
             code = doc["exit_code"] or (130 if doc["status"] == "interrupted" else 1)
@@ -320,6 +327,23 @@ def _execute(
         + tuple(outputs.appended(before, outputs_dir)),
         tuple(o["op"] for o in found_ops if o["mode"] == outcome.IN_OUTPUT),
     )
+
+
+def _reserve_record_space(run_dir: Path) -> None:
+    """Room for the record, taken before the experiment starts and given back just before the
+    record is written: an experiment that fills the disk (checkpoints, logs) does not cost the
+    run its record. Allocated, not written: it takes no time."""
+    path = run_dir / RECORD_SPACE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return
+    try:
+        os.posix_fallocate(fd, 0, RECORD_SPACE_BYTES)
+    except (OSError, AttributeError):  # a full disk already; no fallocate (macOS): no room held
+        path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def _discard(run_dir: Path) -> None:

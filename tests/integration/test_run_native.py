@@ -853,3 +853,32 @@ def test_a_gpu_target_run_natively_without_a_gpu_says_it_ran_on_the_cpu(project:
     config.write_text(config.read_text().replace("{gpus: all}", "{}"))
     cpu = toolkit("run", "--native", "--", *uses_torch, cwd=project)
     assert cpu.returncode == 0 and "saw no GPU" not in cpu.stderr, cpu.stderr
+
+
+def test_an_experiment_that_fills_the_disk_still_gets_its_record(
+    project: Path, tmp_path: Path
+) -> None:
+    """Room for the record is held while the experiment runs (a user's run that filled the
+    disk with checkpoints ended with "its record could not be written")."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(small)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode()[:200]}")
+    try:
+        shutil.copytree(project, small / "p", ignore=shutil.ignore_patterns("small"))
+        fill = (
+            "f = open('fill.bin', 'wb')\n"
+            "try:\n    while True:\n        f.write(b'x' * 65536); f.flush()\n"
+            "except OSError as e:\n    print('full:', e.strerror, flush=True)\n"
+        )
+        result = run_script(small / "p", "fill.py", fill)
+        assert result.returncode == 0, result.stderr
+        assert "full: No space left on device" in result.stdout
+        doc = record_of(small / "p", result.stderr)
+        assert doc["status"] == "succeeded"
+        assert not list((small / "p" / "runs").glob("*/.record-space"))  # given back
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
