@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,25 @@ def from_file(path: Path) -> Series:
     return read_file(path).series
 
 
+def from_log(path: Path, patterns: tuple[tuple[str, str], ...]) -> Series:
+    """Series read from a log of printed output (`from_stdout`), a line at a time: a log of
+    any size costs one line of memory, and none is read when there are no patterns."""
+    if not patterns:
+        return {}
+    try:
+        # newline="": lines end as splitlines() ends them (a progress bar's \r too), which
+        # `_split` finishes for its rarer line ends, so the lines are those of read().splitlines()
+        with path.open(encoding="utf-8", errors="replace", newline="") as log:
+            return from_stdout(_split(log), patterns)
+    except FileNotFoundError:
+        return {}
+
+
+def _split(chunks: Iterable[str]) -> Iterator[str]:
+    for chunk in chunks:
+        yield from chunk.splitlines()
+
+
 def from_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) -> Series:
     """Series read from printed lines with one regex (one group) per metric.
 
@@ -143,6 +162,8 @@ def from_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) -> 
     the step of the metrics on its line and on the lines after it, up to the next step. With
     none, a metric's steps count its matches.
     """
+    if not patterns:
+        return {}
     compiled = [(name, re.compile(pattern)) for name, pattern in patterns]
     series: Series = {}
     counters: dict[str, int] = {}
@@ -168,12 +189,71 @@ def from_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) -> 
 
 
 def merge(*sources: Series) -> Series:
-    """Combine series; a metric found in an earlier source wins."""
+    """Combine series: a metric's points from several sources, by step. At a step an earlier
+    source already gives, a later source's point is left out (`conflicts` says where its value
+    differs); a metric from more than one source has its points in the order of their steps."""
     merged: Series = {}
     for source in sources:
         for name, points in source.items():
-            merged.setdefault(name, points)
+            if name not in merged:
+                merged[name] = list(points)  # one source's points stay as it logged them
+                continue
+            have = {step for step, _ in merged[name]}
+            extra = [(step, value) for step, value in points if step not in have]
+            if extra:
+                merged[name] = sorted(merged[name] + extra, key=lambda point: point[0])
     return merged
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Steps of one metric at which two sources give different values; `merge` keeps `kept`'s."""
+
+    metric: str
+    kept: str
+    dropped: str
+    steps: int
+    first_step: int
+    kept_value: float
+    dropped_value: float
+
+    def describe(self) -> str:
+        """E.g. "val_loss differs between toolkit.runtime.log() and m.jsonl (...) at 1 step..."."""
+        count = f"{self.steps} step{'s' if self.steps != 1 else ''}"
+        where = "step" if self.steps == 1 else "the first is step"
+        values = "value" if self.steps == 1 else "values"
+        return (
+            f"{self.metric} differs between {self.kept} and {self.dropped} at {count} "
+            f"({where} {self.first_step}: {self.kept_value!r} and {self.dropped_value!r}): "
+            f"the record has {self.kept}'s {values}"
+        )
+
+
+def conflicts(sources: Mapping[str, Series]) -> tuple[Conflict, ...]:
+    """Where sources, by name and in `merge`'s order, give one metric different values at a
+    step: the later source's value is not in the merged series."""
+    found: dict[tuple[str, str, str], Conflict] = {}
+    metrics = dict.fromkeys(name for series in sources.values() for name in series)
+    for metric in metrics:
+        kept: dict[int, tuple[str, float]] = {}  # step -> the source and value merge keeps
+        for source, series in sources.items():
+            added: dict[int, tuple[str, float]] = {}
+            for step, value in series.get(metric, ()):
+                if step not in kept:
+                    added.setdefault(step, (source, value))
+                    continue
+                by, was = kept[step]
+                if was == value or (math.isnan(was) and math.isnan(value)):
+                    continue
+                key = (metric, by, source)
+                earlier = found.get(key)
+                found[key] = (
+                    Conflict(metric, by, source, 1, step, was, value)
+                    if earlier is None
+                    else replace(earlier, steps=earlier.steps + 1)
+                )
+            kept.update(added)  # a source's own repeated steps are no conflict
+    return tuple(found.values())
 
 
 def final(series: Series, name: str | None) -> float | None:
@@ -211,11 +291,47 @@ def read_run_files(run_dir: Path, file: str | None) -> dict[str, Parsed]:
 
 def run_warnings(files: Mapping[str, Parsed], recorded: Mapping[str, Any]) -> tuple[str, ...]:
     """What to tell the user about a finished run's metrics: lines of its metrics files
-    (`read_run_files`) that were left out, and a primary metric that was never logged.
-    `recorded`: the record's `metrics`."""
+    (`read_run_files`) that were left out, values of a metric that two of them give differently
+    at one step, and a primary metric that was never logged. `recorded`: the record's `metrics`."""
     notes = [s.describe(name) for name, parsed in files.items() for s in parsed.skipped]
+    differ = conflicts({_source(name): parsed.series for name, parsed in files.items()})
     missing = missing_primary(recorded.get("primary"), recorded.get("series") or {})
-    return (*notes, *([missing] if missing else []))
+    return (*notes, *(c.describe() for c in differ), *([missing] if missing else []))
+
+
+def _source(name: str) -> str:
+    """A metrics file of the run folder (`read_run_files`), as the user wrote to it."""
+    from toolkit.runtime import METRICS_FILE
+
+    if name == METRICS_FILE:
+        return "toolkit.runtime.log()"
+    if name.startswith("outputs/"):
+        return f"{name.removeprefix('outputs/')} (experiment.metrics.file)"
+    return name
+
+
+def line_step(line: str, header: str = "") -> int | None:
+    """The step one line of a metrics file gives, or None: a JSON line's integer "step", or,
+    in a CSV file whose first line (`header`) names a `step` column, that column's integer."""
+    text = line.strip()
+    if text.startswith("{"):
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        step = entry.get("step") if isinstance(entry, dict) else None
+        return step if type(step) is int else None
+    import csv
+
+    columns = [name.strip() for name in next(csv.reader([header]), [])]
+    if "step" not in columns:
+        return None
+    cells = next(csv.reader([text]), [])
+    at = columns.index("step")
+    try:
+        return int(cells[at]) if at < len(cells) else None
+    except ValueError:
+        return None  # the header itself, or a row without one
 
 
 def _number(value: object) -> float | None:

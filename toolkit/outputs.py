@@ -4,7 +4,7 @@ workdir is shared with earlier runs), copied into its run folder; a metrics file
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +49,52 @@ def copy_new(
 
 
 def appended(before: dict[str, bytes], outputs_dir: Path) -> list[str]:
-    """A metrics file that still starts with what it held before this native run: the program
-    appends to it, so the record has earlier runs' lines too (a container's starts empty)."""
+    """A metrics file that still starts with what it held before this native run, and goes on
+    with a new run's lines: the program appends to it, so the record has earlier runs' lines
+    too (a container's starts empty). A reproducible program that rewrites the file writes the
+    same first lines again, then goes on from there: no news."""
     found = []
     for rel, old in before.items():
         with contextlib.suppress(OSError):
             now = (outputs_dir / rel).read_bytes()
-            if old and len(now) > len(old) and now.startswith(old):
+            if old and len(now) > len(old) and now.startswith(old) and _starts_over(old, now):
                 lines = old.count(b"\n")
                 found.append(
                     f"{rel} held {lines} line{'' if lines == 1 else 's'} before this run and "
-                    "still starts with them: if "
-                    "the program appends to it, this record has earlier runs' metrics too; "
+                    "still starts with them, and the lines after them start over as a new run's "
+                    "do: the program appends to it, so this record has earlier runs' metrics too; "
                     "open it with 'w', or remove it between native runs"
                 )
     return found
+
+
+def _starts_over(old: bytes, now: bytes) -> bool:
+    """Whether what follows `old` in `now` begins as a run begins: a step not past the last
+    step of `old` (a JSON line's "step", a CSV file's step column), or, where either side has
+    no step, the first line of `old` again (a CSV header too)."""
+    from toolkit import metrics
+
+    end = len(old)
+    if not old.endswith(b"\n"):  # a torn last line: the rest of it is not a new line
+        cut = now.find(b"\n", end)
+        end = len(now) if cut < 0 else cut + 1
+    earlier = [line for line in _lines(now[:end]) if line.strip()]
+    added = [line for line in _lines(now[end:]) if line.strip()]
+    if not earlier or not added:
+        return False
+    header = earlier[0]
+
+    def step(lines: Iterable[str]) -> int | None:  # the first one found: a few lines read
+        return next((s for x in lines if (s := metrics.line_step(x, header)) is not None), None)
+
+    last, first = step(reversed(earlier)), step(added)
+    if last is not None and first is not None:
+        return first <= last
+    return added[0] == earlier[0]
+
+
+def _lines(data: bytes) -> list[str]:
+    return data.decode("utf-8", errors="replace").splitlines()
 
 
 def contents(workdir: Path, metrics_file: str | None) -> dict[str, bytes]:

@@ -619,10 +619,7 @@ def _record(
     status = _status(ended_as)
     series = metrics.merge(
         *(parsed.series for parsed in metrics_files.values()),
-        metrics.from_stdout(
-            (run_dir / "stdout.log").read_text(errors="replace").splitlines(),
-            exp.metrics.patterns if exp else (),
-        ),
+        metrics.from_log(run_dir / "stdout.log", exp.metrics.patterns if exp else ()),
     )
     primary = exp.metrics.primary if exp else None
     experiment = identity(cfg, req)  # what repro-check compares runs from elsewhere by

@@ -6,9 +6,15 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from toolkit.metrics import (
     Skipped,
+    final,
+    from_log,
     from_stdout,
+    line_step,
+    merge,
     missing_primary,
     parse_json_lines,
     read_file,
@@ -157,3 +163,112 @@ def test_a_step_of_true_is_no_step_and_the_record_of_it_reads_back(tmp_path: Pat
     }
     write_record(tmp_path, doc)
     assert read_record(tmp_path)["metrics"]["series"]["loss"] == [[0, 0.5], [1, 0.25]]
+
+
+def test_a_metric_from_log_and_the_metrics_file_is_merged_by_step(tmp_path: Path) -> None:
+    """Each source's points are in the record: log() at step 0 and the file at step 9."""
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0, "values": {"val_loss": 5}}\n')
+    (tmp_path / "outputs" / "m.jsonl").write_text('{"step": 9, "val_loss": 1}\n')
+    files = read_run_files(tmp_path, "m.jsonl")
+    series = merge(*(parsed.series for parsed in files.values()), {})
+    assert series == {"val_loss": [(0, 5.0), (9, 1.0)]}
+    assert final(series, "val_loss") == 1.0
+    recorded = {"primary": "val_loss", "series": series}
+    assert run_warnings(files, recorded) == ()  # no step with two values
+
+
+def test_where_sources_give_a_step_different_values_the_earlier_is_kept_and_said(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "outputs").mkdir()
+    logged = [{"step": s, "values": {"loss": 1.0 / (s + 1)}} for s in range(3)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in logged))
+    (tmp_path / "outputs" / "m.jsonl").write_text(
+        '{"step": 1, "loss": 0.75}\n{"step": 2, "loss": 0.125}\n{"step": 3, "loss": 0.25}\n'
+    )
+    files = read_run_files(tmp_path, "m.jsonl")
+    series = merge(*(parsed.series for parsed in files.values()))
+    assert series == {"loss": [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, 0.25)]}
+    assert run_warnings(files, {"primary": "loss", "series": series}) == (
+        "loss differs between toolkit.runtime.log() and m.jsonl (experiment.metrics.file) at "
+        "2 steps (the first is step 1: 0.5 and 0.75): the record has toolkit.runtime.log()'s "
+        "values",
+    )
+
+
+def test_printed_values_fill_in_steps_the_files_lack() -> None:
+    """A printed value is often rounded: at a step a file gives, the file's value is kept."""
+    logged = {"loss": [(0, 0.123456), (2, 0.0625)]}
+    printed = from_stdout(
+        ["step 0 loss=0.1235", "step 1 loss=0.09", "step 2 loss=0.0625"],
+        (("step", r"step (\d+)"), ("loss", r"loss=([0-9.]+)")),
+    )
+    assert merge(logged, printed) == {"loss": [(0, 0.123456), (1, 0.09), (2, 0.0625)]}
+    assert merge({"acc": [(5, 0.5), (1, 0.25)]}, {}) == {"acc": [(5, 0.5), (1, 0.25)]}
+
+
+def test_same_values_and_a_sources_own_repeated_steps_are_no_conflict(tmp_path: Path) -> None:
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"step": 0, "values": {"loss": NaN}}\n{"step": 0, "values": {"loss": 2}}\n'
+    )
+    (tmp_path / "outputs" / "m.jsonl").write_text('{"step": 0, "loss": NaN}\n')
+    files = read_run_files(tmp_path, "m.jsonl")
+    assert run_warnings(files, {"primary": "loss", "series": {"loss": [[0, 1]]}}) == ()
+
+
+LOG = (
+    b"step 0 loss=1.5\r\nbar 10%\rstep 1 loss=0.75\n"
+    b"\xff\xfe step 2 loss=0.5 \xe2\x80\xa8step 3 loss=0.25\x0cstep 4\n\n"
+    b"loss=0.125 caf\xc3\xa9 \xc3\n"
+    b"step 5 loss=0.0625"  # the last line, without a newline
+)
+PATTERNS = (("step", r"step (\d+)"), ("loss", r"loss=([0-9.]+)"), ("bad", r"(\ufffd)"))
+
+
+def test_a_log_read_a_line_at_a_time_gives_what_reading_it_whole_did(tmp_path: Path) -> None:
+    log = tmp_path / "stdout.log"
+    log.write_bytes(LOG)
+    whole = from_stdout(log.read_text(errors="replace").splitlines(), PATTERNS)
+    assert from_log(log, PATTERNS) == whole
+    assert whole["loss"] == [(0, 1.5), (1, 0.75), (2, 0.5), (3, 0.25), (4, 0.125), (5, 0.0625)]
+    assert from_log(tmp_path / "missing.log", PATTERNS) == {}
+
+
+def test_a_log_without_patterns_is_not_read(tmp_path: Path) -> None:
+    assert from_log(tmp_path, ()) == {}  # a folder: opening it would fail
+
+
+def test_a_big_log_costs_a_line_of_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    log = tmp_path / "stdout.log"
+    line = b"step 7 loss=0.5 " + b"x" * 80 + b"\n"
+    log.write_bytes(line * 100_000)  # 10 MB
+    tracemalloc.start()
+    try:
+        found = from_log(log, (("acc", r"acc=([0-9.]+)"),))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found == {}
+    assert peak < 2_000_000
+
+
+@pytest.mark.parametrize(
+    ("line", "header", "step"),
+    [
+        ('{"step": 3, "loss": 1}', "", 3),
+        ('{"step": 3, "values": {"loss": 1}}', "", 3),
+        ('{"step": true, "loss": 1}', "", None),
+        ('{"loss": 1}', "", None),
+        ("{torn", "", None),
+        ("4,0.5", "step,loss", 4),
+        ("0.5, 4", "loss, step", 4),
+        ("step,loss", "step,loss", None),
+        ("4,0.5", "epoch,loss", None),
+    ],
+)
+def test_the_step_of_a_metrics_file_line(line: str, header: str, step: int | None) -> None:
+    assert line_step(line, header) == step

@@ -1,0 +1,70 @@
+"""A native run's metrics file: appended to by its program (said), or rewritten (no news)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from toolkit.outputs import appended
+
+
+def jsonl(steps: range, scale: float = 1.0) -> bytes:
+    return "".join(json.dumps({"step": s, "loss": scale / (s + 1)}) + "\n" for s in steps).encode()
+
+
+def csv(steps: range, header: bool = True) -> bytes:
+    rows = "".join(f"{s},{1 / (s + 1)}\n" for s in steps)
+    return (("step,loss\n" if header else "") + rows).encode()
+
+
+def said(before: bytes, now: bytes, tmp_path: Path) -> list[str]:
+    """The warnings of a run that found `before` in m.jsonl and left `now` there."""
+    (tmp_path / "m.jsonl").write_bytes(now)
+    return appended({"m.jsonl": before}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("before", "now"),
+    [
+        (jsonl(range(66)), jsonl(range(100))),  # the same program run longer, opening with "w"
+        (csv(range(66)), csv(range(100))),
+        (b'{"loss": 1}\n{"loss": 0.5}\n', b'{"loss": 1}\n{"loss": 0.5}\n{"loss": 0.25}\n'),
+        (jsonl(range(3))[:-9], jsonl(range(5))),  # an earlier run stopped mid-line
+        (jsonl(range(3)), jsonl(range(3)) + jsonl(range(3, 6))),  # resumed where it stopped
+    ],
+    ids=["jsonl", "csv", "no-steps", "torn-line", "resumed"],
+)
+def test_a_rewritten_file_that_starts_as_before_is_no_news(
+    before: bytes, now: bytes, tmp_path: Path
+) -> None:
+    assert said(before, now, tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("before", "now"),
+    [
+        (jsonl(range(66)), jsonl(range(66)) + jsonl(range(66))),  # the same run, appended
+        (jsonl(range(66)), jsonl(range(66)) + jsonl(range(10, 20), 2.0)),  # other values
+        (csv(range(66)), csv(range(66)) + csv(range(66))),  # its header again
+        (csv(range(66)), csv(range(66)) + csv(range(3), header=False)),
+        (b'{"loss": 1}\n{"loss": 0.5}\n', b'{"loss": 1}\n{"loss": 0.5}\n{"loss": 1}\n'),
+    ],
+    ids=["jsonl", "jsonl-other-values", "csv", "csv-no-header", "no-steps"],
+)
+def test_a_file_a_new_run_was_appended_to_is_said_to_hold_earlier_runs(
+    before: bytes, now: bytes, tmp_path: Path
+) -> None:
+    lines = before.count(b"\n")
+    assert said(before, now, tmp_path) == [
+        f"m.jsonl held {lines} lines before this run and still starts with them, and the lines "
+        "after them start over as a new run's do: the program appends to it, so this record "
+        "has earlier runs' metrics too; open it with 'w', or remove it between native runs"
+    ]
+
+
+def test_a_file_that_is_new_or_the_same_as_before_is_no_news(tmp_path: Path) -> None:
+    assert said(b"", jsonl(range(3)), tmp_path) == []
+    assert said(jsonl(range(3)), jsonl(range(3)), tmp_path) == []
+    assert appended({"gone.jsonl": jsonl(range(3))}, tmp_path) == []
