@@ -31,6 +31,9 @@ Category = Literal["code", "data", "environment", "hardware", "seed", "settings"
 CATEGORIES: tuple[Category, ...] = ("code", "data", "environment", "hardware", "seed", "settings")
 TENSOR_SUFFIXES = (".npy", ".npz", ".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 OUTPUTS = "outputs"
+# a diff's verdict: a comparison's, or "not_compared" where neither metrics nor outputs could be
+# compared, which is no match: nothing says the results are the same
+DiffVerdict = Literal["identical", "within_tolerance", "diverged", "not_compared"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class RunDiff:
 
     a: str
     b: str
-    verdict: Verdict
+    verdict: DiffVerdict
     primary: str | None
     # relative deviation of the primary metric's final value; where a run stopped early, at the
     # last step both logged, and None if they are identical over every step both logged
@@ -107,6 +110,10 @@ class RunDiff:
     early_end: EarlyEnd | None = None  # a run that failed or was stopped before the other ended
     # how each run that did not succeed ended, where early_end does not say it: "B failed, exit 1"
     unfinished: tuple[str, ...] = ()
+    # where verdict is "not_compared": what each run lacks, and what to do about it
+    nothing_compared: str | None = None
+    nothing_compared_hint: str | None = None
+    outputs_skipped: tuple[str, ...] = ()  # "A", "B": a record without outputs (Ctrl-C)
 
     def causes(self) -> list[Category]:
         """Input categories that differ, in the order a person checks them."""
@@ -162,7 +169,10 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
     if early and first is None:
         headline = None  # the same over every step both logged: no number to give
     # a run that stopped early still diverges: its steps past the stop are only in the other
-    verdict = worst([m.verdict for m in metrics] + [o.verdict for o in outputs])
+    verdict: DiffVerdict = worst([m.verdict for m in metrics] + [o.verdict for o in outputs])
+    nothing: tuple[str, str] | None = None  # why, and what to do
+    if not outputs and not any(m.steps_compared or m.only_in_a or m.only_in_b for m in metrics):
+        verdict, nothing = "not_compared", _nothing_compared(ra, rb)
     return RunDiff(
         a=a.label,
         b=b.label,
@@ -180,7 +190,47 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
             for side, run in (("A", a), ("B", b))
             if run.record.get("status") != "succeeded" and not (early and early.side == side)
         ),
+        outputs_skipped=tuple(
+            side
+            for side, run in (("A", a), ("B", b))
+            if OUTPUTS in (run.record.get("incomplete") or ())
+        ),
+        nothing_compared=nothing[0] if nothing else None,
+        nothing_compared_hint=nothing[1] if nothing else None,
     )
+
+
+def _nothing_compared(ra: dict[str, Any], rb: dict[str, Any]) -> tuple[str, str]:
+    """Why two runs had nothing to compare, naming what each lacks; and what to do."""
+    said = {side: _lacks(r) for side, r in (("A", ra), ("B", rb))}
+    if all(", no outputs" in text or "skipped" in text for text in said.values()):
+        why = "neither run recorded metrics or outputs"
+    else:  # one run's outputs, the other's skipped: nothing that both have
+        why = "no metrics, and no outputs that both runs recorded"
+    each = f"both: {said['A']}" if said["A"] == said["B"] else f"A: {said['A']}; B: {said['B']}"
+    todo = []
+    if any(OUTPUTS in (r.get("incomplete") or ()) for r in (ra, rb)):
+        todo.append("let a run finish writing its record (Ctrl-C there skips hashing its outputs)")
+    todo.append(
+        "declare what the experiment produces in toolkit.yaml: experiment.outputs (files it "
+        "writes) or experiment.metrics (a metrics file, or patterns read from its stdout)"
+    )
+    plain = each == "both: no metrics, no outputs"  # the headline says it already
+    return why if plain else f"{why} ({each})", "; ".join(todo) + "; then run it again"
+
+
+def _lacks(record: dict[str, Any]) -> str:
+    """What a run without metrics recorded of its results: "no metrics, no outputs"."""
+    series = record.get("metrics", {}).get("series") or {}
+    metrics = "metrics with no steps" if series else "no metrics"
+    files = (record.get("outputs") or {}).get("files") or {}
+    if OUTPUTS in (record.get("incomplete") or ()):
+        outputs = "outputs skipped with Ctrl-C"
+    elif files:
+        outputs = f"{len(files)} output file{'' if len(files) == 1 else 's'}"
+    else:
+        outputs = "no outputs"
+    return f"{metrics}, {outputs}"
 
 
 def ended(record: dict[str, Any], *, quoted: bool = False) -> str:

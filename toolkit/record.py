@@ -6,6 +6,7 @@ import glob
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,16 @@ class RunSummary:
     primary_value: float | None
     started: str
     native: bool
+
+
+NO_RECORD = "no record"  # the status `toolkit runs` lists a run folder without a record under
+# why a run folder has no record: said by `runs`, and by `show` and `diff` when one is named
+NO_RECORD_WHY = (
+    "a run still going, or one stopped before its record was written (toolkit killed, out of "
+    "memory, or the disk full)"
+)
+_LOGS = ("stdout.log", "stderr.log")
+_RUN_ID = re.compile(r"(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})-(.+)-[0-9a-f]{4}")
 
 
 def runs_dir(root: Path) -> Path:
@@ -323,6 +334,13 @@ def find_run(root: Path, ref: str) -> Path:
     if ref == LATEST and not Path(ref).exists():
         runs = list_runs(root)
         if not runs:
+            unrecorded = [r.id for r in scan_runs(root, unrecorded=True)[0]]
+            if unrecorded:
+                raise UserError(
+                    f"no run records yet in {runs_dir(root)}, only run folders without one: "
+                    + ", ".join(unrecorded),
+                    hint=f"a run folder without a record is {NO_RECORD_WHY}",
+                )
             raise UserError(f"no runs yet in {runs_dir(root)}", hint="`toolkit run` makes one")
         # ids start with their UTC start: a newer run whose record cannot be read is not
         # skipped for an older one without a word
@@ -344,6 +362,8 @@ def find_run(root: Path, ref: str) -> Path:
     if (as_path / RECORD_FILE).is_file() or (as_path.is_file() and as_path.suffix == ".json"):
         return as_path
     if as_path.is_dir():
+        if is_run_folder(as_path):
+            raise no_record(as_path)
         raise UserError(f"no record.json in {ref}", hint="`toolkit runs` lists this project's runs")
     if as_path.exists():
         raise UserError(
@@ -357,12 +377,66 @@ def find_run(root: Path, ref: str) -> Path:
     base = runs_dir(root)
     if (base / ref / RECORD_FILE).is_file():
         return base / ref
+    if is_run_folder(base / ref):
+        raise no_record(base / ref)
     matches = sorted(p for p in base.glob(f"{glob.escape(ref)}*") if (p / RECORD_FILE).is_file())
     if len(matches) == 1:
         return matches[0]
     if not matches:
+        folders = [p for p in base.glob(f"{glob.escape(ref)}*") if is_run_folder(p)]
+        if len(folders) == 1:
+            raise no_record(folders[0])
         raise UserError(f"no run {ref!r} in {base}", hint="`toolkit runs` lists them")
     raise UserError(f"{ref!r} matches {len(matches)} runs; give more of the id")
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` is a run's, with or without a record: a run writes its logs and makes
+    its outputs folder as it starts."""
+    return folder.is_dir() and (
+        any((folder / log).is_file() for log in _LOGS) or (folder / "outputs").is_dir()
+    )
+
+
+def no_record(folder: Path) -> UserError:
+    """The error for a run folder named where its record is needed (show, diff, export)."""
+    written = max(
+        (f.stat().st_mtime for f in (folder, *(folder / log for log in _LOGS)) if f.exists()),
+        default=None,
+    )
+    when = ""
+    if written is not None:
+        when = f"; its logs were last written {_ago(max(0.0, time.time() - written))} ago"
+    logs = " and ".join(log for log in _LOGS if (folder / log).is_file()) or "its logs"
+    return UserError(
+        f"run {folder.name} has no record: its folder {folder} exists, but holds no {RECORD_FILE}",
+        hint=f"toolkit writes the record as a run ends: this is {NO_RECORD_WHY}{when}. What it "
+        f"printed is in {logs} in that folder, what it wrote in outputs/",
+    )
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def _unrecorded(folder: Path) -> RunSummary:
+    """A run folder without a record, as `toolkit runs` lists it: its start and target from its
+    id (made by `new_run_dir`), else the folder's time."""
+    found = _RUN_ID.fullmatch(folder.name)
+    if found:
+        year, month, day, hour, minute, second, target = found.groups()
+        started = f"{year}-{month}-{day}T{hour}:{minute}:{second}.000Z"
+    else:
+        target = "?"
+        stamp = time.gmtime(folder.stat().st_mtime)
+        started = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", stamp)
+    return RunSummary(folder.name, folder, target, NO_RECORD, None, None, started, False)
 
 
 def list_runs(root: Path) -> list[RunSummary]:
@@ -370,13 +444,17 @@ def list_runs(root: Path) -> list[RunSummary]:
     return scan_runs(root)[0]
 
 
-def scan_runs(root: Path) -> tuple[list[RunSummary], list[UserError]]:
+def scan_runs(root: Path, *, unrecorded: bool = False) -> tuple[list[RunSummary], list[UserError]]:
     """Every readable record under runs/, oldest first, and why each other one is unreadable
-    (damaged, or of a newer toolkit): one such record does not hide the others."""
+    (damaged, or of a newer toolkit): one such record does not hide the others. `unrecorded`:
+    also each run folder without a record (status NO_RECORD): a run still going, or one whose
+    toolkit was stopped before it wrote the record."""
     found, unreadable = [], []
     base = runs_dir(root)
     for folder in base.iterdir() if base.is_dir() else []:
         if not (folder / RECORD_FILE).is_file():
+            if unrecorded and is_run_folder(folder) and not folder.name.startswith("."):
+                found.append(_unrecorded(folder))
             continue
         try:
             data = read_record(folder)

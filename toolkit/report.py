@@ -19,9 +19,15 @@ _VERDICT_TEXT = {
     "within_tolerance": "within tolerance",
     "diverged": "diverged",
     "failed": "could not check: a run failed",
-    "not_compared": "not compared",
+    "not_compared": "nothing to compare",
 }
-_ICONS = {"identical": "✅", "within_tolerance": "🟡", "diverged": "❌", "failed": "⚠️"}
+_ICONS = {
+    "identical": "✅",
+    "within_tolerance": "🟡",
+    "diverged": "❌",
+    "failed": "⚠️",
+    "not_compared": "⚠️",
+}
 _STATUS_TEXT = {"only_in_a": "only in A", "only_in_b": "only in B"}
 
 
@@ -41,6 +47,8 @@ UNCAUGHT = (
 def headline(d: RunDiff) -> str:
     """The one line a person reads first."""
     text = f"{verdict_text(d.verdict)}: {d.a} vs {d.b}"
+    if d.nothing_compared:  # "identical" would read as "the results match"
+        text += f"; {d.nothing_compared}"
     early = d.early_end
     if d.primary and d.headline is not None:
         text += f"; {d.primary} differs by {percent(d.headline)}"
@@ -137,6 +145,8 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
     """Plain lines for the terminal, ordered as a person debugs."""
     lines = [headline(d)]
     lines += [f"warning: {w}" for w in d.warnings]
+    if d.nothing_compared_hint:
+        lines.append(f"hint: {d.nothing_compared_hint}")
     lines.append("")
     lines.append("inputs:")
     if not d.inputs:
@@ -149,6 +159,8 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
         lines.append(f"  ... {len(d.inputs) - 20} more (--all)")
     lines.append("")
     lines.append("metrics:")
+    if not d.metrics:
+        lines.append("  none: neither run logged a metric")
     for m in d.metrics:
         if m.verdict == "identical" and not show_all:
             lines.append(f"  {m.name:<16} identical over {m.steps_compared} steps")
@@ -166,6 +178,8 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
         )
     lines.append("")
     lines.append("outputs:")
+    if not d.outputs:
+        lines.append(f"  {_no_outputs(d)}")
     for o in d.outputs:
         if o.tensors is None:
             lines.append(f"  {o.path:<24} {_status(o.status)}" + (f" ({o.note})" if o.note else ""))
@@ -186,6 +200,14 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
                     + (f" ({t.note})" if t.note else "")
                 )
     return lines
+
+
+def _no_outputs(d: RunDiff) -> str:
+    """Why a diff has no outputs to show: none recorded, or a record lacks them."""
+    if d.outputs_skipped:
+        whose = " and ".join(d.outputs_skipped)
+        return f"not compared: {whose} skipped hashing outputs (Ctrl-C as the record was written)"
+    return "none: neither run recorded an output"
 
 
 def _tensor_count(s: TensorSummary) -> str:
@@ -209,6 +231,8 @@ def diff_markdown(d: RunDiff) -> str:
     """Markdown that fits a CI job summary."""
     out = [f"### {_ICONS[d.verdict]} {html.escape(headline(d))}", ""]
     out += [f"> warning: {w}" for w in d.warnings]
+    if d.nothing_compared_hint:
+        out.append(f"> hint: {html.escape(d.nothing_compared_hint)}")
     out += ["", "| input | field | A | B |", "|---|---|---|---|"]
     out += [f"| {c.category} | {c.field} | `{c.a}` | `{c.b}` |" for c in d.inputs[:40]]
     if not d.inputs:
@@ -252,6 +276,8 @@ def diff_html(d: RunDiff, a: Run, b: Run) -> str:
     """One self-contained HTML page: headline, metric curves, deviation vs step, tensor table."""
     sections = [f"<h1>{html.escape(headline(d))}</h1>"]
     sections += [f"<p class=warn>warning: {html.escape(w)}</p>" for w in d.warnings]
+    if d.nothing_compared_hint:
+        sections.append(f"<p class=warn>hint: {html.escape(d.nothing_compared_hint)}</p>")
     sections.append("<h2>inputs</h2>")
     sections.append(
         _table(["input", "field", "A", "B"], [[c.category, c.field, c.a, c.b] for c in d.inputs])
@@ -486,7 +512,7 @@ def repro_html(r: ReproReport) -> str:
         )
         control = r.groups[0].runs[0]
         for p in r.pairs:
-            if p.diff.verdict == "identical":
+            if p.diff.verdict in ("identical", "not_compared"):
                 continue
             other = next(run for g in r.groups for run in g.runs if run.label == p.diff.b)
             base, series = (

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from toolkit.compare import TolerancePolicy, worst
+from toolkit.compare import TolerancePolicy, Verdict, worst
 from toolkit.config import MAX_SEED
 from toolkit.diff import Run, RunDiff, diff_runs, percent
 from toolkit.errors import ConfigError
@@ -15,7 +15,8 @@ from toolkit.errors import ConfigError
 VARIABLES = {"threads": "thread count", "workers": "number of data-loader workers", "seed": "seed"}
 
 # "failed": a run did not succeed, so the check could not be made; "not_compared": one run, and
-# nothing to compare it with. Neither is "identical": no comparison is not a match.
+# nothing to compare it with, or runs that recorded nothing to compare (no metrics, no outputs).
+# Neither is "identical": no comparison is not a match.
 ReproVerdict = Literal["identical", "within_tolerance", "diverged", "failed", "not_compared"]
 
 _ENDED = {"failed": "failed", "engine_lost": "lost the Docker Engine", "interrupted": "stopped"}
@@ -127,16 +128,24 @@ def collect(
     runs: int,
     variations: list[Variation],
     run_one: Callable[[str, Variation | None, int], Run],
+    *,
+    native: bool = False,
 ) -> list[Group]:
     """Run N times per target, then once per variation and target."""
     groups = []
     for target in targets:
+        label = target_label(target, native=native)  # as `toolkit runs` and `diff` name it
         made = tuple(run_one(target, None, i) for i in range(runs))
-        groups.append(Group(target, "target", target, None, made))
+        groups.append(Group(label, "target", label, None, made))
         for variation in variations:
             one = (run_one(target, variation, 0),)
-            groups.append(Group(f"{target} {variation.label}", "variation", target, variation, one))
+            groups.append(Group(f"{label} {variation.label}", "variation", label, variation, one))
     return groups
+
+
+def target_label(target: str, *, native: bool) -> str:
+    """A target as runs made here are grouped under it: "cpu", "cpu (native)"."""
+    return f"{target} (native)" if native else target
 
 
 def comparable(runs: list[Run], control: Identity) -> tuple[list[Run], list[str]]:
@@ -180,8 +189,8 @@ def imported_groups(runs: list[Run]) -> list[Group]:
     for run in runs:
         # a record without its host (Ctrl-C skipped the facts) may come from any machine
         host = (run.record.get("host") or {}).get("hostname") or "an unnamed host"
-        native = " native" if run.record.get("native") else ""
-        key = f"{run.record.get('target', '?')}{native} on {host}"
+        native = bool(run.record.get("native"))
+        key = f"{target_label(str(run.record.get('target', '?')), native=native)} on {host}"
         by_key.setdefault(key, []).append(run)
     return [
         Group(label, "imported", str(found[0].record.get("target", "?")), None, tuple(found))
@@ -215,13 +224,17 @@ def compare(groups: list[Group], policy: TolerancePolicy | None = None) -> Repro
         reference = first.get(group.target) if group.kind == "variation" else control
         if reference is not None and ok[0] is not reference:
             pairs.append(Pair("gap", group.label, diff_runs(reference, ok[0], policy)))
+    compared: list[Verdict] = []
+    for p in pairs:
+        if p.diff.verdict != "not_compared":
+            compared.append(p.diff.verdict)
     verdict: ReproVerdict
     if failed:
         verdict = "failed"
-    elif not pairs:
+    elif len(compared) < len(pairs) or not pairs:
         verdict = "not_compared"
     else:
-        verdict = worst(p.diff.verdict for p in pairs)
+        verdict = worst(compared)
     return ReproReport(
         control=f"{groups[0].label} ({control.id if control else 'none: no run succeeded'})",
         groups=tuple(groups),
@@ -243,10 +256,15 @@ def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, .
         )
     elif not pairs:
         parts.append("nothing compared: only one run, and no other run to compare it with")
-    failing = {f.group for f in failed}
+    # runs that recorded no metrics and no outputs: compared, but nothing said they match
+    blind = [p for p in pairs if p.diff.verdict == "not_compared"]
+    if blind:
+        parts.append(_blind_text(blind, len(pairs), also=bool(failed)))
+    pairs = [p for p in pairs if p.diff.verdict != "not_compared"]
+    unknown = {f.group for f in failed} | {p.group for p in blind if p.role == "noise"}
     for group in groups:
-        if group.kind == "variation" or group.label in failing:
-            continue  # a group with a failed run is named above, and not called reproducible
+        if group.kind == "variation" or group.label in unknown:
+            continue  # a group with a failed or blind run is named above, not called reproducible
         total = len(group.runs)
         # every run is compared with the first: count those, not the first as a match of its own
         differ = [
@@ -307,11 +325,30 @@ def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, .
             f"({_values(name, values, on)}): {why}{_gaps_text([d for _, d in found], why)}"
         )
     varied = {g.variation.name for g in groups if g.variation}
-    unchecked = {g.variation.name for g in groups if g.variation and g.label in failing}
+    unseen = unknown | {p.group for p in blind}
+    unchecked = {g.variation.name for g in groups if g.variation and g.label in unseen}
     named = {name for name, _ in changed} | {name for name, _, _ in untold}
     for name in sorted(varied - named - unchecked):
         parts.append(f"{VARIABLES[name]} does not change results")
     return "; ".join(parts)
+
+
+def _blind_text(blind: list[Pair], total: int, *, also: bool) -> str:
+    """Comparisons of runs that recorded nothing to compare, and what to do: "could not check
+    reproducibility: nothing to compare in 1 of 1 comparisons (cpu: r2 vs r1): ..."."""
+    which = ", ".join(f"{p.group}: {_id(p.diff.b)} vs {_id(p.diff.a)}" for p in blind[:3])
+    which += ", ..." if len(blind) > 3 else ""
+    first = blind[0].diff
+    lead = "" if also else "could not check reproducibility: "
+    return (
+        f"{lead}nothing to compare in {len(blind)} of {total} comparisons ({which}): "
+        f"{first.nothing_compared}; {first.nothing_compared_hint}"
+    )
+
+
+def _id(label: str) -> str:
+    """A run's id from its label in a diff: "<id> (cpu)"."""
+    return label.split(" ")[0]
 
 
 def _unexplained(gap: Pair, pairs: list[Pair], reference: str) -> str | None:

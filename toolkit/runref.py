@@ -15,6 +15,8 @@ def load_runs(root: Path, ref: str, scratch: Path, *, single: bool = False) -> l
     if path.is_file() and path.suffix != ".json":  # a bundle, whatever its name
         scratch.mkdir(parents=True, exist_ok=True)
         runs = bundle.open_bundle(path, scratch)
+    elif record.is_run_folder(path) and not (path / record.RECORD_FILE).is_file():
+        raise record.no_record(path)  # a run's own folder, not a folder of runs
     elif path.is_dir() and not (path / record.RECORD_FILE).is_file():
         runs = [
             Run(record.read_record(folder), folder)

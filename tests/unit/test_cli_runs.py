@@ -203,3 +203,65 @@ def test_an_export_never_replaces_a_file_unless_told_and_warns_inside_the_projec
     (project / ".gitignore").write_text("*.tar.gz\n")
     ignored = toolkit("runs", "export", "latest", "c.tar.gz", cwd=project)
     assert ignored.returncode == 0 and "warning" not in ignored.stderr
+
+
+def unrecorded(root: Path, run_id: str) -> Path:
+    """A run folder as toolkit leaves it when killed (SIGKILL, out of memory) or unable to write
+    the record (disk full): logs and outputs, no record.json; or as a run still going has it."""
+    folder = root / "runs" / run_id
+    (folder / "outputs").mkdir(parents=True)
+    (folder / "stdout.log").write_text("epoch 0\n")
+    (folder / "stderr.log").write_text("")
+    return folder
+
+
+def test_runs_lists_a_run_folder_without_a_record(project: Path) -> None:
+    add_run(project, "20261127-100441-cpu-0001", "2026-11-27T10:04:41.100Z")
+    unrecorded(project, "20261127-100500-cpu-0002")
+    (project / "runs" / "notes").mkdir()  # a folder that is no run's: not listed
+    result = toolkit("runs", cwd=project)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()[1:]
+    assert len(lines) == 2
+    assert lines[1].split() == [
+        "20261127-100500-cpu-0002",
+        "cpu",
+        "no",
+        "record",
+        "-",
+        "2026-11-27",
+        "10:05:00",
+    ]
+    # not called broken: it may be running
+    assert result.stderr.startswith("no record: a run still going, or one stopped before its")
+    assert "toolkit killed, out of memory, or the disk full" in result.stderr
+
+
+def test_show_of_a_run_folder_without_a_record_says_why_and_where_its_logs_are(
+    project: Path,
+) -> None:
+    folder = unrecorded(project, "20261127-100500-cpu-0002")
+    for ref in ("20261127-100500-cpu-0002", "20261127-1005", "runs/20261127-100500-cpu-0002"):
+        result = toolkit("show", ref, cwd=project)
+        assert result.returncode == 1
+        assert result.stderr.startswith(
+            "error: run 20261127-100500-cpu-0002 has no record: its folder "
+        ), ref
+        assert "exists, but holds no record.json" in result.stderr
+        assert "a run still going, or one stopped before its record was written" in result.stderr
+        assert "its logs were last written" in result.stderr
+        assert "stdout.log and stderr.log" in result.stderr
+        assert "no run '" not in result.stderr and "Traceback" not in result.stderr
+    diffed = toolkit("diff", str(folder), "20261127-100500-cpu-0002", cwd=project)
+    assert diffed.returncode == 2 and "has no record" in diffed.stderr
+
+
+def test_latest_is_the_newest_run_with_a_record_while_another_is_running(project: Path) -> None:
+    add_run(project, "20261127-100441-cpu-0001", "2026-11-27T10:04:41.100Z")
+    add_run(project, "20261127-100442-cpu-0002", "2026-11-27T10:04:42.100Z")
+    unrecorded(project, "20261127-100500-cpu-0003")  # started last, still going
+    shown = rows(toolkit("show", "latest", cwd=project).stdout)
+    assert shown["id"] == "20261127-100442-cpu-0002"
+    result = toolkit("diff", "20261127-100441-cpu-0001", "latest", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("identical: 20261127-100441-cpu-0001")

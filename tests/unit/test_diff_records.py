@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.support import toolkit
 from toolkit.diff import InputChange, Run, attribute, diff_runs
+from toolkit.report import diff_text
 
 
 def record(run_id: str, losses: list[float], **extra: Any) -> dict[str, Any]:
@@ -418,3 +419,73 @@ def test_the_headline_says_a_run_failed_after_its_last_step(tmp_path: Path) -> N
     b = folder(tmp_path, record("b", [1.0, 0.5], status="failed", exit_code=1))
     first = toolkit("diff", str(a), str(b), cwd=tmp_path).stdout.splitlines()[0]
     assert "; B failed, exit 1" in first, first
+
+
+def quiet(run_id: str, **extra: Any) -> dict[str, Any]:
+    """A run of `bash -c 'echo $RANDOM'`: no metrics, no outputs declared."""
+    return record(run_id, [], metrics={"primary": None, "series": {}}, **extra)
+
+
+def test_runs_that_recorded_neither_metrics_nor_outputs_are_not_called_identical(
+    tmp_path: Path,
+) -> None:
+    """Two runs that printed different numbers and recorded nothing else were "identical"."""
+    a = folder(tmp_path, quiet("a"))
+    b = folder(tmp_path, quiet("b"))
+    result = toolkit("diff", str(a), str(b), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr  # cannot tell: neither 0 (same) nor 1 (differ)
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "nothing to compare: a (cpu native) vs b (cpu native); "
+        "neither run recorded metrics or outputs"
+    )
+    assert lines[1].startswith("hint: declare what the experiment produces in toolkit.yaml: ")
+    assert "experiment.outputs" in lines[1] and "experiment.metrics" in lines[1]
+    assert "  none: neither run logged a metric" in lines
+    assert "  none: neither run recorded an output" in lines
+    assert "identical" not in result.stdout
+    doc = json.loads(toolkit("diff", str(a), str(b), "--json", cwd=tmp_path).stdout)
+    assert doc["verdict"] == "not_compared"
+    assert doc["nothing_compared"] == "neither run recorded metrics or outputs"
+    markdown = toolkit("diff", str(a), str(b), "--markdown", cwd=tmp_path)
+    assert markdown.returncode == 2
+    assert markdown.stdout.startswith("### ⚠️ nothing to compare: a (cpu native) vs b")
+    assert "> hint: declare what the experiment produces" in markdown.stdout
+    page = tmp_path / "report.html"
+    toolkit("diff", str(a), str(b), "--html", str(page), cwd=tmp_path)
+    assert "<h1>nothing to compare: a (cpu native) vs b" in page.read_text()
+    assert "hint: declare what the experiment produces" in page.read_text()
+
+
+def test_runs_whose_outputs_were_skipped_and_that_logged_no_metric_name_what_each_lacks(
+    tmp_path: Path,
+) -> None:
+    skipped = quiet("b", incomplete=["outputs"], outputs=None)
+    d = diff_runs(Run(quiet("a"), tmp_path / "a"), Run(skipped, tmp_path / "b"))
+    assert d.verdict == "not_compared"
+    assert d.nothing_compared == (
+        "neither run recorded metrics or outputs "
+        "(A: no metrics, no outputs; B: no metrics, outputs skipped with Ctrl-C)"
+    )
+    assert d.nothing_compared_hint is not None
+    assert d.nothing_compared_hint.startswith("let a run finish writing its record")
+    # outputs of one run beside the other's skipped ones: nothing both have either
+    written = quiet("a", outputs={"files": {"model.pt": "f" * 64}})
+    d = diff_runs(Run(written, tmp_path / "a"), Run(skipped, tmp_path / "b"))
+    assert d.verdict == "not_compared"
+    assert d.nothing_compared == (
+        "no metrics, and no outputs that both runs recorded "
+        "(A: no metrics, 1 output file; B: no metrics, outputs skipped with Ctrl-C)"
+    )
+    text = diff_text(d)
+    assert "  not compared: B skipped hashing outputs (Ctrl-C as the record was written)" in text
+
+
+def test_runs_with_only_outputs_or_only_metrics_are_still_compared(tmp_path: Path) -> None:
+    same = {"files": {"out.txt": "1" * 64}}
+    d = diff_runs(
+        Run(quiet("a", outputs=same), tmp_path / "a"), Run(quiet("b", outputs=same), tmp_path / "b")
+    )
+    assert d.verdict == "identical" and d.nothing_compared is None
+    d = diff_runs(Run(record("a", [1.0]), tmp_path / "a"), Run(record("b", [1.0]), tmp_path / "b"))
+    assert d.verdict == "identical" and d.nothing_compared is None

@@ -99,7 +99,7 @@ def test_imported_runs_are_grouped_by_machine_and_target(tmp_path: Path) -> None
     groups = reprocheck.imported_groups([Run(r, tmp_path / str(i)) for i, r in enumerate(records)])
     assert [(g.label, len(g.runs)) for g in groups] == [
         ("cpu on box1", 2),
-        ("cpu native on box1", 1),
+        ("cpu (native) on box1", 1),
         ("cpu on an unnamed host", 1),
     ]
 
@@ -500,3 +500,83 @@ def test_runs_apart_only_in_an_output_name_it(tmp_path: Path) -> None:
         "NOT reproducible on cpu (2 runs, 1 differs from the first; runs differ by 0% in final "
         "loss, apart in checkpoints/stamp.txt)"
     )
+
+
+def test_repeats_that_recorded_nothing_to_compare_are_not_called_reproducible(
+    tmp_path: Path,
+) -> None:
+    nothing = {"metrics": {"primary": None, "series": {}}}
+    report = reprocheck.compare(
+        [target("cpu", made(tmp_path, "r1", **nothing), made(tmp_path, "r2", **nothing))]
+    )
+    assert report.verdict == "not_compared"  # exit 2, as for a check that could not be made
+    assert report.summary.startswith(
+        "could not check reproducibility: nothing to compare in 1 of 1 comparisons "
+        "(cpu: r2 vs r1): neither run recorded metrics or outputs; declare what the experiment "
+        "produces in toolkit.yaml: experiment.outputs"
+    )
+    assert "reproducible on cpu" not in report.summary
+    assert [row[3] for row in repro_rows(report)] == ["nothing to compare"]
+    assert reprocheck.as_json(report)["verdict"] == "not_compared"
+    from toolkit.report import repro_markdown
+
+    assert repro_markdown(report).startswith("### ⚠️ repro-check: could not check")
+
+
+def test_a_variation_with_nothing_to_compare_is_not_said_to_change_results_or_not(
+    tmp_path: Path,
+) -> None:
+    nothing = {"metrics": {"primary": None, "series": {}}}
+    varied_run = made(tmp_path, "v1", **nothing)
+    report = reprocheck.compare(
+        [
+            target("cpu", made(tmp_path, "c1", **nothing)),
+            Group("cpu threads=1", "variation", "cpu", Variation("threads", 1), (varied_run,)),
+        ]
+    )
+    assert report.verdict == "not_compared"
+    assert "thread count" not in report.summary
+
+
+def test_native_runs_are_grouped_as_runs_and_diff_name_them(tmp_path: Path) -> None:
+    made_for: list[tuple[str, str]] = []
+
+    def run_one(name: str, variation: Variation | None, index: int) -> Run:
+        made_for.append((name, variation.label if variation else f"#{index + 1}"))
+        return made(tmp_path, f"r{len(made_for)}", native=True)
+
+    groups = reprocheck.collect(["cpu"], 2, [Variation("threads", 1)], run_one, native=True)
+    assert [g.label for g in groups] == ["cpu (native)", "cpu (native) threads=1"]
+    assert made_for == [("cpu", "#1"), ("cpu", "#2"), ("cpu", "threads=1")]  # the target's name
+    report = reprocheck.compare(groups)
+    assert report.control == "cpu (native) (r1)"
+    assert report.summary == (
+        "reproducible on cpu (native) (2 runs, all identical); thread count does not change results"
+    )
+    assert [row[:2] for row in repro_rows(report)] == [
+        ["run-to-run", "cpu (native)"],
+        ["vs control", "cpu (native) threads=1"],
+    ]
+
+
+def test_help_paragraphs_are_left_for_the_terminal_to_wrap(tmp_path: Path) -> None:
+    """`repro-check --help` kept the docstring's line breaks: "1 when any diverged, 2 when a" /
+    "run failed" on a terminal of any width."""
+    import itertools
+    import os
+
+    wide = dict(os.environ, COLUMNS="200", TERMINAL_WIDTH="200")
+    for command, exit_2 in (
+        (
+            "repro-check",
+            "Exit 2: the check could not be made (a run failed, or nothing to compare)",
+        ),
+        ("diff", "Exit 2: nothing to compare (neither run recorded metrics or outputs), or an"),
+    ):
+        shown = toolkit(command, "--help", cwd=tmp_path, env=wide).stdout
+        prose = shown.split("╭")[0].split(" Usage:")[1].splitlines()[1:]
+        text = [line.strip() for line in prose]
+        # on a wide terminal every paragraph is one line: no two lines of text follow each other
+        for line, following in itertools.pairwise(text):
+            assert not (line and following), f"{command} --help breaks {line!r} / {following!r}"
+        assert exit_2 in shown

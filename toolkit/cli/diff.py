@@ -35,7 +35,11 @@ def diff_command(
 ) -> None:
     """Compare two runs: verdict, inputs that differ, metrics step by step, outputs per tensor.
 
-    Exit 0 identical or within tolerance, 1 diverged, 2 error.
+    Exit 0: identical or within tolerance.
+
+    Exit 1: diverged.
+
+    Exit 2: nothing to compare (neither run recorded metrics or outputs), or an error.
     """
     from toolkit import report
     from toolkit.diff import diff_runs, tolerance_policy
@@ -61,6 +65,8 @@ def diff_command(
             output.info(line)
     if html and page is not None:
         _write_html(html, page)
+    if result.verdict == "not_compared":
+        raise typer.Exit(2)  # no comparison is no match: neither "same" (0) nor "differ" (1)
     if result.verdict == "diverged":
         raise typer.Exit(1)
 
@@ -87,8 +93,11 @@ def repro_check_command(
 ) -> None:
     """Run the experiment N times per target (and per variation), compare every run to a control.
 
-    Exit 0 when every comparison is identical or within tolerance, 1 when any diverged, 2 when a
-    run failed (nothing can be said about it) or on an error.
+    Exit 0: every comparison is identical or within tolerance.
+
+    Exit 1: a comparison diverged.
+
+    Exit 2: the check could not be made (a run failed, or nothing to compare), or an error.
     """
     from toolkit import reprocheck, run
     from toolkit.diff import Run, tolerance_policy
@@ -122,7 +131,8 @@ def repro_check_command(
             threads=knob("threads"),
             workers=knob("workers"),
         )
-        label = f"{name} {variation.label}" if variation else f"{name} #{index + 1}"
+        shown = reprocheck.target_label(name, native=native)  # as the groups are labelled
+        label = f"{shown} {variation.label}" if variation else f"{shown} #{index + 1}"
         with output.progress(f"run {label}"):
             result = run.execute(
                 cfg, req, on_stdout=lambda _: None, on_stderr=lambda _: None, on_note=output.note
@@ -154,7 +164,7 @@ def repro_check_command(
                 "nothing to compare from --against: every run there is another experiment",
                 hint="`toolkit diff RUN_A RUN_B` compares any two runs",
             )
-        groups = reprocheck.collect(targets, runs, variations, run_one)
+        groups = reprocheck.collect(targets, runs, variations, run_one, native=native)
         groups += reprocheck.imported_groups(outside)
         result = reprocheck.compare(groups, tolerances)
         if html:  # while imported runs are still unpacked

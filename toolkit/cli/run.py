@@ -82,10 +82,10 @@ def runs_command(ctx: typer.Context) -> None:
     """List run records: id, target, status, primary metric, when."""
     if ctx.invoked_subcommand is not None:
         return
-    from toolkit.record import scan_runs
+    from toolkit.record import NO_RECORD, NO_RECORD_WHY, scan_runs
 
     cfg = options().load()
-    rows, unreadable = scan_runs(cfg.root)
+    rows, unreadable = scan_runs(cfg.root, unrecorded=True)
     for exc in unreadable:  # said, and the other runs listed all the same
         output.warn(f"not listed: {exc.message}")
     if not rows:
@@ -107,6 +107,8 @@ def runs_command(ctx: typer.Context) -> None:
             for r in rows
         ],
     )
+    if any(r.status == NO_RECORD for r in rows):  # not called broken: it may be running
+        output.note(f"{NO_RECORD}: {NO_RECORD_WHY}; `toolkit show ID` says where its logs are")
 
 
 @runs_app.command("export")
