@@ -279,7 +279,8 @@ def current_image(cfg: Config, target: TargetConfig) -> tuple[str, engine.ImageI
             stale = _lock_not_current(cfg, target)
         raise stale or UserError(
             f"no image for target {target.name} ({ref})",
-            hint=f"run `toolkit build --target {target.name}`",
+            hint=f"run `toolkit build --target {target.name}` "
+            "(`toolkit run --build` builds it first)",
         )
     return ref, found
 

@@ -217,7 +217,7 @@ def test_missing_image_points_to_build(tmp_path: Path) -> None:
     result = toolkit("run", cwd=tmp_path)
     assert result.returncode == 1
     assert "no image for target cpu" in result.stderr
-    assert "toolkit build --target cpu" in result.stderr
+    assert "toolkit build --target cpu` (`toolkit run --build` builds it first)" in result.stderr
 
 
 def test_missing_image_of_a_lockfile_toolkit_did_not_write_points_to_lock(
