@@ -143,7 +143,8 @@ def stream(
 ) -> tuple[int | None, bool]:
     """Run a program with its stdout and stderr passed on live; returns (exit code, interrupted).
 
-    Ctrl-C stops the program (SIGINT to its process group, then SIGTERM, then SIGKILL).
+    Ctrl-C, SIGTERM or SIGHUP stops the program (SIGINT to its process group, then SIGTERM,
+    then SIGKILL).
     """
     from toolkit import interrupt
     from toolkit.pump import Pump
@@ -154,9 +155,9 @@ def stream(
         for chunk in iter(lambda: pipe.read1(65536), b""):  # type: ignore[attr-defined]
             yield sink, chunk
 
-    # Ctrl-C is held for the program's whole life, and acted on between short waits: a
-    # KeyboardInterrupt could land anywhere (in the start, a second one inside the handling of
-    # the first) and leave the program running after toolkit ended.
+    # Ctrl-C (SIGTERM, SIGHUP alike) is held for the program's whole life, and acted on
+    # between short waits: a KeyboardInterrupt could land anywhere (in the start, a second one
+    # inside the handling of the first) and leave the program running after toolkit ended.
     with interrupt.held() as pressed:
         proc = subprocess.Popen(
             list(argv),
@@ -245,7 +246,7 @@ def _stop_group(
             return again is not None and again.count > seen
 
         if on_stop is not None and not _group_ends(proc, seconds=0.3, skipped=skipped):
-            on_stop(stopping(named, index))
+            on_stop(stopping(named, index, again.first if again else None))
         if _group_ends(proc, seconds=10, skipped=skipped):
             return
 

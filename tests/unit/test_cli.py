@@ -205,3 +205,41 @@ def test_lines_on_a_terminal_are_styled_without_loading_rich(no_color: bool) -> 
         assert "\x1b[32m✓\x1b[0m done [x]" in text  # the message as it is: no markup read
         assert "\x1b[31merror:\x1b[0m bad\n  \x1b[2m→\x1b[0m fix it" in text
         assert "\x1b[31mfail\x1b[0m  lock cpu" in text
+
+
+@pytest.mark.parametrize("closed", [0, 1, 2])
+def test_a_run_with_a_standard_stream_closed_runs_and_keeps_its_record(
+    tmp_path: Path, closed: int
+) -> None:
+    """`toolkit run ... 2>&-`: the first file toolkit opened became its stderr; it printed
+    nothing, exited 1, never ran the experiment, and left an empty run folder."""
+    import json
+
+    (tmp_path / "toolkit.yaml").write_text(
+        "name: t\ntargets: {cpu: {}}\nexperiment: {command: x}\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolkit",
+            "run",
+            "--native",
+            "--",
+            sys.executable,
+            "-c",
+            "print('HELLO')",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        cwd=tmp_path,
+        preexec_fn=lambda: os.close(closed),
+    )
+    assert done.returncode == 0, done.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert json.loads((folder / "record.json").read_text())["status"] == "succeeded"
+    assert (folder / "stdout.log").read_bytes() == b"HELLO\n"
+    if closed != 1:
+        assert done.stdout == b"HELLO\n"
+    if closed != 2:
+        assert b"succeeded (record: runs/" in done.stderr

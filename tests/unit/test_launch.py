@@ -184,3 +184,133 @@ def test_ctrl_c_while_the_entry_point_itself_loads_is_a_message_not_a_traceback(
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (done.returncode, done.stderr) == (130, "error: interrupted\n")
+
+
+def ran(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ended: Any,
+    args: launch.RunArgs | None = None,
+) -> int:
+    """`toolkit run` (`args`) of a project whose container ends as `ended` says."""
+    from toolkit import image, run
+
+    (tmp_path / "toolkit.yaml").write_text(
+        "name: t\ntargets: {cpu: {}}\nexperiment: {command: x}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(image, "current_image", lambda cfg, target: ("t-cpu:0", None))
+
+    def container(*args: Any) -> Any:
+        args[-2]()  # `started`: the container starts (the facts are gathered beside it)
+        return ended
+
+    monkeypatch.setattr(run, "_run_in_container", container)
+    return launch.run(args or launch.RunArgs())
+
+
+@pytest.mark.parametrize(
+    ("received", "code", "said"),
+    [
+        (None, 130, "interrupted"),
+        (2, 130, "interrupted"),
+        (15, 143, "interrupted by SIGTERM"),
+        (1, 129, "interrupted by SIGHUP"),
+    ],
+)
+def test_an_interrupted_run_exits_by_the_signal_that_stopped_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    received: int | None,
+    code: int,
+    said: str,
+) -> None:
+    """130 for Ctrl-C, as before; 143 for SIGTERM, 129 for SIGHUP, as a shell says them."""
+    from toolkit import engine, interrupt
+
+    monkeypatch.setattr(interrupt, "_first", received, raising=False)
+    assert ran(tmp_path, monkeypatch, engine.ContainerExit(None, interrupted=True)) == code
+    err = capsys.readouterr().err
+    assert f": {said} (record: runs/" in err
+    assert "→" not in err  # no hint: toolkit stopped it
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "hint"),
+    [
+        (126, "the command is a folder, or a file that is not executable"),
+        (127, "the command was not found"),
+        (137, "killed (SIGKILL): out of memory, or stopped from outside, e.g. docker kill"),
+    ],
+)
+def test_a_failed_run_says_what_its_exit_code_means(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    exit_code: int,
+    hint: str,
+) -> None:
+    from toolkit import engine
+
+    assert ran(tmp_path, monkeypatch, engine.ContainerExit(exit_code)) == exit_code
+    assert f"  → exit {exit_code}: {hint}" in capsys.readouterr().err
+
+
+def test_a_run_toolkit_killed_is_not_said_to_be_out_of_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from toolkit import engine, interrupt
+
+    monkeypatch.setattr(interrupt, "_first", None, raising=False)
+    stopped = engine.ContainerExit(137, interrupted=True)  # Ctrl-C three times: SIGKILL
+    assert ran(tmp_path, monkeypatch, stopped) == 130
+    assert "out of memory" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("threads", "workers", "said"),
+    [(1, 1, "1 thread, 1 loader worker"), (2, 0, "2 threads, 0 loader workers")],
+)
+def test_the_run_line_counts_in_words(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    threads: int,
+    workers: int,
+    said: str,
+) -> None:
+    from toolkit import engine
+
+    args = launch.RunArgs(threads=threads, workers=workers)
+    assert ran(tmp_path, monkeypatch, engine.ContainerExit(0), args) == 0
+    assert f"(seed 0, {said}, strict, cpu " in capsys.readouterr().err
+
+
+def test_run_build_keeps_stdout_for_the_experiment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`toolkit run --build -- python make_table.py > table.csv`: the build's result line went
+    into table.csv, before the table."""
+    from toolkit import engine, image
+
+    built = image.BuiltImage("t-cpu:0", "sha256:0", True, 10.0, tmp_path / "build.log")
+    monkeypatch.setattr(image, "build", lambda *args, **kwargs: built)
+    assert ran(tmp_path, monkeypatch, engine.ContainerExit(0), launch.RunArgs(build=True)) == 0
+    shown = capsys.readouterr()
+    assert shown.out == ""
+    assert f"✓ cpu: built t-cpu:0 in 10s (log: {tmp_path / 'build.log'})" in shown.err
+
+
+def test_toolkit_build_still_prints_its_result_on_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit import image
+
+    (tmp_path / "toolkit.yaml").write_text("name: t\ntargets: {cpu: {}}\n")
+    monkeypatch.chdir(tmp_path)
+    built = image.BuiltImage("t-cpu:0", "sha256:0", False, 0.0, None)
+    monkeypatch.setattr(image, "build", lambda *args, **kwargs: built)
+    result = CliRunner().invoke(app, ["build"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "✓ cpu: t-cpu:0 is up to date, nothing to build\n"

@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,70 @@ def test_stopping_a_group_toolkit_may_not_signal_gives_up_quietly(
     program.wait()
     monkeypatch.setattr(proc.os, "killpg", refused)  # a member of another user: as sudo
     proc._stop_group(program, (signal.SIGTERM, signal.SIGKILL))
+
+
+@pytest.fixture
+def sigterm_let_go(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A SIGTERM that toolkit does not take is let go (it would end pytest, as it ended
+    toolkit)."""
+    from toolkit import interrupt
+
+    monkeypatch.setattr(interrupt, "_first", None, raising=False)
+    saved = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    yield
+    signal.signal(signal.SIGTERM, saved)
+
+
+def signalled_stream(tmp_path: Path, script: str, sends: int) -> tuple[int | None, str, list[str]]:
+    """proc.stream of a Python `script` that prints READY; toolkit is then sent SIGTERM (`sends`
+    times, 0.3 s apart)."""
+    out: list[bytes] = []
+    said: list[str] = []
+
+    def on_stdout(chunk: bytes) -> None:
+        out.append(chunk)
+        if b"READY" in chunk:
+            for n in range(sends):
+                threading.Timer(0.3 * n, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    code, interrupted = proc.stream(
+        [sys.executable, "-c", script],
+        env=os.environ,
+        cwd=tmp_path,
+        on_stdout=on_stdout,
+        on_stderr=out.append,
+        on_stop=said.append,
+    )
+    assert interrupted
+    return code, b"".join(out).decode(), said
+
+
+@pytest.mark.usefixtures("sigterm_let_go")
+def test_sigterm_to_toolkit_stops_the_program_as_ctrl_c_does(tmp_path: Path) -> None:
+    saving = (
+        "import signal, sys, time\n"
+        "def leave(signum, frame):\n"
+        "    print('SAVING', signum, flush=True); sys.exit(0)\n"
+        "signal.signal(signal.SIGINT, leave)\n"
+        "print('READY', flush=True); time.sleep(10)\n"
+    )
+    code, out, said = signalled_stream(tmp_path, saving, sends=1)
+    assert code == 0 and "SAVING 2" in out  # SIGINT first, as Ctrl-C; its way out is heard
+    assert said == []  # it ended at once
+
+
+@pytest.mark.usefixtures("sigterm_let_go")
+def test_sigterm_again_moves_on_to_the_next_signal(tmp_path: Path) -> None:
+    stubborn = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('READY', flush=True); time.sleep(10)\n"
+    )
+    started = time.monotonic()
+    code, _, said = signalled_stream(tmp_path, stubborn, sends=3)
+    assert code == -signal.SIGKILL
+    assert time.monotonic() - started < 8  # not the 20 s one signal gives it
+    assert said[0] == (
+        "stopping (SIGTERM received): SIGINT sent; SIGTERM in 10 s (SIGTERM again sends it now)"
+    )

@@ -2,7 +2,8 @@
 without Typer (`launch`); every other command line goes to the Typer app (`app`).
 
 This module imports nothing else at its top: all that loads does so inside `main`, where
-Ctrl-C is an `error: interrupted` and exit 130, not a traceback.
+Ctrl-C is an `error: interrupted` and exit 130, not a traceback (SIGTERM and SIGHUP alike: 143
+and 129).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def options() -> Options:
 
 def main() -> None:
     """Entry point: run the command; turn our errors into messages and exit codes."""
+    _standard_streams()
     try:
         _main()
     finally:
@@ -56,13 +58,40 @@ def main() -> None:
         gc.freeze()
 
 
+def _standard_streams() -> None:
+    """fds 0, 1 and 2 open (on /dev/null where one was closed: `toolkit run ... 2>&-`), and
+    sys.stdin, sys.stdout and sys.stderr usable. With fd 2 closed, the first file toolkit
+    opened became fd 2: what it said went into that file, and the run failed silently."""
+    import os
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    # Python leaves a stream it found closed as None
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115  # for the process's whole life
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)  # noqa: SIM115
+
+
 def _main() -> None:
     try:  # what the error handling below needs
+        from toolkit import interrupt
+
+        interrupt.install()  # SIGTERM and SIGHUP stop toolkit as Ctrl-C does
         from toolkit.cli import output
         from toolkit.errors import ToolkitError
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        sys.exit(130)
+        stopped = sys.modules.get("toolkit.interrupt")  # None: Ctrl-C came before it loaded
+        sys.stderr.write(f"error: {stopped.said() if stopped else 'interrupted'}\n")
+        sys.exit(stopped.exit_code() if stopped else 130)
     try:
         from toolkit.cli import launch  # in the try: Ctrl-C may come this early
 
@@ -75,7 +104,8 @@ def _main() -> None:
                     app()
             except SystemExit as exc:
                 if _from_ctrl_c(exc):  # Typer turns Ctrl-C into a silent exit 130
-                    output.error("interrupted")
+                    output.error(interrupt.said())
+                    sys.exit(interrupt.exit_code())  # 143 after SIGTERM
                 raise
         else:
             _options.config, _options.debug = fast.config, fast.debug
@@ -88,8 +118,8 @@ def _main() -> None:
             output.error(f"full log: {log}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        output.error("interrupted")
-        sys.exit(130)
+        output.error(interrupt.said())
+        sys.exit(interrupt.exit_code())
     except Exception as exc:
         _traceback_if_debug()
         output.error(

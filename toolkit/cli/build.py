@@ -24,11 +24,18 @@ def build_command(
     ] = False,
 ) -> None:
     """Build the hermetic, content-addressed image of a target from its lockfile."""
+    build_targets(target, no_cache=no_cache)
+
+
+def build_targets(names: list[str] | None, *, no_cache: bool = False, stderr: bool = False) -> None:
+    """Build the images of the targets `names` (the default target's without); each result
+    line on stderr with `stderr`, where stdout carries something else (`run --build`: the
+    experiment's output)."""
     from toolkit import image
     from toolkit.paths import logs_dir
 
     cfg = options().load()
-    for tgt in [cfg.target(name) for name in target] if target else [cfg.default_target()]:
+    for tgt in [cfg.target(name) for name in names] if names else [cfg.default_target()]:
         name = tgt.name
         if not tgt.base_is_pinned:
             output.warn(
@@ -45,9 +52,12 @@ def build_command(
                 no_cache=no_cache,
             )
         if built.built:
-            output.success(f"{name}: built {built.ref} in {built.seconds:.0f}s (log: {built.log})")
+            output.success(
+                f"{name}: built {built.ref} in {built.seconds:.0f}s (log: {built.log})",
+                stderr=stderr,
+            )
         else:
-            output.success(f"{name}: {built.ref} is up to date, nothing to build")
+            output.success(f"{name}: {built.ref} is up to date, nothing to build", stderr=stderr)
 
 
 @app.command("images")

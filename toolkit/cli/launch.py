@@ -112,16 +112,20 @@ def _options(
     return found
 
 
-# What the shell's (or the container's init's) exit codes for a command that never ran mean.
+# What the shell's (or the container's init's) exit codes for a command that never ran, or
+# that was killed, mean.
 _EXIT_HINTS = {
-    126: "exit 126: the command is not executable (chmod +x, or run it with its interpreter)",
+    126: "exit 126: the command is a folder, or a file that is not executable: name the "
+    "program to run, chmod +x it, or run it with its interpreter (python x.py)",
     127: "exit 127: the command was not found: check its name and PATH, or that its package "
     "is in requirements.in",
+    137: "exit 137: killed (SIGKILL): out of memory, or stopped from outside, e.g. docker kill",
 }
 
 
 def run(args: RunArgs) -> int:
     """Run the experiment and print where its record is; returns the exit code."""
+    from toolkit import interrupt
     from toolkit import run as runner
 
     cfg = options().load()
@@ -139,16 +143,17 @@ def run(args: RunArgs) -> int:
         apply_policy=not args.no_policy,
     )
     if args.build and not args.native:
-        from toolkit.cli.build import build_command
+        from toolkit.cli.build import build_targets
 
-        build_command(target=[name], no_cache=False)
+        build_targets([name], stderr=True)  # stdout is the experiment's
 
     where = "natively" if args.native else f"in the {name} image"
     if not args.native and cfg.experiment is not None and not cfg.experiment.network:
         where += " with no network"
     p = req.policy
     settings = (
-        f"seed {p.seed}, {p.threads} threads, {p.dataloader_workers} loader workers, "
+        f"seed {p.seed}, {_count(p.threads, 'thread')}, "
+        f"{_count(p.dataloader_workers, 'loader worker')}, "
         f"{'strict' if p.strict else 'warn'}, cpu {p.cpu}"
         if p
         else "no determinism policy: the libraries' defaults"
@@ -168,7 +173,8 @@ def run(args: RunArgs) -> int:
         output.warn(warning)
     if result.incomplete:
         output.warn(f"the record is incomplete, without: {', '.join(result.incomplete)}")
-    summary = f"{result.id}: {result.status}"
+    ended = interrupt.said() if result.status == "interrupted" else result.status
+    summary = f"{result.id}: {ended}"
     if result.primary and result.primary_value is not None:
         summary += f", {result.primary}={result.primary_value:.6g}"
     if result.status == "succeeded":
@@ -179,10 +185,12 @@ def run(args: RunArgs) -> int:
             )
         output.success(f"{summary} (record: {rel}/record.json)", stderr=True)
         return 0
+    code = _exit_code(result.status, result.exit_code, interrupt.exit_code())
     output.error(
         f"{summary}{f' (exit {result.exit_code})' if result.exit_code else ''} "
         f"(record: {rel}/record.json)",
-        hint=_EXIT_HINTS.get(result.exit_code or 0),
+        # not for a run toolkit stopped: its SIGKILL is no out-of-memory
+        hint=_EXIT_HINTS.get(code) if result.status == "failed" else None,
     )
     fix = (
         "rerun with --no-strict to record every such op and finish the run (results may then "
@@ -203,8 +211,18 @@ def run(args: RunArgs) -> int:
             hint=f"the experiment may still be running (`docker ps`), and what is in {rel} may "
             "not be its final output; start the engine again (`toolkit doctor` says how) and rerun",
         )
-    if result.status == "interrupted":
-        return 130
-    if result.exit_code and result.exit_code < 0:  # a native program a signal ended
-        return 128 - result.exit_code  # as a shell (and a container) says it: 137 for SIGKILL
-    return result.exit_code if result.exit_code else 1
+    return code
+
+
+def _exit_code(status: str, exit_code: int | None, stopped: int) -> int:
+    """What `toolkit run` exits with after a run that did not succeed; `stopped`: the code of
+    the signal that interrupted it (130 for Ctrl-C)."""
+    if status == "interrupted":
+        return stopped
+    if exit_code and exit_code < 0:  # a native program a signal ended
+        return 128 - exit_code  # as a shell (and a container) says it: 137 for SIGKILL
+    return exit_code if exit_code else 1
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

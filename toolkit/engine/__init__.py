@@ -308,7 +308,8 @@ def run_container(
     started: Callable[[], None] = lambda: None,
     on_stop: Callable[[str], None] = lambda said: None,
 ) -> ContainerExit:
-    """Run a command in a new container, streaming its output; Ctrl-C stops the container.
+    """Run a command in a new container, streaming its output; Ctrl-C (or SIGTERM, SIGHUP)
+    stops the container.
 
     The calls `docker run --rm` makes, over the engine's socket (`wire`): create, attach, wait
     for removal, start; then the output is read until the container ends. `started` is called
@@ -316,9 +317,9 @@ def run_container(
     engine for the CPU (its start took 10-20 ms longer with them beside it, on 2 cores).
     """
     where = wire.endpoint()
-    # Ctrl-C is held for the container's whole life, and acted on between short waits: a
-    # KeyboardInterrupt could land anywhere, a second one inside the handling of the first,
-    # and leave a container nobody knows, or one that runs on unstopped.
+    # Ctrl-C (SIGTERM, SIGHUP alike) is held for the container's whole life, and acted on
+    # between short waits: a KeyboardInterrupt could land anywhere, a second one inside the
+    # handling of the first, and leave a container nobody knows, or one that runs on unstopped.
     with interrupt.held() as pressed:
         try:
             reader = _started(where, spec, labels, on_stdout, on_stderr, started, pressed)
@@ -423,9 +424,9 @@ def _stop(
     on_stop: Callable[[str], None],
 ) -> int | None:
     """Stop the container with STOP_SIGNALS (SIGINT, SIGTERM 10 s later, SIGKILL 10 s after
-    that); Ctrl-C again (counted in `presses`) sends the next signal at once. Done once it is
-    gone, its output (`reader`) all shown; its exit code (130 after KeyboardInterrupt), or None
-    where the engine did not say."""
+    that); Ctrl-C (or SIGTERM, SIGHUP) again, counted in `presses`, sends the next signal at
+    once. Done once it is gone, its output (`reader`) all shown; its exit code (130 after
+    KeyboardInterrupt), or None where the engine did not say."""
     import time
 
     for index, (sig, grace) in enumerate(STOP_SIGNALS):
@@ -433,7 +434,7 @@ def _stop(
         with contextlib.suppress(OSError, UserError, wire.ApiError):  # it has ended
             wire.call(where, "POST", f"{reader.container}/kill", {"signal": sig}, timeout=30)
         if index or not reader.wait(0.3):  # said unless it ended at once, as most do
-            on_stop(interrupt.stopping(STOP_SIGNALS, index))
+            on_stop(interrupt.stopping(STOP_SIGNALS, index, presses.first))
         while presses.count == seen and time.monotonic() < deadline:
             if reader.wait(0.2):
                 with contextlib.suppress(OSError, ValueError, TypeError):

@@ -1,0 +1,183 @@
+"""SIGTERM (`timeout`, scancel, a cancelled CI job) and SIGHUP (a closed ssh session) stop a run
+as Ctrl-C does: the experiment stopped, its record kept, toolkit's exit 128 + the signal.
+
+They ended toolkit on the spot: the container ran on unattended, the run had no record, and what
+the experiment printed on its way out was lost.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_run_native import (
+    SAVING,
+    STUBBORN,
+    Interrupted,
+    huge_data,
+    project,  # noqa: F401  # fixture
+    record_of,
+)
+from tests.support import make_wheel, run_python_argv, running_processes, toolkit
+from toolkit import engine, image
+
+STOPS = [(signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+
+
+def signal_run(
+    cwd: Path, sig: signal.Signals, *args: str, handler: str = "", sends: int = 1
+) -> Interrupted:
+    """Start `toolkit run ARGS` on a command that sleeps (after `handler`, code that sets its
+    signal handlers); once it runs, send toolkit `sig` (`sends` times, 0.3 s apart)."""
+    program = "import os, time; print('READY', 6 * 7, os.getpid(), flush=True); time.sleep(120)"
+    proc = subprocess.Popen(
+        run_python_argv(handler + program, *args),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until the experiment itself is running
+        if line.startswith("READY 42"):
+            break
+    sent = time.monotonic()
+    for n in range(sends):
+        if n:
+            time.sleep(0.3)
+        proc.send_signal(sig)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # it went on regardless: stop it before failing
+    seconds = time.monotonic() - sent
+    (folder,) = (cwd / "runs").iterdir()
+    assert (folder / "record.json").exists(), stderr
+    record = json.loads((folder / "record.json").read_text())
+    return Interrupted(proc.returncode, record, seconds, int(line.split()[2]), stdout, stderr)
+
+
+# --- natively ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sig", "code"), STOPS, ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_stops_a_native_run_as_ctrl_c_does_and_keeps_its_record(
+    project: Path,  # noqa: F811
+    sig: signal.Signals,
+    code: int,
+) -> None:
+    ended = signal_run(project, sig, "--native", handler=SAVING)
+    assert ended.code == code, ended.stderr
+    assert ended.record["status"] == "interrupted"
+    assert f"interrupted by {sig.name} (record: runs/{ended.record['id']}" in ended.stderr
+    # the program was sent SIGINT, as Ctrl-C sends it, and what it printed then was kept
+    assert "SAVING 2" in ended.stdout and "SAVED" in ended.stderr
+    folder = project / "runs" / ended.record["id"]
+    assert "SAVING 2" in (folder / "stdout.log").read_text()
+    assert running_processes(pid=ended.pid) == []
+
+
+def test_sigterm_again_kills_a_native_program_that_will_not_stop(project: Path) -> None:  # noqa: F811
+    ended = signal_run(project, signal.SIGTERM, "--native", handler=STUBBORN, sends=3)
+    assert ended.code == 143 and ended.record["status"] == "interrupted", ended.stderr
+    assert ended.seconds < 8  # each signal at the next SIGTERM, not 10 s apart
+    assert (
+        "stopping (SIGTERM received): SIGINT sent; SIGTERM in 10 s (SIGTERM again sends it now)"
+        in ended.stderr
+    )
+    assert running_processes(pid=ended.pid) == []
+
+
+def test_sigterm_while_the_record_is_written_keeps_the_record(project: Path) -> None:  # noqa: F811
+    """As Ctrl-C there: what is slow is skipped, and the record is written."""
+    huge_data(project)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "run", "--native"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "finishing the record" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=10)  # not the minutes the rest would take
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err  # the experiment itself succeeded
+    assert "the record is incomplete, without: data" in err and "Traceback" not in err
+    doc = record_of(project, err)
+    assert doc["status"] == "succeeded" and doc["incomplete"] == ["data"]
+
+
+# --- in a container ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A project whose image holds Python and one tiny wheel (built offline); removed after."""
+    root = tmp_path_factory.mktemp("signals-project")
+    wheels = root / "wheels"
+    make_wheel(wheels, "tinyalpha", "1.0")
+    name = f"tk-signals-{secrets.token_hex(3)}"
+    (root / "toolkit.yaml").write_text(
+        f"name: {name}\ntargets: {{cpu: {{}}}}\nexperiment: {{command: python -c pass}}\n"
+    )
+    (root / ".toolkit").mkdir()
+    (root / ".toolkit" / "mirrors.toml").write_text(f'"https://pypi.org/simple" = "{wheels}"\n')
+    (root / "requirements.in").write_text("tinyalpha\n")
+    locked = toolkit("lock", cwd=root)
+    assert locked.returncode == 0, locked.stderr
+    built = toolkit("build", cwd=root)
+    assert built.returncode == 0, built.stderr
+    yield root
+    for img in engine.images(f"{image.LABEL}.project={name}"):
+        engine.remove_image(img.id)
+
+
+@pytest.fixture
+def fresh(tiny: Path) -> Iterator[Path]:
+    """The tiny project without runs: each test's own."""
+    yield tiny
+    import shutil
+
+    shutil.rmtree(tiny / "runs", ignore_errors=True)
+
+
+def containers_of(ended: Interrupted) -> list[object]:
+    run_label = f"io.toolkit.run={ended.record['id']}"
+    return list(engine.client().containers.list(all=True, filters={"label": run_label}))
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("sig", "code"), STOPS, ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_stops_the_container_as_ctrl_c_does_and_keeps_its_record(
+    fresh: Path, sig: signal.Signals, code: int
+) -> None:
+    ended = signal_run(fresh, sig, handler=SAVING)
+    assert ended.code == code, ended.stderr
+    assert ended.record["status"] == "interrupted"
+    assert f"interrupted by {sig.name} (record: runs/{ended.record['id']}" in ended.stderr
+    assert "SAVING 2" in ended.stdout and "SAVED" in ended.stderr  # SIGINT first, as Ctrl-C
+    folder = fresh / "runs" / ended.record["id"]
+    assert "SAVING 2" in (folder / "stdout.log").read_text()
+    assert containers_of(ended) == []
+
+
+@pytest.mark.docker
+def test_sigterm_again_kills_a_container_that_will_not_stop(fresh: Path) -> None:
+    ended = signal_run(fresh, signal.SIGTERM, handler=STUBBORN, sends=3)
+    assert ended.code == 143 and ended.record["status"] == "interrupted", ended.stderr
+    assert ended.seconds < 8  # not the 20 s one signal gives it before SIGKILL
+    assert containers_of(ended) == []
