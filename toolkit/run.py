@@ -302,7 +302,9 @@ def _execute(
             (run_dir / RECORD_SPACE).unlink(missing_ok=True)  # the record's room, given back
             record.write_record(run_dir, doc)
         except OSError as exc:
-            code = doc["exit_code"] or (130 if doc["status"] == "interrupted" else 1)
+            code = doc["exit_code"] or (
+                interrupt.exit_code() if doc["status"] == "interrupted" else 1
+            )
             raise RecordNotWritten(
                 f"{run_id} {doc['status']}, but its record could not be written: "
                 f"{exc.strerror or exc}",
@@ -500,7 +502,7 @@ def shell(
     ended = engine.run_container(spec, labels, on_stdout=on_stdout, on_stderr=on_stderr)
     if ended.engine_error:
         raise UserError(f"the engine failed during the shell: {ended.engine_error}")
-    return 130 if ended.interrupted else int(ended.exit_code or 0)
+    return interrupt.exit_code() if ended.interrupted else int(ended.exit_code or 0)
 
 
 def _run_native(

@@ -100,3 +100,23 @@ def test_a_fact_that_cannot_be_read_costs_the_record_that_one_alone(
     assert "the record is incomplete: code: GitFailed: `git diff` failed in /x" in notes
     doc = json.loads((result.path / "record.json").read_text())
     assert doc["code"] is None and doc["host"] and doc["data"] is not None and doc["packages"]
+
+
+@pytest.mark.parametrize(("signum", "code"), [(None, 130), (15, 143), (1, 129)])
+def test_a_shell_stopped_by_a_signal_exits_as_a_shell_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int | None, code: int
+) -> None:
+    from toolkit import engine, image, interrupt
+
+    (tmp_path / "toolkit.yaml").write_text("name: t\ntargets: {cpu: {}}\n")
+    cfg = load_config(tmp_path / "toolkit.yaml")
+    monkeypatch.setattr(image, "current_image", lambda cfg, target: ("img:1", None))
+    monkeypatch.setattr(
+        engine, "run_container", lambda *a, **k: engine.ContainerExit(None, interrupted=True)
+    )
+    monkeypatch.setattr(interrupt, "_first", signum)
+    req = run.request(cfg, "cpu", ["bash"])
+    ended = run.shell(
+        cfg, req, interactive=False, on_stdout=lambda chunk: None, on_stderr=lambda chunk: None
+    )
+    assert ended == code
