@@ -45,9 +45,11 @@ def test_an_experiment_that_always_fails_is_not_reproducible(project: Path) -> N
     code, out, err = check(project, "--runs", "2", EXIT_WITH="3")
     assert code == 2, out + err
     assert "reproducible on" not in out and "identical" not in out
-    assert out.startswith("could not check reproducibility: 2 of 2 runs did not succeed: cpu #1 ")
+    assert out.startswith(
+        "could not check reproducibility: 2 of 2 runs did not succeed: cpu (native) #1 "
+    )
     assert out.count("failed with exit code 3") == 2
-    assert "cpu #1 failed: its output is in runs/" in err
+    assert "cpu (native) #1 failed: its output is in runs/" in err
 
 
 def test_failed_runs_on_every_target_are_not_a_bitwise_match(project: Path) -> None:
@@ -59,8 +61,8 @@ def test_failed_runs_on_every_target_are_not_a_bitwise_match(project: Path) -> N
     assert doc["verdict"] == "failed"
     assert doc["pairs"] == []
     assert [(f["label"], f["status"], f["exit_code"]) for f in doc["failed"]] == [
-        ("cpu", "failed", 3),
-        ("other", "failed", 3),
+        ("cpu (native)", "failed", 3),
+        ("other (native)", "failed", 3),
     ]
     assert "matches" not in doc["summary"]
 
@@ -71,7 +73,9 @@ def test_one_failed_run_among_good_ones_is_named(project: Path, tmp_path: Path) 
     assert code == 2, out + err
     assert "run-to-run" in out  # the two good runs are still compared
     assert "NOT reproducible" not in out
-    assert "1 of 3 runs did not succeed: cpu #1 " in out and "failed with exit code 4" in out
+    assert (
+        "1 of 3 runs did not succeed: cpu (native) #1 " in out and "failed with exit code 4" in out
+    )
 
 
 def test_a_failed_run_brought_in_with_against_is_named(project: Path) -> None:
@@ -95,5 +99,5 @@ def test_identical_runs_still_pass(project: Path) -> None:
     assert code == 0, out + err
     doc = json.loads(out)
     assert doc["verdict"] == "identical"
-    assert doc["summary"] == "reproducible on cpu (2 runs, all identical)"
+    assert doc["summary"] == "reproducible on cpu (native) (2 runs, all identical)"
     assert doc["failed"] == []
