@@ -43,11 +43,14 @@ class BuildError(ToolkitError):
 
 
 class RecordNotWritten(UserError):
-    """A run ended, but its record could not be written (disk full, folder made read-only)."""
+    """A run ended, but its record could not be written (disk full, folder made read-only).
+    `status` and `run_exit_code` say how the run ended: the command line exits as it would have
+    after a run that did not succeed (scripts still see the experiment's code)."""
 
-    def __init__(self, message: str, *, hint: str, exit_code: int) -> None:
+    def __init__(self, message: str, *, hint: str, status: str, run_exit_code: int | None) -> None:
         super().__init__(message, hint=hint)
-        self.exit_code = exit_code  # the experiment's, where it failed: scripts still see it
+        self.status = status
+        self.run_exit_code = run_exit_code
 
 
 class RunFailed(ToolkitError):

@@ -139,7 +139,8 @@ def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[None]:
     """A native run writes its outputs in the workdir it shares with every other native run of
     the project: two at once would overwrite each other's, and each record could then hold the
     other's metrics and checkpoints. While one runs, another is refused. The lock is the
-    system's (flock): it goes with the process that holds it, killed or not."""
+    system's (flock), held by toolkit: it goes when toolkit ends, even killed (SIGKILL; its
+    experiment, in a session of its own, may then run on unguarded)."""
     declared = cfg.experiment.declared_outputs() if cfg.experiment else []
     if not req.native or not declared:  # nothing shared to claim
         yield
@@ -156,7 +157,8 @@ def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[None]:
     with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            locked = True
+        except BlockingIOError:  # held: another native run of the project is under way
             lock.seek(0)
             holder = lock.read().strip() or "a process"
             workdir = cfg.experiment.workdir if cfg.experiment else "."
@@ -166,10 +168,13 @@ def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[None]:
                 hint="wait for it to end, run from a separate checkout, or run in the target's "
                 "image (without --native), where each run's outputs are kept apart",
             ) from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}")
-        lock.flush()
+        except OSError:  # a file system without locks (Lustre without -o flock, NFS without
+            locked = False  # lockd): the run goes on, as runs did before they were kept apart
+        if locked:
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}")
+            lock.flush()
         yield
 
 
@@ -302,15 +307,13 @@ def _execute(
             (run_dir / RECORD_SPACE).unlink(missing_ok=True)  # the record's room, given back
             record.write_record(run_dir, doc)
         except OSError as exc:
-            code = doc["exit_code"] or (
-                interrupt.exit_code() if doc["status"] == "interrupted" else 1
-            )
             raise RecordNotWritten(
                 f"{run_id} {doc['status']}, but its record could not be written: "
                 f"{exc.strerror or exc}",
                 hint=f"its logs and outputs are in {run_dir}, as far as they could be written: "
                 "free disk space or make the folder writable, and run again",
-                exit_code=code,
+                status=doc["status"],
+                run_exit_code=doc["exit_code"],
             ) from None
     found_ops = doc["determinism"]["nondeterministic_ops"]
     ops = tuple(o["op"] for o in found_ops if o["mode"] != outcome.IN_OUTPUT)
@@ -535,6 +538,8 @@ def _run_native(
             on_stop=on_note,
         )
     except OSError as exc:
+        if exc.filename is None:  # not the start: an error while it ran (too many open files)
+            raise
         raise _not_started(req.command[0], workdir, exc) from None
     return engine.ContainerExit(code, interrupted)
 
@@ -544,6 +549,11 @@ def _not_started(program: str, workdir: Path, exc: OSError) -> UserError:
     shell's exit code: 127 not found, 126 found but not runnable."""
     import shutil
 
+    if str(exc.filename) == str(workdir):  # the folder it starts in, not the program
+        return UserError(
+            f"cannot start the run in {workdir}: {exc.strerror or exc}",
+            hint="check experiment.workdir in toolkit.yaml, and that the folder can be entered",
+        )
     where = "the command (experiment.command in toolkit.yaml, or what follows --)"
     found = workdir / program if "/" in program else None
     if found is None and (on_path := shutil.which(program)):

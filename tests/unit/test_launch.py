@@ -314,3 +314,35 @@ def test_toolkit_build_still_prints_its_result_on_stdout(
     result = CliRunner().invoke(app, ["build"])
     assert result.exit_code == 0, result.output
     assert result.stdout == "✓ cpu: t-cpu:0 is up to date, nothing to build\n"
+
+
+@pytest.mark.parametrize(
+    ("ended", "received", "code"),
+    [
+        ((0, False), None, 1),  # succeeded, but without its record: not a success
+        ((3, False), None, 3),
+        ((-9, False), None, 137),  # a native program SIGKILL ended: as a shell says it
+        ((-2, True), 15, 143),  # stopped by SIGTERM: its Python died of the SIGINT sent
+        ((130, True), 15, 143),  # a container's own 130 is not what stopped toolkit
+    ],
+)
+def test_a_run_whose_record_is_lost_exits_as_a_run_that_did_not_succeed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ended: tuple[int, bool],
+    received: int | None,
+    code: int,
+) -> None:
+    """Not with a negative code (sys.exit(-2) is 254) or the container's 130 after SIGTERM."""
+    from toolkit import engine, interrupt, record
+    from toolkit.errors import RecordNotWritten
+
+    def full(run_dir: Path, doc: object) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(record, "write_record", full)
+    monkeypatch.setattr(interrupt, "_first", received, raising=False)
+    exit_code, interrupted = ended
+    with pytest.raises(RecordNotWritten, match="its record could not be written") as raised:
+        ran(tmp_path, monkeypatch, engine.ContainerExit(exit_code, interrupted=interrupted))
+    assert raised.value.exit_code == code

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from toolkit import run
-from toolkit.config import load_config
+from toolkit.config import Config, load_config
 from toolkit.errors import ConfigError
 
 
@@ -52,7 +52,7 @@ def test_no_policy_with_a_policy_option_says_the_option_would_do_nothing(
     (tmp_path / "toolkit.yaml").write_text("name: t\ntargets: {cpu: {}}\n")
     cfg = load_config(tmp_path / "toolkit.yaml")
     with pytest.raises(ConfigError, match=f"libraries' defaults: {named} would have no effect"):
-        run.request(cfg, "cpu", ["python"], apply_policy=False, **overrides)  # type: ignore[arg-type]
+        run.request(cfg, "cpu", ["python"], apply_policy=False, **overrides)
 
 
 @pytest.mark.parametrize(
@@ -120,3 +120,69 @@ def test_a_shell_stopped_by_a_signal_exits_as_a_shell_would(
         cfg, req, interactive=False, on_stdout=lambda chunk: None, on_stderr=lambda chunk: None
     )
     assert ended == code
+
+
+def native_project(tmp_path: Path) -> tuple[Config, run.RunRequest]:
+    (tmp_path / "toolkit.yaml").write_text(
+        f"name: t\ntargets: {{cpu: {{}}}}\nexperiment: {{command: {sys.executable} -V, "
+        "outputs: [out.txt]}\n"
+    )
+    cfg = load_config(tmp_path / "toolkit.yaml")
+    return cfg, run.request(cfg, "cpu", None, native=True)
+
+
+def test_a_native_run_is_refused_while_another_holds_the_workdirs_outputs(tmp_path: Path) -> None:
+    import fcntl
+
+    from toolkit.errors import UserError
+
+    cfg, req = native_project(tmp_path)
+    lock_path = tmp_path / ".toolkit" / "native-run.lock"
+    lock_path.parent.mkdir()
+    lock_path.write_text("pid 4242, started 14:03:11")
+    with lock_path.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another open file: another run
+        with pytest.raises(UserError, match=r"under way \(pid 4242, started 14:03:11\)"):
+            run.execute(cfg, req, on_stdout=lambda c: None, on_stderr=lambda c: None)
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_a_file_system_without_locks_does_not_stop_a_native_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lustre without -o flock says ENOSYS, NFS without lockd ENOLCK: the run goes on."""
+    import errno
+    import fcntl
+
+    def unsupported(*args: object) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", unsupported)
+    cfg, req = native_project(tmp_path)
+    result = run.execute(cfg, req, on_stdout=lambda c: None, on_stderr=lambda c: None)
+    assert result.status == "succeeded"
+
+
+def test_an_error_after_the_start_is_not_said_to_be_a_command_that_cannot_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from toolkit import proc
+    from toolkit.errors import UserError
+
+    cfg, req = native_project(tmp_path)
+    raised: list[OSError] = []
+
+    def stream(*args: object, **kwargs: object) -> object:
+        raise raised[-1]
+
+    monkeypatch.setattr(proc, "stream", stream)
+    workdir = str(cfg.root)
+    raised.append(OSError(errno.EACCES, "Permission denied", workdir))  # the folder it starts in
+    with pytest.raises(UserError, match=r"cannot start the run in .*: Permission denied"):
+        run.execute(cfg, req, on_stdout=lambda c: None, on_stderr=lambda c: None)
+    raised.append(OSError(errno.EMFILE, "Too many open files"))  # while it ran: not the command
+    with pytest.raises(OSError, match="Too many open files") as caught:
+        run.execute(cfg, req, on_stdout=lambda c: None, on_stderr=lambda c: None)
+    assert not isinstance(caught.value, UserError)

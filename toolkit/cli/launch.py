@@ -127,6 +127,7 @@ def run(args: RunArgs) -> int:
     """Run the experiment and print where its record is; returns the exit code."""
     from toolkit import interrupt
     from toolkit import run as runner
+    from toolkit.errors import RecordNotWritten
 
     cfg = options().load()
     name = cfg.target(args.target).name
@@ -160,14 +161,18 @@ def run(args: RunArgs) -> int:
     )
     # toolkit's own lines go to stderr: stdout is the experiment's alone, as with `docker run`
     # (`toolkit run -- python make_table.py > table.csv`).
-    result = runner.execute(
-        cfg,
-        req,
-        on_stdout=output.passthrough(sys.stdout),
-        on_stderr=output.passthrough(sys.stderr),
-        on_note=output.note,
-        on_start=lambda: output.note(f"run {shlex.join(req.command)} {where} ({settings})"),
-    )
+    try:
+        result = runner.execute(
+            cfg,
+            req,
+            on_stdout=output.passthrough(sys.stdout),
+            on_stderr=output.passthrough(sys.stderr),
+            on_note=output.note,
+            on_start=lambda: output.note(f"run {shlex.join(req.command)} {where} ({settings})"),
+        )
+    except RecordNotWritten as exc:  # a run whose record is lost did not succeed either
+        exc.exit_code = _exit_code(exc.status, exc.run_exit_code, interrupt.exit_code())
+        raise
     rel = result.path.relative_to(cfg.root) if result.path.is_relative_to(cfg.root) else result.path
     for warning in result.warnings:
         output.warn(warning)
