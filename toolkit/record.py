@@ -42,9 +42,14 @@ NO_RECORD = "no record"  # the status `toolkit runs` lists a run folder without 
 # why a run folder has no record: said by `runs`, and by `show` and `diff` when one is named
 NO_RECORD_WHY = (
     "a run still going, or one stopped before its record was written (toolkit killed, out of "
-    "memory, or the disk full)"
+    "memory, or the disk full; the 4 MB .record-space file it holds for the record can go)"
 )
 _LOGS = ("stdout.log", "stderr.log")
+# A metric's point, [step, value], as json.dumps(indent=2) spreads it over four lines: kept on
+# one, a long series takes a third of the room. (A JSON string holds no raw newline: only
+# structure matches.)
+_NUMBER = r'-?[0-9][0-9.eE+-]*|"NaN"|"-?Infinity"'
+_POINT = re.compile(rf"\[\n\s+({_NUMBER}),\n\s+({_NUMBER})\n\s+\]")
 _RUN_ID = re.compile(r"(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})-(.+)-[0-9a-f]{4}")
 
 
@@ -92,7 +97,7 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
     """Write record.json atomically; refuses to replace an existing record."""
     final = run_dir / RECORD_FILE
     temp = run_dir / f".{RECORD_FILE}.{os.getpid()}.tmp"
-    text = json.dumps(portable(record), indent=2, sort_keys=False, allow_nan=False)
+    text = _POINT.sub(r"[\1, \2]", json.dumps(portable(record), indent=2, allow_nan=False))
     try:
         temp.write_text(text + "\n", encoding="utf-8")  # a full disk leaves no half of it
         os.link(temp, final)  # fails if a record exists: records are never overwritten

@@ -118,3 +118,20 @@ def test_latest_is_the_run_that_started_last(tmp_path: Path) -> None:
     add_run(tmp_path, "20261127-100441-cpu-ffff", "2026-11-27T10:04:41.900Z")
     add_run(tmp_path, "20261127-100441-cpu-0aaa", "2026-11-27T10:04:41.100Z")
     assert find_run(tmp_path, "latest").name == "20261127-100441-cpu-ffff"  # not the id's order
+
+
+def test_a_long_metrics_series_is_written_a_point_a_line(tmp_path: Path) -> None:
+    """Two metrics over 50,000 steps made a 5.6 MB record, more than the room held for it
+    while a run fills the disk (4 MB)."""
+    series = {name: [[step, 1 / (step + 1)] for step in range(50_000)] for name in ("loss", "acc")}
+    series["loss"][7][1] = math.nan
+    metrics = {"primary": "loss", "primary_final": 2e-05, "series": series}
+    folder = add_run(tmp_path, "r", "2026-11-27T10:04:41.100Z", metrics=metrics)
+    text = (folder / "record.json").read_text()
+    assert "        [1, 0.5],\n        [2, 0.3333333333333333],\n" in text
+    assert '        [7, "NaN"],\n' in text
+    spread = json.dumps(json.loads(text), indent=2)  # each point over four lines
+    assert len(text) < 0.7 * len(spread)
+    back = read_record(folder)["metrics"]["series"]
+    assert back["acc"] == series["acc"] and back["loss"][:7] == series["loss"][:7]
+    assert math.isnan(back["loss"][7][1])
