@@ -719,9 +719,9 @@ class _Finishing:
 def _ctrl_c_skips(on_note: Callable[[str], None]) -> Iterator[_Finishing]:
     """The record being written; after a second, the user hears why it takes a while."""
     note = "finishing the record: hashing outputs, reading code, packages and data"
-    timer = threading.Timer(1.0, on_note, [f"{note} (Ctrl-C skips the rest)"])
-    timer.daemon = True
-    with interrupt.held() as pressed:
+    with interrupt.held() as pressed:  # first: a signal from here on cannot cost the record
+        timer = threading.Timer(1.0, on_note, [f"{note} (Ctrl-C skips the rest)"])
+        timer.daemon = True
         timer.start()
         try:
             yield _Finishing(pressed)
