@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -48,6 +49,9 @@ class Parsed:
 
     series: Series
     skipped: tuple[Skipped, ...] = ()
+    # metrics given without a step at least once: their steps count their values, and are not
+    # another source's steps (`merge` does not merge them)
+    counted: frozenset[str] = frozenset()
 
 
 class _Tally:
@@ -73,6 +77,7 @@ def parse_json_lines(lines: Iterable[str]) -> Parsed:
     """
     series: Series = {}
     counters: dict[str, int] = {}
+    counted: set[str] = set()
     tally = _Tally()
     for number, line in enumerate(lines, start=1):
         line = line.strip()
@@ -100,12 +105,16 @@ def parse_json_lines(lines: Iterable[str]) -> Parsed:
                 quoted = quoted or _is_quoted_number(raw)
                 continue
             # a step is an integer, and JSON's true is none (Python takes it for 1)
-            at = step if type(step) is int else counters.get(name, 0)
+            if type(step) is int:
+                at = step
+            else:
+                at = counters.get(name, 0)
+                counted.add(name)
             counters[name] = at + 1
             series.setdefault(name, []).append((at, value))
         if quoted:
             tally.add(STRING_NUMBERS, number)
-    return Parsed(series, tally.result())
+    return Parsed(series, tally.result(), frozenset(counted))
 
 
 def read_file(path: Path) -> Parsed:
@@ -137,17 +146,22 @@ def from_file(path: Path) -> Series:
 
 
 def from_log(path: Path, patterns: tuple[tuple[str, str], ...]) -> Series:
-    """Series read from a log of printed output (`from_stdout`), a line at a time: a log of
+    """Series read from a log of printed output; which steps were counted: `read_log`."""
+    return read_log(path, patterns).series
+
+
+def read_log(path: Path, patterns: tuple[tuple[str, str], ...]) -> Parsed:
+    """Series read from a log of printed output (`parse_stdout`), a line at a time: a log of
     any size costs one line of memory, and none is read when there are no patterns."""
     if not patterns:
-        return {}
+        return Parsed({})
     try:
         # newline="": lines end as splitlines() ends them (a progress bar's \r too), which
         # `_split` finishes for its rarer line ends, so the lines are those of read().splitlines()
         with path.open(encoding="utf-8", errors="replace", newline="") as log:
-            return from_stdout(_split(log), patterns)
+            return parse_stdout(_split(log), patterns)
     except FileNotFoundError:
-        return {}
+        return Parsed({})
 
 
 def _split(chunks: Iterable[str]) -> Iterator[str]:
@@ -156,17 +170,23 @@ def _split(chunks: Iterable[str]) -> Iterator[str]:
 
 
 def from_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) -> Series:
+    """Series read from printed lines; which steps were counted: `parse_stdout`."""
+    return parse_stdout(lines, patterns).series
+
+
+def parse_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) -> Parsed:
     """Series read from printed lines with one regex (one group) per metric.
 
     As in a metrics file, `step`, `time` and `epoch` are not metrics: a `step` pattern gives
     the step of the metrics on its line and on the lines after it, up to the next step. With
-    none, a metric's steps count its matches.
+    none, a metric's steps count its matches (`Parsed.counted` names it).
     """
     if not patterns:
-        return {}
+        return Parsed({})
     compiled = [(name, re.compile(pattern)) for name, pattern in patterns]
     series: Series = {}
     counters: dict[str, int] = {}
+    counted: set[str] = set()
     step: int | None = None
     for line in lines:
         found = {}
@@ -182,27 +202,116 @@ def from_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) -> 
         for name, value in found.items():
             if name in _NOT_METRICS:
                 continue
-            at = step if step is not None else counters.get(name, 0)
+            if step is not None:
+                at = step
+            else:
+                at = counters.get(name, 0)
+                counted.add(name)
             counters[name] = at + 1
             series.setdefault(name, []).append((at, value))
-    return series
+    return Parsed(series, counted=frozenset(counted))
 
 
-def merge(*sources: Series) -> Series:
+def merge(*sources: Series | Parsed) -> Series:
     """Combine series: a metric's points from several sources, by step. At a step an earlier
     source already gives, a later source's point is left out (`conflicts` says where its value
-    differs); a metric from more than one source has its points in the order of their steps."""
+    differs); a metric from more than one source has its points in the order of their steps.
+
+    Only where steps mean the same in every source: a metric that a source (a `Parsed` one)
+    gives without a step, or whose steps go back in one source, is kept from its first source
+    alone, as logged (`unmerged` says so)."""
+    return _combine([("", source) for source in sources])[0]
+
+
+@dataclass(frozen=True)
+class Unmerged:
+    """A metric from several sources whose steps do not line up: `merge` keeps the first's."""
+
+    metric: str
+    kept: str
+    others: tuple[str, ...]  # the other sources that give it, in `merge`'s order
+    points: int  # in the kept source
+    by: str  # the source that gives it without a step, or whose steps go back
+    went_back: tuple[int, int] | None  # None: `by` gives it without a step
+
+    def describe(self) -> str:
+        """E.g. "loss from toolkit.runtime.log() and m.jsonl (...) is not merged: ..."."""
+        points = f"{self.points} point{'s' if self.points != 1 else ''}"
+        every = "both" if len(self.others) == 1 else "all of them"
+        names = (self.kept, *self.others)
+        sources = f"{', '.join(names[:-1])} and {names[-1]}"
+        if self.went_back is None:
+            why = f"{self.by} gives it without a step (its steps only count its values)"
+            hint = f"give `step` in {every} to merge them"
+        else:
+            why = (
+                f"{self.by}'s steps go back (from {self.went_back[0]} to {self.went_back[1]}), "
+                "so merging by step would interleave its points"
+            )
+            hint = (
+                f"give steps that never go back in {every} to merge them, or log each phase "
+                "under a name of its own"
+            )
+        return (
+            f"{self.metric} from {sources} is not merged: "
+            f"{why}; the record has {self.kept}'s {points} only, as logged; {hint}"
+        )
+
+
+def unmerged(sources: Mapping[str, Parsed]) -> tuple[Unmerged, ...]:
+    """The metrics that `merge`, given these sources by name and in this order, keeps from
+    their first source alone, leaving out points the others would have added."""
+    return tuple(_combine(list(sources.items()))[1])
+
+
+_Points = list[tuple[int, float]]
+
+
+def _combine(sources: list[tuple[str, Series | Parsed]]) -> tuple[Series, list[Unmerged]]:
+    """`merge`, and the metrics it kept from their first source alone."""
     merged: Series = {}
-    for source in sources:
-        for name, points in source.items():
-            if name not in merged:
-                merged[name] = list(points)  # one source's points stay as it logged them
-                continue
-            have = {step for step, _ in merged[name]}
-            extra = [(step, value) for step, value in points if step not in have]
-            if extra:
-                merged[name] = sorted(merged[name] + extra, key=lambda point: point[0])
-    return merged
+    apart: list[Unmerged] = []
+    named = [
+        (name, src.series, src.counted) if isinstance(src, Parsed) else (name, src, frozenset())
+        for name, src in sources
+    ]
+    for metric in dict.fromkeys(m for _, series, _ in named for m in series):
+        given = [(n, series.get(metric, []), metric in counted) for n, series, counted in named]
+        given = [(n, points, counted) for n, points, counted in given if points]
+        if not given:
+            merged[metric] = []
+            continue
+        first, points, _ = given[0]
+        merged[metric] = list(points)  # one source's points stay as it logged them
+        if len(given) == 1:
+            continue
+        why = _apart(given)
+        if why is None:
+            for _, more, _ in given[1:]:
+                have = {step for step, _ in merged[metric]}
+                extra = [(step, value) for step, value in more if step not in have]
+                if extra:
+                    merged[metric] = sorted(merged[metric] + extra, key=lambda point: point[0])
+            continue
+        have = {step for step, _ in points}
+        if any(s not in have for _, more, _ in given[1:] for s, _ in more):
+            others = tuple(n for n, _, _ in given[1:])
+            apart.append(Unmerged(metric, first, others, len(points), *why))
+        # else the others would add nothing, so nothing is lost: no news
+    return merged, apart
+
+
+def _apart(given: list[tuple[str, _Points, bool]]) -> tuple[str, tuple[int, int] | None] | None:
+    """Why one metric's points from several sources cannot be merged by step: the source that
+    counted its steps, or one whose steps go back, and where; None where they can."""
+    for name, _, counted in given:
+        if counted:
+            return name, None
+    for name, points, _ in given:
+        for (a, _), (b, _) in itertools.pairwise(points):
+            if b < a:
+                return name, (a, b)
+    return None
 
 
 @dataclass(frozen=True)
@@ -280,33 +389,55 @@ def missing_primary(primary: str | None, seen: Iterable[str]) -> str | None:
     return f"primary metric {primary!r} was not found; metrics seen: {', '.join(names)}{hint}"
 
 
-def read_run_files(run_dir: Path, file: str | None) -> dict[str, Parsed]:
-    """A run's metrics files, read once, by their paths in the run folder: what
-    toolkit.runtime.log() wrote, and `file` (experiment.metrics.file) as the run collected it."""
+STDOUT_LOG = "stdout.log"
+
+
+def read_run_files(
+    run_dir: Path, file: str | None, patterns: tuple[tuple[str, str], ...] = ()
+) -> dict[str, Parsed]:
+    """A run's metrics sources, read once, by their paths in the run folder, in `merge`'s order:
+    what toolkit.runtime.log() wrote, `file` (experiment.metrics.file) as the run collected it,
+    and, with `patterns` (experiment.metrics.patterns), its stdout."""
     from toolkit.runtime import METRICS_FILE
 
     names = [METRICS_FILE, *([f"outputs/{file}"] if file else [])]
-    return {name: read_file(run_dir / name) for name in names}
+    found = {name: read_file(run_dir / name) for name in names}
+    if patterns:
+        found[STDOUT_LOG] = read_log(run_dir / STDOUT_LOG, patterns)
+    return found
 
 
 def run_warnings(files: Mapping[str, Parsed], recorded: Mapping[str, Any]) -> tuple[str, ...]:
     """What to tell the user about a finished run's metrics: lines of its metrics files
-    (`read_run_files`) that were left out, values of a metric that two of them give differently
-    at one step, and a primary metric that was never logged. `recorded`: the record's `metrics`."""
+    (`read_run_files`) that were left out, a metric whose sources' steps do not line up, values
+    of a metric that two files give differently at one step, and a primary metric that was
+    never logged. `recorded`: the record's `metrics`."""
     notes = [s.describe(name) for name, parsed in files.items() for s in parsed.skipped]
-    differ = conflicts({_source(name): parsed.series for name, parsed in files.items()})
+    apart = unmerged({_source(name): parsed for name, parsed in files.items()})
+    # a printed value is often rounded: stdout only fills in steps, silently
+    differ = conflicts(
+        {_source(name): parsed.series for name, parsed in files.items() if name != STDOUT_LOG}
+    )
+    said = {u.metric for u in apart}  # kept from one source: not also said step by step
     missing = missing_primary(recorded.get("primary"), recorded.get("series") or {})
-    return (*notes, *(c.describe() for c in differ), *([missing] if missing else []))
+    return (
+        *notes,
+        *(u.describe() for u in apart),
+        *(c.describe() for c in differ if c.metric not in said),
+        *([missing] if missing else []),
+    )
 
 
 def _source(name: str) -> str:
-    """A metrics file of the run folder (`read_run_files`), as the user wrote to it."""
+    """A metrics source of the run folder (`read_run_files`), as the user wrote to it."""
     from toolkit.runtime import METRICS_FILE
 
     if name == METRICS_FILE:
         return "toolkit.runtime.log()"
     if name.startswith("outputs/"):
         return f"{name.removeprefix('outputs/')} (experiment.metrics.file)"
+    if name == STDOUT_LOG:
+        return "stdout (experiment.metrics.patterns)"
     return name
 
 

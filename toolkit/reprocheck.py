@@ -50,9 +50,12 @@ class Group:
 
     label: str
     kind: Literal["target", "variation", "imported"]
-    target: str
+    target: str  # its target as groups here are labelled, what a variation is compared with
     variation: Variation | None
     runs: tuple[Run, ...]
+    # the target as toolkit.yaml and records name it, where `target` says more: "cpu" for
+    # "cpu (native)"; the JSON's `target`, so that it reads the same for every kind of group
+    target_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,10 +139,12 @@ def collect(
     for target in targets:
         label = target_label(target, native=native)  # as `toolkit runs` and `diff` name it
         made = tuple(run_one(target, None, i) for i in range(runs))
-        groups.append(Group(label, "target", label, None, made))
+        groups.append(Group(label, "target", label, None, made, target))
         for variation in variations:
             one = (run_one(target, variation, 0),)
-            groups.append(Group(f"{label} {variation.label}", "variation", label, variation, one))
+            groups.append(
+                Group(f"{label} {variation.label}", "variation", label, variation, one, target)
+            )
     return groups
 
 
@@ -189,13 +194,24 @@ def imported_groups(runs: list[Run]) -> list[Group]:
     for run in runs:
         # a record without its host (Ctrl-C skipped the facts) may come from any machine
         host = (run.record.get("host") or {}).get("hostname") or "an unnamed host"
-        native = bool(run.record.get("native"))
-        key = f"{target_label(str(run.record.get('target', '?')), native=native)} on {host}"
+        key = f"{_target_label_of(run)} on {host}"
         by_key.setdefault(key, []).append(run)
     return [
-        Group(label, "imported", str(found[0].record.get("target", "?")), None, tuple(found))
+        Group(
+            label,
+            "imported",
+            _target_label_of(found[0]),
+            None,
+            tuple(found),
+            str(found[0].record.get("target", "?")),
+        )
         for label, found in by_key.items()
     ]
+
+
+def _target_label_of(run: Run) -> str:
+    native = bool(run.record.get("native"))
+    return target_label(str(run.record.get("target", "?")), native=native)
 
 
 def compare(groups: list[Group], policy: TolerancePolicy | None = None) -> ReproReport:
@@ -231,6 +247,8 @@ def compare(groups: list[Group], policy: TolerancePolicy | None = None) -> Repro
     verdict: ReproVerdict
     if failed:
         verdict = "failed"
+    elif "diverged" in compared:  # found beside a comparison with nothing to compare: still news
+        verdict = "diverged"
     elif len(compared) < len(pairs) or not pairs:
         verdict = "not_compared"
     else:
@@ -258,8 +276,11 @@ def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, .
         parts.append("nothing compared: only one run, and no other run to compare it with")
     # runs that recorded no metrics and no outputs: compared, but nothing said they match
     blind = [p for p in pairs if p.diff.verdict == "not_compared"]
-    if blind:
+    # a divergence found elsewhere is the verdict: it leads, and the blind comparisons follow it
+    diverged = not failed and any(p.diff.verdict == "diverged" for p in pairs)
+    if blind and not diverged:
         parts.append(_blind_text(blind, len(pairs), also=bool(failed)))
+    made = len(pairs)
     pairs = [p for p in pairs if p.diff.verdict != "not_compared"]
     unknown = {f.group for f in failed} | {p.group for p in blind if p.role == "noise"}
     for group in groups:
@@ -330,6 +351,8 @@ def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, .
     named = {name for name, _ in changed} | {name for name, _, _ in untold}
     for name in sorted(varied - named - unchecked):
         parts.append(f"{VARIABLES[name]} does not change results")
+    if blind and diverged:
+        parts.append(_blind_text(blind, made, also=True))
     return "; ".join(parts)
 
 
@@ -455,7 +478,7 @@ def as_json(report: ReproReport) -> dict[str, Any]:
             {
                 "label": g.label,
                 "kind": g.kind,
-                "target": g.target,
+                "target": g.target_name or g.target,
                 "variation": g.variation.label if g.variation else None,
                 "runs": [r.id for r in g.runs],
             }

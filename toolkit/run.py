@@ -286,7 +286,9 @@ def _execute(
         from toolkit import metrics
 
         metrics_files = metrics.read_run_files(
-            run_dir, experiment.metrics.file if experiment else None
+            run_dir,
+            experiment.metrics.file if experiment else None,
+            experiment.metrics.patterns if experiment else (),
         )
         doc = _record(
             cfg,
@@ -629,10 +631,7 @@ def _record(
     exp = cfg.experiment
     reports = outcome.runtime_reports(run_dir)
     status = _status(ended_as)
-    series = metrics.merge(
-        *(parsed.series for parsed in metrics_files.values()),
-        metrics.from_log(run_dir / "stdout.log", exp.metrics.patterns if exp else ()),
-    )
+    series = metrics.merge(*metrics_files.values())
     primary = exp.metrics.primary if exp else None
     experiment = identity(cfg, req)  # what repro-check compares runs from elsewhere by
     return {

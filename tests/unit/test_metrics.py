@@ -17,6 +17,7 @@ from toolkit.metrics import (
     merge,
     missing_primary,
     parse_json_lines,
+    parse_stdout,
     read_file,
     read_run_files,
     run_warnings,
@@ -206,6 +207,100 @@ def test_printed_values_fill_in_steps_the_files_lack() -> None:
     )
     assert merge(logged, printed) == {"loss": [(0, 0.123456), (1, 0.09), (2, 0.0625)]}
     assert merge({"acc": [(5, 0.5), (1, 0.25)]}, {}) == {"acc": [(5, 0.5), (1, 0.25)]}
+
+
+def test_a_metric_logged_without_a_step_is_not_merged_with_a_files_steps(
+    tmp_path: Path,
+) -> None:
+    """log(loss=...) counts 0, 1, 2; the file's steps are 100, 200, 300: not one series of six
+    points, but log()'s three, as logged, and the run says why."""
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps({"values": {"loss": v}}) + "\n" for v in (1.0, 0.5, 0.25))
+    )
+    (tmp_path / "outputs" / "m.jsonl").write_text(
+        "".join(json.dumps({"step": s, "loss": s / 1000}) + "\n" for s in (100, 200, 300))
+    )
+    files = read_run_files(tmp_path, "m.jsonl")
+    assert files["metrics.jsonl"].counted == {"loss"}
+    assert files["outputs/m.jsonl"].counted == frozenset()
+    series = merge(*files.values())
+    assert series == {"loss": [(0, 1.0), (1, 0.5), (2, 0.25)]}
+    assert final(series, "loss") == 0.25
+    assert run_warnings(files, {"primary": "loss", "series": series}) == (
+        "loss from toolkit.runtime.log() and m.jsonl (experiment.metrics.file) is not merged: "
+        "toolkit.runtime.log() gives it without a step (its steps only count its values); the "
+        "record has toolkit.runtime.log()'s 3 points only, as logged; give `step` in both to "
+        "merge them",
+    )
+
+
+def test_a_source_whose_steps_restart_is_kept_as_logged() -> None:
+    """Two phases, each from step 0: one more step from another source does not interleave
+    them (and so change the final value)."""
+    phases = {"loss": [(0, 1.0), (1, 0.5), (0, 0.9), (1, 0.4)]}
+    series = merge(phases, {"loss": [(2, 0.3)]})
+    assert series == phases
+    assert final(series, "loss") == 0.4
+    # the other way round: the later source's steps go back
+    assert merge({"loss": [(5, 0.3)]}, phases) == {"loss": [(5, 0.3)]}
+
+
+def test_metrics_whose_steps_do_not_line_up_are_said_and_not_merged(tmp_path: Path) -> None:
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps({"step": s, "values": {"loss": v}}) + "\n"
+            for s, v in ((0, 1.0), (1, 0.5), (0, 0.9), (1, 0.4))
+        )
+    )
+    (tmp_path / "outputs" / "m.jsonl").write_text('{"step": 2, "loss": 0.3}\n')
+    files = read_run_files(tmp_path, "m.jsonl")
+    assert run_warnings(files, {"primary": "loss", "series": {"loss": [[0, 1.0]]}}) == (
+        "loss from toolkit.runtime.log() and m.jsonl (experiment.metrics.file) is not merged: "
+        "toolkit.runtime.log()'s steps go back (from 1 to 0), so merging by step would "
+        "interleave its points; the record has toolkit.runtime.log()'s 4 points only, as "
+        "logged; give steps that never go back in both to merge them, or log each phase under "
+        "a name of its own",
+    )
+    # a source that would add no step loses nothing: said as before, by its conflicts
+    (tmp_path / "outputs" / "m.jsonl").write_text('{"step": 1, "loss": 0.75}\n')
+    files = read_run_files(tmp_path, "m.jsonl")
+    assert merge(*files.values()) == {"loss": [(0, 1.0), (1, 0.5), (0, 0.9), (1, 0.4)]}
+    assert run_warnings(files, {"primary": "loss", "series": {"loss": [[0, 1.0]]}}) == (
+        "loss differs between toolkit.runtime.log() and m.jsonl (experiment.metrics.file) at "
+        "1 step (step 1: 0.5 and 0.75): the record has toolkit.runtime.log()'s value",
+    )
+
+
+def test_printed_metrics_without_a_step_are_not_merged_and_said(tmp_path: Path) -> None:
+    """stdout is a source like the others, read with the run's files: counted matches are not
+    the file's steps. Its rounded values at a step the file gives stay unsaid."""
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "m.jsonl").write_text(
+        '{"step": 10, "loss": 0.123456}\n{"step": 20, "loss": 0.0625}\n'
+    )
+    (tmp_path / "stdout.log").write_text("loss=0.1235\nloss=0.0625\nloss=0.03\n")
+    patterns = (("loss", r"loss=([0-9.]+)"),)
+    assert parse_stdout(["loss=0.5"], patterns).counted == {"loss"}
+    stepped = (("step", r"step (\d+)"), *patterns)
+    assert parse_stdout(["step 1 loss=0.5"], stepped).counted == frozenset()
+    files = read_run_files(tmp_path, "m.jsonl", patterns)
+    assert list(files) == ["metrics.jsonl", "outputs/m.jsonl", "stdout.log"]
+    series = merge(*files.values())
+    assert series == {"loss": [(10, 0.123456), (20, 0.0625)]}
+    assert run_warnings(files, {"primary": "loss", "series": series}) == (
+        "loss from m.jsonl (experiment.metrics.file) and stdout (experiment.metrics.patterns) "
+        "is not merged: stdout (experiment.metrics.patterns) gives it without a step (its steps "
+        "only count its values); the record has m.jsonl (experiment.metrics.file)'s 2 points "
+        "only, as logged; give `step` in both to merge them",
+    )
+    # printed with steps: merged by step, and a rounded value at a file's step is no news
+    (tmp_path / "stdout.log").write_text("step 10 loss=0.1235\nstep 30 loss=0.03\n")
+    files = read_run_files(tmp_path, "m.jsonl", stepped)
+    series = merge(*files.values())
+    assert series == {"loss": [(10, 0.123456), (20, 0.0625), (30, 0.03)]}
+    assert run_warnings(files, {"primary": "loss", "series": series}) == ()
 
 
 def test_same_values_and_a_sources_own_repeated_steps_are_no_conflict(tmp_path: Path) -> None:

@@ -559,6 +559,65 @@ def test_native_runs_are_grouped_as_runs_and_diff_name_them(tmp_path: Path) -> N
     ]
 
 
+def test_json_gives_each_group_its_target_as_toolkit_yaml_names_it(tmp_path: Path) -> None:
+    """`groups[].target` is "cpu" for runs made here and imported alike, native or not; the
+    label says "cpu (native)", as the table does."""
+    made_for = iter(range(100))
+
+    def run_one(name: str, variation: Variation | None, index: int) -> Run:
+        return made(tmp_path, f"r{next(made_for)}", native=True)
+
+    groups = reprocheck.collect(["cpu"], 2, [Variation("threads", 1)], run_one, native=True)
+    groups += reprocheck.imported_groups(
+        [made(tmp_path, "vm1", native=True, host={"hostname": "vm"})]
+    )
+    report = reprocheck.compare(groups)
+    assert [(g["label"], g["target"]) for g in reprocheck.as_json(report)["groups"]] == [
+        ("cpu (native)", "cpu"),
+        ("cpu (native) threads=1", "cpu"),
+        ("cpu (native) on vm", "cpu"),
+    ]
+    assert [row[:2] for row in repro_rows(report)] == [
+        ["run-to-run", "cpu (native)"],
+        ["vs control", "cpu (native) threads=1"],
+        ["vs control", "cpu (native) on vm"],
+    ]
+
+
+def test_a_divergence_beside_a_comparison_with_nothing_to_compare_exits_1(
+    tmp_path: Path,
+) -> None:
+    """Found is stronger news than not looked at: the verdict is "diverged", and the summary
+    leads with it, then names the comparison that had nothing to compare."""
+    nothing = {"metrics": {"primary": None, "series": {}}}
+    report = reprocheck.compare(
+        [
+            target("cpu", made(tmp_path, "c1"), made(tmp_path, "c2", series=[[0, 1.0], [1, 0.7]])),
+            target("gpu", made(tmp_path, "g1", **nothing), made(tmp_path, "g2", **nothing)),
+        ]
+    )
+    assert report.verdict == "diverged"  # exit 1
+    assert reprocheck.as_json(report)["verdict"] == "diverged"
+    assert report.summary.startswith(
+        "NOT reproducible on cpu (2 runs, 1 differs from the first; runs differ by 28.6% in loss"
+    )
+    assert report.summary.endswith(
+        "; nothing to compare in 1 of 3 comparisons (gpu: g2 vs g1): neither run recorded "
+        "metrics or outputs; declare what the experiment produces in toolkit.yaml: "
+        "experiment.outputs (files it writes) or experiment.metrics (a metrics file, or patterns "
+        "read from its stdout); then run it again"
+    )
+    assert "reproducible on gpu" not in report.summary
+    # a run that failed still makes the check one that could not be made (exit 2)
+    failed = reprocheck.compare(
+        [
+            target("cpu", made(tmp_path, "c1"), made(tmp_path, "c2", series=[[0, 1.0], [1, 0.7]])),
+            target("gpu", made(tmp_path, "g1", status="failed")),
+        ]
+    )
+    assert failed.verdict == "failed"
+
+
 def test_help_paragraphs_are_left_for_the_terminal_to_wrap(tmp_path: Path) -> None:
     """`repro-check --help` kept the docstring's line breaks: "1 when any diverged, 2 when a" /
     "run failed" on a terminal of any width."""

@@ -95,7 +95,7 @@ def repro_check_command(
 
     Exit 0: every comparison is identical or within tolerance.
 
-    Exit 1: a comparison diverged.
+    Exit 1: a comparison diverged (even where another had nothing to compare).
 
     Exit 2: the check could not be made (a run failed, or nothing to compare), or an error.
     """
