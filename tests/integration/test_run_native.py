@@ -534,11 +534,16 @@ class Interrupted:
 
 
 def interrupt_run(
-    cwd: Path, *args: str, handler: str = "", presses: int = 1, gap: float = 0.3
+    cwd: Path,
+    *args: str,
+    handler: str = "",
+    presses: int = 1,
+    gap: float = 0.3,
+    sig: int = 2,  # SIGINT: Ctrl-C
 ) -> Interrupted:
     """Start `toolkit run ARGS` on a command that sleeps (after `handler`, code that sets its
-    signal handlers); press Ctrl-C once it runs (`presses` times, `gap` s apart)."""
-    import signal
+    signal handlers); press Ctrl-C (or send `sig`) once it runs (`presses` times, `gap` s
+    apart)."""
     import time
 
     program = "import os, time; print('READY', 6 * 7, os.getpid(), flush=True); time.sleep(120)"
@@ -557,10 +562,14 @@ def interrupt_run(
     for press in range(presses):
         if press and gap:
             time.sleep(gap)
-        proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+        proc.send_signal(sig)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # it went on regardless: stop it before failing
     seconds = time.monotonic() - pressed
     (folder,) = (cwd / "runs").iterdir()
+    assert (folder / "record.json").exists(), stderr
     record = json.loads((folder / "record.json").read_text())
     return Interrupted(proc.returncode, record, seconds, int(line.split()[2]), stdout, stderr)
 

@@ -7,12 +7,10 @@ the experiment printed on its way out was lost.
 
 from __future__ import annotations
 
-import json
 import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +21,11 @@ from tests.integration.test_run_native import (
     STUBBORN,
     Interrupted,
     huge_data,
+    interrupt_run,
     project,  # noqa: F401  # fixture
     record_of,
 )
-from tests.support import make_wheel, run_python_argv, running_processes, toolkit
+from tests.support import make_wheel, running_processes, toolkit
 from toolkit import engine, image
 
 STOPS = [(signal.SIGTERM, 143), (signal.SIGHUP, 129)]
@@ -35,34 +34,8 @@ STOPS = [(signal.SIGTERM, 143), (signal.SIGHUP, 129)]
 def signal_run(
     cwd: Path, sig: signal.Signals, *args: str, handler: str = "", sends: int = 1
 ) -> Interrupted:
-    """Start `toolkit run ARGS` on a command that sleeps (after `handler`, code that sets its
-    signal handlers); once it runs, send toolkit `sig` (`sends` times, 0.3 s apart)."""
-    program = "import os, time; print('READY', 6 * 7, os.getpid(), flush=True); time.sleep(120)"
-    proc = subprocess.Popen(
-        run_python_argv(handler + program, *args),
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:  # wait until the experiment itself is running
-        if line.startswith("READY 42"):
-            break
-    sent = time.monotonic()
-    for n in range(sends):
-        if n:
-            time.sleep(0.3)
-        proc.send_signal(sig)
-    try:
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()  # it went on regardless: stop it before failing
-    seconds = time.monotonic() - sent
-    (folder,) = (cwd / "runs").iterdir()
-    assert (folder / "record.json").exists(), stderr
-    record = json.loads((folder / "record.json").read_text())
-    return Interrupted(proc.returncode, record, seconds, int(line.split()[2]), stdout, stderr)
+    """`interrupt_run` with `sig` sent instead of Ctrl-C (`sends` times, 0.3 s apart)."""
+    return interrupt_run(cwd, *args, handler=handler, presses=sends, sig=sig)
 
 
 # --- natively ----------------------------------------------------------------------------------
