@@ -346,3 +346,29 @@ def test_a_run_whose_record_is_lost_exits_as_a_run_that_did_not_succeed(
     with pytest.raises(RecordNotWritten, match="its record could not be written") as raised:
         ran(tmp_path, monkeypatch, engine.ContainerExit(exit_code, interrupted=interrupted))
     assert raised.value.exit_code == code
+
+
+def test_a_signal_while_a_finished_run_is_summed_up_does_not_cut_it_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run succeeded and its record is written: Ctrl-C (or SIGTERM) during the last lines
+    no longer printed "interrupted" and exited 130 for a run whose record says succeeded."""
+    import os
+    import signal
+
+    from toolkit import engine
+    from toolkit.cli import output
+
+    said = output.success
+
+    def pressed_meanwhile(message: str, **kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        said(message, **kwargs)
+
+    monkeypatch.setattr(output, "success", pressed_meanwhile)
+    try:
+        code = ran(tmp_path, monkeypatch, engine.ContainerExit(0))
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C during the summary of a finished run raised")
+    assert code == 0
+    assert ": succeeded (record: runs/" in capsys.readouterr().err

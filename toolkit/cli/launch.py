@@ -13,9 +13,12 @@ import shlex
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit.cli import options, output
+
+if TYPE_CHECKING:
+    from toolkit.run import RunResult
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,17 @@ def run(args: RunArgs) -> int:
     except RecordNotWritten as exc:  # a run whose record is lost did not succeed either
         exc.exit_code = _exit_code(exc.status, exc.run_exit_code, interrupt.exit_code())
         raise
-    rel = result.path.relative_to(cfg.root) if result.path.is_relative_to(cfg.root) else result.path
+    # the run is over and its record written: a signal now would only cut the summary short
+    with interrupt.held():
+        return _report(cfg.root, result)
+
+
+def _report(root: Path, result: RunResult) -> int:
+    """What a finished run says: its warnings, how it ended, where its record is; returns the
+    exit code."""
+    from toolkit import interrupt
+
+    rel = result.path.relative_to(root) if result.path.is_relative_to(root) else result.path
     for warning in result.warnings:
         output.warn(warning)
     if result.incomplete:
