@@ -36,6 +36,7 @@ class RunSummary:
     primary_value: float | None
     started: str
     native: bool
+    exit_code: int | None = None
 
 
 NO_RECORD = "no record"  # the status `toolkit runs` lists a run folder without a record under
@@ -478,6 +479,7 @@ def scan_runs(root: Path, *, unrecorded: bool = False) -> tuple[list[RunSummary]
                 primary_value=float(value) if value is not None else None,
                 started=str(data.get("started") or ""),
                 native=bool(data.get("native")),
+                exit_code=data.get("exit_code"),
             )
         )
     # Ids start with the second a run started and end in random hex: runs started within one

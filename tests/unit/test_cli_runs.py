@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +266,26 @@ def test_latest_is_the_newest_run_with_a_record_while_another_is_running(project
     result = toolkit("diff", "20261127-100441-cpu-0001", "latest", cwd=project)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("identical: 20261127-100441-cpu-0001")
+
+
+def test_runs_says_how_a_failed_run_exited(project: Path) -> None:
+    """Every failed run looked the same in the list: which one crashed, which one was killed."""
+    add_run(project, "20261127-100441-cpu-0001", "2026-11-27T10:04:41.100Z")
+    add_run(
+        project,
+        "20261127-100442-cpu-0002",
+        "2026-11-27T10:04:42.100Z",
+        status="failed",
+        exit_code=3,
+    )
+    add_run(
+        project,
+        "20261127-100443-cpu-0003",
+        "2026-11-27T10:04:43.100Z",
+        status="failed",
+        exit_code=137,
+    )
+    result = toolkit("runs", cwd=project)
+    assert result.returncode == 0, result.stderr
+    statuses = [re.split(r"\s{2,}", line)[2] for line in result.stdout.splitlines()[1:]]
+    assert statuses == ["succeeded", "failed (exit 3)", "failed (exit 137)"]

@@ -97,7 +97,9 @@ def runs_command(ctx: typer.Context) -> None:
             [
                 r.id,
                 r.target + (" (native)" if r.native else ""),
-                r.status,
+                f"{r.status} (exit {r.exit_code})"
+                if r.status == "failed" and r.exit_code
+                else r.status,
                 f"{r.primary}={r.primary_value:.6g}"
                 + ("" if r.status == "succeeded" else " (last logged)")
                 if r.primary and r.primary_value is not None
