@@ -4,7 +4,7 @@ workdir is shared with earlier runs), copied into its run folder; a metrics file
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +120,14 @@ def hashed(
         copy_new(copied_from[0], outputs_dir, declared, copied_from[1], check)
     found = fingerprint.fingerprint(outputs_dir, tuple(declared), check=check)
     return {"digest": found.digest, "files": found.files}
+
+
+def drop_unwritten(placeholders: Mapping[Path, int]) -> None:
+    """Remove each empty file made for a container's mount of a declared output (by its mtime
+    then) that the run never wrote: it is no output of the run's, and two runs that wrote
+    nothing would otherwise match on it (`diff` said identical)."""
+    for path, made in placeholders.items():
+        with contextlib.suppress(OSError):
+            found = path.stat()
+            if found.st_size == 0 and found.st_mtime_ns == made:
+                path.unlink()

@@ -222,6 +222,7 @@ def _execute(
     try:
         declared = cfg.experiment.declared_outputs() if cfg.experiment else []
         before: dict[str, bytes] = {}  # a native run's metrics file as it was
+        placeholders: dict[Path, int] = {}  # a container's mount points for declared files
         started = time.time()
         stdout_log, stderr_log = run_dir / "stdout.log", run_dir / "stderr.log"
         # Unbuffered: each chunk is in the log as soon as it is shown, and a log that cannot be
@@ -252,6 +253,7 @@ def _execute(
                     runtime_dir,
                     env,
                     declared,
+                    placeholders,
                     tee_out,
                     tee_err,
                     background.start,
@@ -272,6 +274,7 @@ def _execute(
     with _ctrl_c_skips(on_note) as finishing:
         # the run's own products first: they matter most to a diff
         copied_from = (workdir, earlier) if req.native else None
+        outputs.drop_unwritten(placeholders)
         try:
             hashed: dict[str, Any] | None = outputs.hashed(
                 outputs_dir, declared, copied_from, finishing.check
@@ -452,11 +455,14 @@ def _run_in_container(
     runtime_dir: Path,
     env: dict[str, str],
     declared: list[str],
+    placeholders: dict[Path, int],
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
     started: Callable[[], None],
     on_note: Callable[[str], None],
 ) -> engine.ContainerExit:
+    """The experiment in its container; each empty file made for a declared output's mount is
+    put in `placeholders` with its mtime: one the run never wrote is no output of its."""
     spec = container_spec(cfg, image_ref, req, workdir_rel, run_dir, runtime_dir, env)
     mounts = list(spec.mounts)
     # Each run's outputs land in its own folder, bound over the paths the experiment writes to,
@@ -471,6 +477,7 @@ def _run_in_container(
         else:
             host_side.parent.mkdir(parents=True, exist_ok=True)
             host_side.touch()
+            placeholders[host_side] = host_side.stat().st_mtime_ns
             in_project.parent.mkdir(parents=True, exist_ok=True)
             in_project.touch()
         mounts.append(engine.Mount(host_side, f"{spec.workdir}/{rel.rstrip('/')}"))

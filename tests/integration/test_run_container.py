@@ -178,6 +178,26 @@ def test_two_runs_at_once_keep_their_own_outputs(example: Path) -> None:
     assert [r["metrics"]["primary_final"] for r in records] == [1.5, 2.5]
 
 
+def test_runs_that_wrote_nothing_have_nothing_to_compare(example: Path, tmp_path: Path) -> None:
+    """The empty files made for the mounts of declared outputs (metrics.jsonl) were the runs'
+    outputs: two runs printing different random numbers were "identical", exit 0."""
+    project = copy_of(example, tmp_path / "p")
+    ids = []
+    for _ in range(2):
+        code, record, text = run(project, "--", "bash", "-c", "echo random: $RANDOM")
+        assert code == 0, text
+        assert record["outputs"]["files"] == {}, record["outputs"]
+        ids.append(record["id"])
+    assert not (project / "runs" / ids[0] / "outputs" / "metrics.jsonl").exists()
+    compared = toolkit("diff", *ids, cwd=project)
+    assert compared.returncode == 2, compared.stdout + compared.stderr
+    assert "nothing to compare" in compared.stdout + compared.stderr
+    program = "open('metrics.jsonl', 'w').write('{\"step\": 0, \"val_loss\": 1}')"
+    code, record, text = run(project, "--", "python", "-c", program)
+    assert code == 0, text
+    assert list(record["outputs"]["files"]) == ["metrics.jsonl"]  # written: an output
+
+
 def test_op_without_deterministic_kernel_is_named(example: Path) -> None:
     script = "import torch; torch.zeros(3).put_(torch.tensor([0]), torch.tensor([1.0]))"
     code, record, text = run(example, "--", "python", "-c", script)
