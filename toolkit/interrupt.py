@@ -16,6 +16,7 @@ from typing import Any
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 _first: int | None = None  # the first of STOPS that this process received
+_settled = False  # a run is over and recorded: the stop signals are ignored from then on
 
 
 class Presses:
@@ -70,6 +71,17 @@ def install() -> None:
             signal.signal(sig, stop)
 
 
+def settle() -> None:
+    """The run is over and its record written: from now on Ctrl-C, SIGTERM and SIGHUP are
+    ignored, as all that is left is saying how it went and exiting. (A signal then turned a
+    succeeded run into "interrupted", exit 143.)"""
+    global _settled
+    _settled = True
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOPS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def held() -> Iterator[Presses]:
     """Within the block, Ctrl-C (and SIGTERM, SIGHUP) is counted in the yielded Presses instead
@@ -98,7 +110,9 @@ def held() -> Iterator[Presses]:
         yield presses
     finally:
         for stop, handler in previous.items():
-            if stop == signal.SIGINT:
+            if _settled:  # see settle()
+                signal.signal(stop, signal.SIG_IGN)
+            elif stop == signal.SIGINT:
                 signal.signal(stop, handler or signal.default_int_handler)
             else:  # None: one set outside Python
                 signal.signal(stop, signal.SIG_DFL if handler is None else handler)

@@ -125,12 +125,20 @@ def execute(
     on_stderr: Callable[[bytes], None],
     on_note: Callable[[str], None] = lambda message: None,
     on_start: Callable[[], None] = lambda: None,
+    on_recorded: Callable[[], None] = lambda: None,
 ) -> RunResult:
     """Run the experiment and write its record; the record is written whatever the outcome.
-    `on_start` is called once everything it needs is there, just before it starts."""
+    `on_start` is called once everything it needs is there, just before it starts;
+    `on_recorded` once the record is written, while Ctrl-C is still held."""
     with _workdir_outputs_claimed(cfg, req):
         return _execute(
-            cfg, req, on_stdout=on_stdout, on_stderr=on_stderr, on_note=on_note, on_start=on_start
+            cfg,
+            req,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            on_note=on_note,
+            on_start=on_start,
+            on_recorded=on_recorded,
         )
 
 
@@ -186,6 +194,7 @@ def _execute(
     on_stderr: Callable[[bytes], None],
     on_note: Callable[[str], None],
     on_start: Callable[[], None],
+    on_recorded: Callable[[], None],
 ) -> RunResult:
     experiment = cfg.experiment
     workdir_rel = experiment.workdir if experiment else "."
@@ -311,6 +320,7 @@ def _execute(
         try:
             (run_dir / RECORD_SPACE).unlink(missing_ok=True)  # the record's room, given back
             record.write_record(run_dir, doc)
+            on_recorded()
         except OSError as exc:
             raise RecordNotWritten(
                 f"{run_id} {doc['status']}, but its record could not be written: "

@@ -187,3 +187,23 @@ def test_sigterm_again_sends_the_container_the_next_signal_at_once(
     assert said[0] == (
         "stopping (SIGTERM received): SIGINT sent; SIGTERM in 10 s (SIGTERM again sends it now)"
     )
+
+
+def test_once_settled_the_stop_signals_are_ignored_even_where_a_hold_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A finished, recorded run: a signal while it is summed up changes neither what is said
+    nor the exit code (it turned a succeeded run into "interrupted by SIGTERM", exit 143)."""
+    saved = {sig: signal.getsignal(sig) for sig in interrupt.STOPS}
+    monkeypatch.setattr(interrupt, "_settled", False)
+    monkeypatch.setattr(interrupt, "_first", None)
+    try:
+        with interrupt.held():
+            interrupt.settle()
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert all(signal.getsignal(sig) == signal.SIG_IGN for sig in interrupt.STOPS)
+        os.kill(os.getpid(), signal.SIGINT)  # nothing raised
+        os.kill(os.getpid(), signal.SIGTERM)  # nothing ends
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

@@ -8,8 +8,22 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from toolkit import interrupt
 from toolkit.cli import launch
 from toolkit.cli.app import app
+
+
+@pytest.fixture(autouse=True)
+def _unsettled(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A finished run settles the process (stop signals ignored until it exits): not this one."""
+    import signal
+
+    monkeypatch.setattr(interrupt, "_settled", False)
+    handlers = {sig: signal.getsignal(sig) for sig in interrupt.STOPS}
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
 
 SAME_AS_TYPER = [
     ["run"],

@@ -172,13 +172,13 @@ def run(args: RunArgs) -> int:
             on_stderr=output.passthrough(sys.stderr),
             on_note=output.note,
             on_start=lambda: output.note(f"run {shlex.join(req.command)} {where} ({settings})"),
+            # the run is over and recorded: a signal now would only cut the summary short
+            on_recorded=interrupt.settle,
         )
     except RecordNotWritten as exc:  # a run whose record is lost did not succeed either
         exc.exit_code = _exit_code(exc.status, exc.run_exit_code, interrupt.exit_code())
         raise
-    # the run is over and its record written: a signal now would only cut the summary short
-    with interrupt.held():
-        return _report(cfg.root, result)
+    return _report(cfg.root, result)
 
 
 def _report(root: Path, result: RunResult) -> int:
