@@ -213,7 +213,8 @@ def _nothing_compared(ra: dict[str, Any], rb: dict[str, Any]) -> tuple[str, str]
         todo.append("let a run finish writing its record (Ctrl-C there skips hashing its outputs)")
     todo.append(
         "declare what the experiment produces in toolkit.yaml: experiment.outputs (files it "
-        "writes) or experiment.metrics (a metrics file, or patterns read from its stdout)"
+        "writes) or experiment.metrics (a metrics file, or patterns read from its stdout); where "
+        "they are declared, the command wrote none of them"
     )
     plain = each == "both: no metrics, no outputs"  # the headline says it already
     return why if plain else f"{why} ({each})", "; ".join(todo) + "; then run it again"

@@ -171,7 +171,7 @@ def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[None]:
             holder = lock.read().strip() or "a process"
             workdir = cfg.experiment.workdir if cfg.experiment else "."
             raise UserError(
-                f"another native run of this project is under way ({holder}): both would write "
+                f"another native run of this project is under way ({holder}): both could write "
                 f"{', '.join(declared)} in {workdir}, and each record could hold the other's",
                 hint="wait for it to end, run from a separate checkout, or run in the target's "
                 "image (without --native), where each run's outputs are kept apart",

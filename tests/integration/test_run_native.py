@@ -367,7 +367,7 @@ def test_a_second_native_run_that_would_write_the_same_outputs_is_refused(projec
     second = toolkit("run", "--native", cwd=project)
     assert second.returncode == 1, second.stderr
     assert "another native run of this project is under way (pid " in second.stderr
-    assert "both would write result.txt in exp" in second.stderr
+    assert "both could write result.txt in exp" in second.stderr
     assert "run from a separate checkout" in second.stderr
     _, err = first.communicate(timeout=120)
     assert first.returncode == 0, err

@@ -386,3 +386,20 @@ def test_a_signal_while_a_finished_run_is_summed_up_does_not_cut_it_short(
         pytest.fail("Ctrl-C during the summary of a finished run raised")
     assert code == 0
     assert ": succeeded (record: runs/" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("code", "shown"),
+    [
+        (None, ""),
+        (3, " (exit 3)"),
+        (255, " (exit 255)"),
+        (137, " (exit 137: SIGKILL)"),  # a container's, as its shell says it
+        (-2, " (exit 130: SIGINT)"),  # a native program's: the same stop reads the same
+        (-15, " (exit 143: SIGTERM)"),
+    ],
+)
+def test_how_a_program_ended_reads_the_same_natively_and_in_a_container(
+    code: int | None, shown: str
+) -> None:
+    assert launch._exited(code) == shown

@@ -605,7 +605,8 @@ def test_a_divergence_beside_a_comparison_with_nothing_to_compare_exits_1(
         "; nothing to compare in 1 of 3 comparisons (gpu: g2 vs g1): neither run recorded "
         "metrics or outputs; declare what the experiment produces in toolkit.yaml: "
         "experiment.outputs (files it writes) or experiment.metrics (a metrics file, or patterns "
-        "read from its stdout); then run it again"
+        "read from its stdout); where they are declared, the command wrote none of them; "
+        "then run it again"
     )
     assert "reproducible on gpu" not in report.summary
     # a run that failed still makes the check one that could not be made (exit 2)

@@ -205,8 +205,7 @@ def _report(root: Path, result: RunResult) -> int:
         return 0
     code = _exit_code(result.status, result.exit_code, interrupt.exit_code())
     output.error(
-        f"{summary}{f' (exit {result.exit_code})' if result.exit_code else ''} "
-        f"(record: {rel}/record.json)",
+        f"{summary}{_exited(result.exit_code)} (record: {rel}/record.json)",
         # not for a run toolkit stopped: its SIGKILL is no out-of-memory
         hint=_EXIT_HINTS.get(code) if result.status == "failed" else None,
     )
@@ -240,6 +239,19 @@ def _exit_code(status: str, exit_code: int | None, stopped: int) -> int:
     if exit_code and exit_code < 0:  # a native program a signal ended
         return 128 - exit_code  # as a shell (and a container) says it: 137 for SIGKILL
     return exit_code if exit_code else 1
+
+
+def _exited(code: int | None) -> str:
+    """How the program ended, as a shell says it: " (exit 3)", " (exit 130: SIGINT)"; a native
+    program a signal ended has a negative code (-2), a container's the shell's (130)."""
+    if not code:
+        return ""
+    import signal
+
+    number = -code if code < 0 else code - 128
+    name = signal.Signals(number).name if number in signal.valid_signals() else None
+    shown = 128 - code if code < 0 else code
+    return f" (exit {shown}: {name})" if name and (code < 0 or code > 128) else f" (exit {code})"
 
 
 def _count(n: int, noun: str) -> str:
