@@ -632,10 +632,9 @@ def test_no_policy_run_is_a_recorded_baseline(project: Path) -> None:
     assert "seed" in causes and "settings" in causes
 
 
-def ctrl_c_when_finishing(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `toolkit ARGS`; press Ctrl-C once it says it is finishing a record (the run is over)."""
-    import signal
-
+def ctrl_c_when_finishing(cwd: Path, *args: str, sig: int = 2) -> subprocess.CompletedProcess[str]:
+    """Run `toolkit ARGS`; press Ctrl-C (or send `sig`) once it says it is finishing a record
+    (the run is over)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "toolkit", *args],
         cwd=cwd,
@@ -647,7 +646,7 @@ def ctrl_c_when_finishing(cwd: Path, *args: str) -> subprocess.CompletedProcess[
     for line in proc.stderr:
         if "finishing the record" in line:
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     try:
         out, err = proc.communicate(timeout=10)  # not the minutes the rest would take
     finally:

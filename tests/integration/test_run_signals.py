@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import secrets
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from tests.integration.test_run_native import (
     SAVING,
     STUBBORN,
     Interrupted,
+    ctrl_c_when_finishing,
     huge_data,
     interrupt_run,
     project,  # noqa: F401  # fixture
@@ -72,23 +71,9 @@ def test_sigterm_again_kills_a_native_program_that_will_not_stop(project: Path) 
 def test_sigterm_while_the_record_is_written_keeps_the_record(project: Path) -> None:  # noqa: F811
     """As Ctrl-C there: what is slow is skipped, and the record is written."""
     huge_data(project)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "run", "--native"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "finishing the record" in line:
-            break
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=10)  # not the minutes the rest would take
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err  # the experiment itself succeeded
+    ended = ctrl_c_when_finishing(project, "run", "--native", sig=signal.SIGTERM)
+    err = ended.stderr
+    assert ended.returncode == 0, err  # the experiment itself succeeded
     assert "the record is incomplete, without: data" in err and "Traceback" not in err
     doc = record_of(project, err)
     assert doc["status"] == "succeeded" and doc["incomplete"] == ["data"]

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -15,20 +14,13 @@ import pytest
 
 from tests.unit import test_wire
 from tests.unit.test_wire import (
-    NO_CONTENT,
-    UPGRADED,
-    WAIT,
     FakeEngine,
-    Request,
     Routes,
     RunsUntilSignalled,
-    _Handler,
-    frame,
     spec,
-    until_closed,
 )
 from toolkit import engine, interrupt
-from toolkit.engine import ContainerExit, wire
+from toolkit.engine import ContainerExit
 
 serve, short_dir = test_wire.serve, test_wire.short_dir  # the fake engine's fixtures
 
@@ -124,36 +116,8 @@ def test_a_signal_while_toolkit_loads_is_a_message_and_its_exit_code(
     assert (done.returncode, done.stderr) == (code, f"error: interrupted by {sig.name}\n")
 
 
-class SignalledContainer(RunsUntilSignalled):
-    """RunsUntilSignalled, sent `sig` (toolkit is) where it was sent Ctrl-C."""
-
-    def __init__(self, sig: signal.Signals, ends_on: str, presses_again: bool = False) -> None:
-        super().__init__(ends_on, presses_again)
-        self.sig = sig
-
-    def attach(self, request: Request, conn: _Handler) -> None:
-        conn.wfile.write(UPGRADED)
-        if self.started.wait(WAIT):
-            for piece in self.output:
-                conn.wfile.write(piece)
-            os.kill(os.getpid(), self.sig)  # toolkit is sent sig, once the container runs
-            if self.signalled.wait(WAIT):
-                conn.wfile.write(frame(wire.STDOUT, b"saved\n"))  # on its way out
-        self.output_ended.set()
-
-    def kill(self, request: Request, conn: _Handler) -> None:
-        name = request.target.partition("signal=")[2]
-        self.signals.append((name, time.monotonic()))
-        conn.wfile.write(NO_CONTENT)
-        if name == self.ends_on:
-            self.signalled.set()
-        elif self.presses_again:
-            threading.Timer(0.3, os.kill, (os.getpid(), self.sig)).start()
-        until_closed(conn)
-
-
 def run_signalled(
-    container: SignalledContainer, serve: Callable[[Routes], FakeEngine]
+    container: RunsUntilSignalled, serve: Callable[[Routes], FakeEngine]
 ) -> tuple[ContainerExit, bytes, list[str]]:
     serve(container.routes())
     output: list[bytes] = []
@@ -168,7 +132,7 @@ def run_signalled(
 def test_a_signal_to_toolkit_stops_the_container_as_ctrl_c_does(
     sig: signal.Signals, serve: Callable[[Routes], FakeEngine]
 ) -> None:
-    container = SignalledContainer(sig, ends_on="SIGINT")
+    container = RunsUntilSignalled(ends_on="SIGINT", sig=sig)
     ended, output, _ = run_signalled(container, serve)
     assert ended == ContainerExit(130, interrupted=True)
     assert [name for name, _ in container.signals] == ["SIGINT"]  # as Ctrl-C: Python unwinds
@@ -178,7 +142,7 @@ def test_a_signal_to_toolkit_stops_the_container_as_ctrl_c_does(
 def test_sigterm_again_sends_the_container_the_next_signal_at_once(
     serve: Callable[[Routes], FakeEngine],
 ) -> None:
-    container = SignalledContainer(signal.SIGTERM, ends_on="SIGKILL", presses_again=True)
+    container = RunsUntilSignalled(ends_on="SIGKILL", presses_again=True, sig=signal.SIGTERM)
     ended, _, said = run_signalled(container, serve)
     assert ended == ContainerExit(130, interrupted=True)
     assert [name for name, _ in container.signals] == ["SIGINT", "SIGTERM", "SIGKILL"]

@@ -554,10 +554,11 @@ class RunsUntilSignalled(ContainerScript):
     of `ends_on` (`POST /containers/abc/kill?signal=...`); then prints "saved" and ends. Each
     other signal it gets is pressed past: Ctrl-C again, 0.3 s later, when `presses_again`."""
 
-    def __init__(self, ends_on: str, presses_again: bool = False) -> None:
+    def __init__(self, ends_on: str, presses_again: bool = False, sig: int = signal.SIGINT) -> None:
         super().__init__(output=[frame(wire.STDOUT, b"step 1\n")], exit_status={"StatusCode": 130})
         self.ends_on = ends_on
         self.presses_again = presses_again
+        self.sig = sig  # what toolkit is sent: Ctrl-C's SIGINT, or SIGTERM, SIGHUP
         self.signalled = threading.Event()
         self.signals: list[tuple[str, float]] = []  # each signal, and when it came
 
@@ -569,7 +570,7 @@ class RunsUntilSignalled(ContainerScript):
         if self.started.wait(WAIT):
             for piece in self.output:
                 conn.wfile.write(piece)
-            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, once it runs
+            os.kill(os.getpid(), self.sig)  # Ctrl-C (or `sig`), once it runs
             if self.signalled.wait(WAIT):
                 conn.wfile.write(frame(wire.STDOUT, b"saved\n"))  # on its way out
         self.output_ended.set()
@@ -581,7 +582,7 @@ class RunsUntilSignalled(ContainerScript):
         if name == self.ends_on:
             self.signalled.set()
         elif self.presses_again:  # later than the answer: a press toolkit sees as a new one
-            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+            threading.Timer(0.3, os.kill, (os.getpid(), self.sig)).start()
         until_closed(conn)
 
 
