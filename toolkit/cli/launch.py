@@ -236,22 +236,25 @@ def _exit_code(status: str, exit_code: int | None, stopped: int) -> int:
     the signal that interrupted it (130 for Ctrl-C)."""
     if status == "interrupted":
         return stopped
-    if exit_code and exit_code < 0:  # a native program a signal ended
-        return 128 - exit_code  # as a shell (and a container) says it: 137 for SIGKILL
-    return exit_code if exit_code else 1
+    return _as_shell(exit_code) if exit_code else 1
+
+
+def _as_shell(code: int) -> int:
+    """A program's exit code as a shell (and a container) says it: a native program a signal
+    ended has -N, a shell says 128 + N (137 for SIGKILL)."""
+    return 128 - code if code < 0 else code
 
 
 def _exited(code: int | None) -> str:
-    """How the program ended, as a shell says it: " (exit 3)", " (exit 130: SIGINT)"; a native
-    program a signal ended has a negative code (-2), a container's the shell's (130)."""
+    """How the program ended, as a shell says it: " (exit 3)", " (exit 130: SIGINT)"."""
     if not code:
         return ""
     import signal
 
-    number = -code if code < 0 else code - 128
-    name = signal.Signals(number).name if number in signal.valid_signals() else None
-    shown = 128 - code if code < 0 else code
-    return f" (exit {shown}: {name})" if name and (code < 0 or code > 128) else f" (exit {code})"
+    shown = _as_shell(code)
+    if shown > 128 and shown - 128 in signal.valid_signals():
+        return f" (exit {shown}: {signal.Signals(shown - 128).name})"
+    return f" (exit {shown})"
 
 
 def _count(n: int, noun: str) -> str:
