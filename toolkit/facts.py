@@ -213,12 +213,7 @@ def native_python(command: Sequence[str], cwd: Path) -> str:
     first = shutil.which(program) if command else None
     if first and is_python(command[0]):
         return first
-    words: list[str] = []
-    if first:
-        with contextlib.suppress(OSError), open(first, "rb") as script:
-            line = script.readline(512)
-            if line.startswith(b"#!"):
-                words = line[2:].decode(errors="replace").split()
+    words = (shebang(Path(first)) or "").split() if first else []
     if words and Path(words[0]).name == "env":  # #!/usr/bin/env python3
         words = [w for w in words[1:] if not w.startswith("-")]
         found = shutil.which(words[0]) if words else None
@@ -227,6 +222,15 @@ def native_python(command: Sequence[str], cwd: Path) -> str:
     elif words and is_python(words[0]):
         return words[0]
     return shutil.which("python") or shutil.which("python3") or sys.executable
+
+
+def shebang(script: Path) -> str | None:
+    """What follows `#!` on a script's first line ("/usr/bin/env python3"), or None."""
+    with contextlib.suppress(OSError), script.open("rb") as file:
+        line = file.readline(512)
+        if line.startswith(b"#!"):
+            return line[2:].decode(errors="replace").strip()
+    return None
 
 
 def is_python(program: str) -> bool:

@@ -586,10 +586,8 @@ def _not_started(program: str, workdir: Path, exc: OSError) -> UserError:
     if found.is_dir():
         said, hint = "it is a folder", f"name a program or a script in {where}"
     elif isinstance(exc, FileNotFoundError):  # the file is there: its #! interpreter is not
-        line = ""
-        with contextlib.suppress(OSError), found.open("rb") as script:
-            line = script.readline(256).decode(errors="replace").strip()
-        said = f"its interpreter is not found ({line})" if line.startswith("#!") else str(exc)
+        interpreter = facts.shebang(found)
+        said = f"its interpreter is not found (#!{interpreter})" if interpreter else str(exc)
         hint = "fix the script's #! line, or run it with an interpreter (python script.py)"
     elif isinstance(exc, PermissionError):
         said = "permission denied"
