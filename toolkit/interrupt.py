@@ -39,11 +39,6 @@ def _heard(signum: int) -> None:
         _first = signum
 
 
-def received() -> int | None:
-    """The first of SIGINT, SIGTERM and SIGHUP that toolkit received, if any."""
-    return _first
-
-
 def exit_code() -> int:
     """What toolkit exits with once stopped: 128 + the signal, as a shell says it (130 for
     Ctrl-C, 143 for SIGTERM, 129 for SIGHUP)."""
