@@ -135,21 +135,6 @@ def read_file(path: Path) -> Parsed:
     return parse_json_lines(text.splitlines())
 
 
-def from_json_lines(lines: Iterable[str]) -> Series:
-    """Series from JSON lines; what is left out, and why: `parse_json_lines`."""
-    return parse_json_lines(lines).series
-
-
-def from_file(path: Path) -> Series:
-    """Series from a metrics file; what is left out, and why: `read_file`."""
-    return read_file(path).series
-
-
-def from_log(path: Path, patterns: tuple[tuple[str, str], ...]) -> Series:
-    """Series read from a log of printed output; which steps were counted: `read_log`."""
-    return read_log(path, patterns).series
-
-
 def read_log(path: Path, patterns: tuple[tuple[str, str], ...]) -> Parsed:
     """Series read from a log of printed output (`parse_stdout`), a line at a time: a log of
     any size costs one line of memory, and none is read when there are no patterns."""
@@ -167,11 +152,6 @@ def read_log(path: Path, patterns: tuple[tuple[str, str], ...]) -> Parsed:
 def _split(chunks: Iterable[str]) -> Iterator[str]:
     for chunk in chunks:
         yield from chunk.splitlines()
-
-
-def from_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) -> Series:
-    """Series read from printed lines; which steps were counted: `parse_stdout`."""
-    return parse_stdout(lines, patterns).series
 
 
 def parse_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) -> Parsed:

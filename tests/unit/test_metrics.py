@@ -11,14 +11,13 @@ import pytest
 from toolkit.metrics import (
     Skipped,
     final,
-    from_log,
-    from_stdout,
     line_step,
     merge,
     missing_primary,
     parse_json_lines,
     parse_stdout,
     read_file,
+    read_log,
     read_run_files,
     run_warnings,
 )
@@ -138,12 +137,12 @@ def test_stdout_patterns_take_their_steps_from_a_step_pattern() -> None:
         ("acc", r"acc=([-+0-9.eE]+)"),
         ("epoch", r"epoch (\d+)"),
     )
-    assert from_stdout(printed, patterns) == {
+    assert parse_stdout(printed, patterns).series == {
         "loss": [(0, 1.5), (10, 0.001), (20, 0.0005)],
         "acc": [(0, 0.5), (20, 0.75)],
     }
     # with no step pattern, each metric's steps count its own matches
-    assert from_stdout(printed, patterns[1:3]) == {
+    assert parse_stdout(printed, patterns[1:3]).series == {
         "loss": [(0, 1.5), (1, 0.001), (2, 0.0005)],
         "acc": [(0, 0.5), (1, 0.75)],
     }
@@ -201,10 +200,10 @@ def test_where_sources_give_a_step_different_values_the_earlier_is_kept_and_said
 def test_printed_values_fill_in_steps_the_files_lack() -> None:
     """A printed value is often rounded: at a step a file gives, the file's value is kept."""
     logged = {"loss": [(0, 0.123456), (2, 0.0625)]}
-    printed = from_stdout(
+    printed = parse_stdout(
         ["step 0 loss=0.1235", "step 1 loss=0.09", "step 2 loss=0.0625"],
         (("step", r"step (\d+)"), ("loss", r"loss=([0-9.]+)")),
-    )
+    ).series
     assert merge(logged, printed) == {"loss": [(0, 0.123456), (1, 0.09), (2, 0.0625)]}
     assert merge({"acc": [(5, 0.5), (1, 0.25)]}, {}) == {"acc": [(5, 0.5), (1, 0.25)]}
 
@@ -325,14 +324,14 @@ PATTERNS = (("step", r"step (\d+)"), ("loss", r"loss=([0-9.]+)"), ("bad", r"(\uf
 def test_a_log_read_a_line_at_a_time_gives_what_reading_it_whole_did(tmp_path: Path) -> None:
     log = tmp_path / "stdout.log"
     log.write_bytes(LOG)
-    whole = from_stdout(log.read_text(errors="replace").splitlines(), PATTERNS)
-    assert from_log(log, PATTERNS) == whole
+    whole = parse_stdout(log.read_text(errors="replace").splitlines(), PATTERNS).series
+    assert read_log(log, PATTERNS).series == whole
     assert whole["loss"] == [(0, 1.5), (1, 0.75), (2, 0.5), (3, 0.25), (4, 0.125), (5, 0.0625)]
-    assert from_log(tmp_path / "missing.log", PATTERNS) == {}
+    assert read_log(tmp_path / "missing.log", PATTERNS).series == {}
 
 
 def test_a_log_without_patterns_is_not_read(tmp_path: Path) -> None:
-    assert from_log(tmp_path, ()) == {}  # a folder: opening it would fail
+    assert read_log(tmp_path, ()).series == {}  # a folder: opening it would fail
 
 
 def test_a_big_log_costs_a_line_of_memory(tmp_path: Path) -> None:
@@ -343,7 +342,7 @@ def test_a_big_log_costs_a_line_of_memory(tmp_path: Path) -> None:
     log.write_bytes(line * 100_000)  # 10 MB
     tracemalloc.start()
     try:
-        found = from_log(log, (("acc", r"acc=([0-9.]+)"),))
+        found = read_log(log, (("acc", r"acc=([0-9.]+)"),)).series
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
