@@ -387,11 +387,13 @@ def read_run_files(
     return found
 
 
-def run_warnings(files: Mapping[str, Parsed], recorded: Mapping[str, Any]) -> tuple[str, ...]:
+def run_warnings(
+    files: Mapping[str, Parsed], recorded: Mapping[str, Any], *, primary: bool = True
+) -> tuple[str, ...]:
     """What to tell the user about a finished run's metrics: lines of its metrics files
     (`read_run_files`) that were left out, a metric whose sources' steps do not line up, values
-    of a metric that two files give differently at one step, and a primary metric that was
-    never logged. `recorded`: the record's `metrics`."""
+    of a metric that two files give differently at one step, and (with `primary`) a primary
+    metric that was never logged. `recorded`: the record's `metrics`."""
     notes = [s.describe(name) for name, parsed in files.items() for s in parsed.skipped]
     apart = unmerged({_source(name): parsed for name, parsed in files.items()})
     # a printed value is often rounded: stdout only fills in steps, silently
@@ -399,7 +401,7 @@ def run_warnings(files: Mapping[str, Parsed], recorded: Mapping[str, Any]) -> tu
         {_source(name): parsed.series for name, parsed in files.items() if name != STDOUT_LOG}
     )
     said = {u.metric for u in apart}  # kept from one source: not also said step by step
-    missing = missing_primary(recorded.get("primary"), recorded.get("series") or {})
+    missing = primary and missing_primary(recorded.get("primary"), recorded.get("series") or {})
     return (
         *notes,
         *(u.describe() for u in apart),

@@ -867,7 +867,11 @@ def _warnings(
             "true (what it downloads is then not in the record)"
         )
     if doc["status"] == "succeeded":  # a stopped run's torn last line is no news
-        found += metrics.run_warnings(metrics_files, doc["metrics"])
+        # a command of one's own (`toolkit run -- CMD`) that logs no metric at all is no
+        # news either: the primary metric is the experiment's
+        own = cfg.experiment is None or doc["command"] != shlex.split(cfg.experiment.command)
+        quiet = own and not (doc["metrics"] or {}).get("series")
+        found += metrics.run_warnings(metrics_files, doc["metrics"], primary=not quiet)
     return found
 
 

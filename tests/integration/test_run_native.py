@@ -254,6 +254,18 @@ def test_a_primary_metric_the_run_never_logged_is_said(project: Path) -> None:
     )
 
 
+def test_a_command_of_ones_own_that_logs_no_metric_is_not_warned_of_the_primary(
+    project: Path,
+) -> None:
+    quiet = toolkit("run", "--native", "--", "python", "-c", "pass", cwd=project)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "primary metric" not in quiet.stderr  # `score` is the experiment's, not this one's
+    logging = "from toolkit.runtime import log; log(step=0, los=1.0)"
+    logged = toolkit("run", "--native", "--", "python", "-c", logging, cwd=project)
+    assert logged.returncode == 0, logged.stderr
+    assert "warning: primary metric 'score' was not found; metrics seen: los" in logged.stderr
+
+
 def test_a_runs_outputs_do_not_change_the_next_runs_code(project: Path) -> None:
     git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@localhost"]
     for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "exp"]):  # no .gitignore
