@@ -135,3 +135,15 @@ def offline_failure(run_dir: Path) -> str | None:
     """What in a failed run's output says that it tried to reach the network, or None."""
     tail = _log_tail(run_dir / "stderr.log") + _log_tail(run_dir / "stdout.log")
     return next((sign for sign in _OFFLINE_SIGNS if sign in tail), None)
+
+
+def missing_interpreter(run_dir: Path, program: str, workdir: Path) -> str | None:
+    """The `#!` interpreter of a container run's script that its image lacks (as
+    "/usr/bin/env python4"), or None: the container's init (tini) found no file to run, but
+    the script is there."""
+    from toolkit import facts
+
+    failed = f"exec {program} failed: No such file or directory"
+    if "/" not in program or failed not in _log_tail(run_dir / "stderr.log"):
+        return None
+    return facts.shebang(workdir / program)

@@ -144,6 +144,21 @@ def test_command_not_found_in_the_image_fails_with_127(example: Path) -> None:
     assert "exit 127: the command was not found: check its name and PATH" in text
 
 
+def test_a_script_whose_interpreter_the_image_lacks_is_said_so(
+    example: Path, tmp_path: Path
+) -> None:
+    project = copy_of(example, tmp_path / "shebang")
+    script = project / "examples" / "quickstart" / "old.py"  # experiment.workdir
+    script.write_text("#!/usr/bin/python2.7\nprint('hello')\n")
+    script.chmod(0o755)
+    code, record, text = run(project, "--", "./old.py")
+    assert code == 127 and record["status"] == "failed"
+    assert (
+        "exit 127: ./old.py is there, but its interpreter is not in the image "
+        "(#!/usr/bin/python2.7): fix the script's #! line"
+    ) in text
+
+
 def test_gpus_on_an_engine_without_nvidias_hook_say_what_to_install(example: Path) -> None:
     if "nvidia" in engine.info().runtimes:
         pytest.skip("this engine can pass GPUs to containers")

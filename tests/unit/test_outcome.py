@@ -87,3 +87,18 @@ def test_a_failed_runs_output_says_when_it_tried_to_reach_the_network(tmp_path: 
         assert outcome.offline_failure(tmp_path) is not None, said
     (tmp_path / "stderr.log").write_text("ValueError: bad shape\n")
     assert outcome.offline_failure(tmp_path) is None
+
+
+def test_a_script_the_containers_init_could_not_exec_names_its_interpreter(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "train.sh"
+    script.write_text("#!/usr/bin/env bash5\necho hi\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    log = run_dir / "stderr.log"
+    log.write_text("[FATAL tini (7)] exec ./train.sh failed: No such file or directory\n")
+    assert outcome.missing_interpreter(run_dir, "./train.sh", tmp_path) == "/usr/bin/env bash5"
+    assert outcome.missing_interpreter(run_dir, "train.sh", tmp_path) is None  # a name: PATH's
+    log.write_text("train.sh: line 2: nosuch: command not found\n")  # it ran: its own 127
+    assert outcome.missing_interpreter(run_dir, "./train.sh", tmp_path) is None

@@ -178,11 +178,25 @@ def run(args: RunArgs) -> int:
     except RecordNotWritten as exc:  # a run whose record is lost did not succeed either
         exc.exit_code = _exit_code(exc.status, exc.run_exit_code, interrupt.exit_code())
         raise
-    return _report(cfg.root, result)
+    hint = None
+    if result.status == "failed" and result.exit_code == 127 and not req.native:
+        from toolkit import outcome
+
+        program = req.command[0]
+        workdir = cfg.root / (cfg.experiment.workdir if cfg.experiment else ".")
+        interpreter = outcome.missing_interpreter(result.path, program, workdir)
+        if interpreter:
+            hint = (
+                f"exit 127: {program} is there, but its interpreter is not in the image "
+                f"(#!{interpreter}): fix the script's #! line, or run it with an interpreter "
+                f"(python {program})"
+            )
+    return _report(cfg.root, result, hint)
 
 
-def _report(root: Path, result: RunResult) -> int:
-    """What a finished run says: its warnings, how it ended, where its record is; returns the
+def _report(root: Path, result: RunResult, hint: str | None = None) -> int:
+    """What a finished run says: its warnings, how it ended, where its record is, what to do
+    about a failure (`hint`, where toolkit knows more than the exit code says); returns the
     exit code."""
     from toolkit import interrupt
 
@@ -207,7 +221,7 @@ def _report(root: Path, result: RunResult) -> int:
     output.error(
         f"{summary}{_exited(result.exit_code)} (record: {rel}/record.json)",
         # not for a run toolkit stopped: its SIGKILL is no out-of-memory
-        hint=_EXIT_HINTS.get(code) if result.status == "failed" else None,
+        hint=(hint or _EXIT_HINTS.get(code)) if result.status == "failed" else None,
     )
     fix = (
         "rerun with --no-strict to record every such op and finish the run (results may then "
