@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import math
@@ -11,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from toolkit.errors import UserError
 from toolkit.paths import RUNS_DIR
@@ -37,14 +38,22 @@ class RunSummary:
     started: str
     native: bool
     exit_code: int | None = None
+    why: str | None = None  # why a run folder has no record (status NO_RECORD)
 
 
-NO_RECORD = "no record"  # the status `toolkit runs` lists a run folder without a record under
+RUNNING = "running"  # the status of a run folder whose toolkit is running it now
+NO_RECORD = "no record"  # the status of one whose toolkit ended before it wrote the record
 # why a run folder has no record: said by `runs`, and by `show` and `diff` when one is named
+ENDED_WHY = "toolkit ended before it wrote the record (killed, out of memory, or the disk full)"
+# a folder toolkit could not mark as running (a file system without locks; an older toolkit)
 NO_RECORD_WHY = (
     "a run still going, or one stopped before its record was written (toolkit killed, out of "
     "memory, or the disk full; the 4 MB .record-space file it holds for the record can go)"
 )
+RECORD_SPACE = ".record-space"  # disk space held for the record while the experiment runs
+# In a run folder, locked (flock) by the toolkit running the run until its record is written;
+# the system lets go of the lock when that toolkit ends, killed or not.
+_RUNNING_FILE = ".running"
 _LOGS = ("stdout.log", "stderr.log")
 # A metric's point, [step, value], as json.dumps(indent=2) spreads it over four lines: kept on
 # one, a long series takes a third of the room. (A JSON string holds no raw newline: only
@@ -80,6 +89,64 @@ def new_run_dir(root: Path, target: str) -> tuple[str, Path]:
             f"cannot create a run folder in {base}: {exc.strerror}", hint=hint
         ) from None
     raise UserError(f"could not create a new run folder in {base}")
+
+
+def claim(run_dir: Path, *, native: bool) -> IO[str] | None:
+    """Mark a new run folder as being run by this process until `release`: `toolkit runs`
+    then tells a run still going from one whose toolkit ended without writing its record.
+    None where the file system has no locks (NFS without lockd): the folder is then unmarked."""
+    import fcntl
+
+    path = run_dir / _RUNNING_FILE
+    try:
+        handle = path.open("x", encoding="utf-8")
+    except OSError:
+        return None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        handle.write(json.dumps({"pid": os.getpid(), "native": native}))
+        handle.flush()
+    except OSError:  # an unlocked mark would say its run had ended
+        handle.close()
+        path.unlink(missing_ok=True)
+        return None
+    return handle
+
+
+def release(run_dir: Path, claimed: IO[str] | None) -> None:
+    """The run's record is written (or the run is gone): its folder is no longer marked."""
+    if claimed is not None:
+        with contextlib.suppress(OSError):
+            (run_dir / _RUNNING_FILE).unlink()
+        claimed.close()
+
+
+def _run_state(folder: Path) -> tuple[str | None, dict[str, Any]]:
+    """Whether the toolkit that ran a recordless folder runs it still (RUNNING), or ended
+    (NO_RECORD: the disk space it held for the record is given back); None where the folder
+    is not marked (`claim`). With what the mark says (pid, native)."""
+    import fcntl
+
+    try:
+        handle = (folder / _RUNNING_FILE).open(encoding="utf-8")
+    except OSError:
+        return None, {}
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            state = RUNNING
+        except OSError:
+            return None, {}
+        else:
+            state = NO_RECORD
+            with contextlib.suppress(OSError):
+                (folder / RECORD_SPACE).unlink(missing_ok=True)
+        try:
+            said = json.loads(handle.read())
+        except (OSError, ValueError):
+            said = {}
+    return state, said if isinstance(said, dict) else {}
 
 
 def portable(value: Any) -> Any:
@@ -340,12 +407,12 @@ def find_run(root: Path, ref: str) -> Path:
     if ref == LATEST and not Path(ref).exists():
         runs = list_runs(root)
         if not runs:
-            unrecorded = [r.id for r in scan_runs(root, unrecorded=True)[0]]
+            unrecorded = scan_runs(root, unrecorded=True)[0]
             if unrecorded:
                 raise UserError(
                     f"no run records yet in {runs_dir(root)}, only run folders without one: "
-                    + ", ".join(unrecorded),
-                    hint=f"a run folder without a record is {NO_RECORD_WHY}",
+                    + ", ".join(f"{r.id} ({r.status})" for r in unrecorded),
+                    hint="a run writes its record as it ends; `toolkit runs` says why one has none",
                 )
             raise UserError(f"no runs yet in {runs_dir(root)}", hint="`toolkit run` makes one")
         # ids start with their UTC start: a newer run whose record cannot be read is not
@@ -414,10 +481,18 @@ def no_record(folder: Path) -> UserError:
     if written is not None:
         when = f"; its logs were last written {_ago(max(0.0, time.time() - written))} ago"
     logs = " and ".join(log for log in _LOGS if (folder / log).is_file()) or "its logs"
+    shown = f"What it printed is in {logs} in that folder, what it wrote in outputs/"
+    row = _unrecorded(folder)
+    if row.status == RUNNING:
+        return UserError(
+            f"run {folder.name} is still running: it has no record yet",
+            hint=f"toolkit writes the record as the run ends{when}. {shown}",
+        )
     return UserError(
         f"run {folder.name} has no record: its folder {folder} exists, but holds no {RECORD_FILE}",
-        hint=f"toolkit writes the record as a run ends: this is {NO_RECORD_WHY}{when}. What it "
-        f"printed is in {logs} in that folder, what it wrote in outputs/",
+        hint=f"{row.why}{when}. {shown}"
+        if row.why == ENDED_WHY
+        else f"toolkit writes the record as a run ends: this is {row.why}{when}. {shown}",
     )
 
 
@@ -442,7 +517,12 @@ def _unrecorded(folder: Path) -> RunSummary:
         target = "?"
         stamp = time.gmtime(folder.stat().st_mtime)
         started = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", stamp)
-    return RunSummary(folder.name, folder, target, NO_RECORD, None, None, started, False)
+    state, said = _run_state(folder)
+    why = {RUNNING: None, NO_RECORD: ENDED_WHY}.get(state or "", NO_RECORD_WHY)
+    native = bool(said.get("native"))
+    return RunSummary(
+        folder.name, folder, target, state or NO_RECORD, None, None, started, native, why=why
+    )
 
 
 def list_runs(root: Path) -> list[RunSummary]:
@@ -453,15 +533,18 @@ def list_runs(root: Path) -> list[RunSummary]:
 def scan_runs(root: Path, *, unrecorded: bool = False) -> tuple[list[RunSummary], list[UserError]]:
     """Every readable record under runs/, oldest first, and why each other one is unreadable
     (damaged, or of a newer toolkit): one such record does not hide the others. `unrecorded`:
-    also each run folder without a record (status NO_RECORD): a run still going, or one whose
-    toolkit was stopped before it wrote the record."""
+    also each run folder without a record: a run still going (RUNNING), or one whose toolkit
+    ended before it wrote the record (NO_RECORD, which gives back the disk space it held)."""
     found, unreadable = [], []
     base = runs_dir(root)
     for folder in base.iterdir() if base.is_dir() else []:
         if not (folder / RECORD_FILE).is_file():
-            if unrecorded and is_run_folder(folder) and not folder.name.startswith("."):
-                found.append(_unrecorded(folder))
-            continue
+            if not (unrecorded and is_run_folder(folder) and not folder.name.startswith(".")):
+                continue
+            row = _unrecorded(folder)
+            if not (folder / RECORD_FILE).is_file():  # else written while it was looked at
+                found.append(row)
+                continue
         try:
             data = read_record(folder)
         except UserError as exc:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from toolkit import __version__, engine, facts, image, interrupt, outcome, outputs, record
 from toolkit.config import MAX_SEED, Config, DeterminismConfig, TargetConfig
@@ -28,7 +28,6 @@ CONTAINER_PROJECT = "/project"
 CONTAINER_RUN_DIR = "/toolkit/run"
 CONTAINER_RUNTIME = "/toolkit/runtime"
 OUTPUTS = "outputs"
-RECORD_SPACE = ".record-space"  # disk space held for the record while the experiment runs
 RECORD_SPACE_BYTES = 4 * 1024 * 1024  # a record is ~20 kB; a long metrics series a few MB
 
 
@@ -214,6 +213,7 @@ def _execute(
     # needs is loaded here.
     with interrupt.held() as pressed:
         run_id, run_dir = record.new_run_dir(cfg.root, req.target.name)
+        claimed = record.claim(run_dir, native=req.native)
         try:
             runtime_dir = runtime_bundle(cfg.root)
             env = policy_environment(req.policy, os.environ if req.native else None)
@@ -223,10 +223,10 @@ def _execute(
             if req.native:
                 from toolkit import proc  # noqa: F401  # for _run_native
         except BaseException:
-            _discard(run_dir)
+            _discard(run_dir, claimed)
             raise
     if pressed.is_set():  # before the start began: no run to keep
-        _discard(run_dir)
+        _discard(run_dir, claimed)
         raise KeyboardInterrupt
     try:
         declared = cfg.experiment.declared_outputs() if cfg.experiment else []
@@ -273,7 +273,7 @@ def _execute(
         # refused); so does Ctrl-C before its start began: no run to keep. Ctrl-C while it
         # was starting is recorded as an interrupted run.
         if isinstance(exc, UserError) or not background.started:
-            _discard(run_dir)
+            _discard(run_dir, claimed)
             raise
         ended_as = engine.ContainerExit(None, interrupted=True)
     ended = time.time()
@@ -318,10 +318,13 @@ def _execute(
             metrics_files,
         )
         try:
-            (run_dir / RECORD_SPACE).unlink(missing_ok=True)  # the record's room, given back
+            (run_dir / record.RECORD_SPACE).unlink(missing_ok=True)  # the record's room, given back
             record.write_record(run_dir, doc)
+            record.release(run_dir, claimed)
             on_recorded()
         except OSError as exc:
+            if claimed is not None:  # let go: its folder then says its toolkit ended
+                claimed.close()
             raise RecordNotWritten(
                 f"{run_id} {doc['status']}, but its record could not be written: "
                 f"{exc.strerror or exc}",
@@ -353,7 +356,7 @@ def _reserve_record_space(run_dir: Path) -> None:
     """Room for the record, taken before the experiment starts and given back just before the
     record is written: an experiment that fills the disk (checkpoints, logs) does not cost the
     run its record. Allocated, not written: it takes no time."""
-    path = run_dir / RECORD_SPACE
+    path = run_dir / record.RECORD_SPACE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError:
@@ -366,9 +369,11 @@ def _reserve_record_space(run_dir: Path) -> None:
         os.close(fd)
 
 
-def _discard(run_dir: Path) -> None:
+def _discard(run_dir: Path, claimed: IO[str] | None) -> None:
     """Remove the folder of a run that never started."""
     import shutil
+
+    record.release(run_dir, claimed)
 
     shutil.rmtree(run_dir, ignore_errors=True)
 

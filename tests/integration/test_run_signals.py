@@ -7,6 +7,7 @@ the experiment printed on its way out was lost.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from tests.integration.test_run_native import (
     project,  # noqa: F401  # fixture
     record_of,
 )
-from tests.support import make_wheel, running_processes, toolkit
+from tests.support import make_wheel, run_python_argv, running_processes, toolkit
 from toolkit import engine, image
 
 STOPS = [(signal.SIGTERM, 143), (signal.SIGHUP, 129)]
@@ -38,6 +39,33 @@ def signal_run(
 
 
 # --- natively ----------------------------------------------------------------------------------
+
+
+def test_runs_tells_a_running_run_from_one_whose_toolkit_was_killed(project: Path) -> None:  # noqa: F811
+    """SIGKILL (the kernel's out-of-memory killer, `kill -9`) leaves no record; `runs` said "a
+    run still going, or one stopped" of both, and the 4 MB held for the record stayed."""
+    import os
+    import subprocess
+
+    program = "import os, time; print('READY', 6 * 7, os.getpid(), flush=True); time.sleep(120)"
+    proc = subprocess.Popen(
+        run_python_argv(program, "--native"), cwd=project, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = next(line for line in proc.stdout if line.startswith("READY 42"))
+        going = toolkit("runs", cwd=project)
+        assert going.stdout.splitlines()[1].split()[1:4] == ["cpu", "(native)", "running"]
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        with contextlib.suppress(ProcessLookupError):  # the experiment, in a session of its own
+            os.kill(int(line.split()[2]), signal.SIGKILL)
+    ended = toolkit("runs", cwd=project)
+    assert ended.stdout.splitlines()[1].split()[1:5] == ["cpu", "(native)", "no", "record"]
+    assert "no record: toolkit ended before it wrote the record (killed" in ended.stderr
+    assert not list((project / "runs").glob("*/.record-space"))
 
 
 @pytest.mark.parametrize(("sig", "code"), STOPS, ids=["SIGTERM", "SIGHUP"])

@@ -257,6 +257,39 @@ def test_show_of_a_run_folder_without_a_record_says_why_and_where_its_logs_are(
     assert diffed.returncode == 2 and "has no record" in diffed.stderr
 
 
+def test_runs_tells_a_run_still_going_from_one_whose_toolkit_ended_without_its_record(
+    project: Path,
+) -> None:
+    from toolkit import record
+
+    going = unrecorded(project, "20261127-100500-cpu-0001")
+    held = record.claim(going, native=False)  # as the toolkit running it holds it
+    ended = unrecorded(project, "20261127-100501-cpu-0002")
+    (ended / record.RECORD_SPACE).write_bytes(b"\0" * 4096)
+    killed = record.claim(ended, native=True)
+    assert held is not None and killed is not None
+    killed.close()  # its toolkit ended (SIGKILL) without writing the record
+    result = toolkit("runs", cwd=project)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split()[:5] for line in result.stdout.splitlines()[1:]]
+    assert lines == [
+        ["20261127-100500-cpu-0001", "cpu", "running", "-", "2026-11-27"],
+        ["20261127-100501-cpu-0002", "cpu", "(native)", "no", "record"],
+    ]
+    assert result.stderr == (
+        "no record: toolkit ended before it wrote the record (killed, out of memory, or the disk "
+        "full); `toolkit show ID` says where its logs are\n"
+    )
+    assert not (ended / record.RECORD_SPACE).exists()  # the room it held for the record, given back
+    shown = toolkit("show", going.name, cwd=project)
+    assert shown.returncode == 1
+    assert shown.stderr.startswith(f"error: run {going.name} is still running: it has no record")
+    record.release(going, held)  # its record written
+    assert not (going / ".running").exists()
+    gone = toolkit("show", ended.name, cwd=project)
+    assert "→ toolkit ended before it wrote the record (killed, out of memory" in gone.stderr
+
+
 def test_latest_is_the_newest_run_with_a_record_while_another_is_running(project: Path) -> None:
     add_run(project, "20261127-100441-cpu-0001", "2026-11-27T10:04:41.100Z")
     add_run(project, "20261127-100442-cpu-0002", "2026-11-27T10:04:42.100Z")

@@ -82,7 +82,7 @@ def runs_command(ctx: typer.Context) -> None:
     """List run records: id, target, status, primary metric, when."""
     if ctx.invoked_subcommand is not None:
         return
-    from toolkit.record import NO_RECORD, NO_RECORD_WHY, scan_runs
+    from toolkit.record import NO_RECORD, scan_runs
 
     cfg = options().load()
     rows, unreadable = scan_runs(cfg.root, unrecorded=True)
@@ -109,8 +109,8 @@ def runs_command(ctx: typer.Context) -> None:
             for r in rows
         ],
     )
-    if any(r.status == NO_RECORD for r in rows):  # not called broken: it may be running
-        output.note(f"{NO_RECORD}: {NO_RECORD_WHY}; `toolkit show ID` says where its logs are")
+    for why in dict.fromkeys(r.why for r in rows if r.status == NO_RECORD and r.why):
+        output.note(f"{NO_RECORD}: {why}; `toolkit show ID` says where its logs are")
 
 
 @runs_app.command("export")
