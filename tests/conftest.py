@@ -41,3 +41,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(f"docker tests executed: {len(_executed_docker_tests)}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cli_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with the CLI's global options unset: a CliRunner call with `--config`
+    left it set for the next test, which then read another project's toolkit.yaml."""
+    import toolkit.cli
+
+    monkeypatch.setattr(toolkit.cli, "_options", toolkit.cli.Options())
