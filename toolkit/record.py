@@ -391,6 +391,7 @@ _RECORD = _object(
         "packages": _object(),
         "package_drift": _OBJECTS,
         "incomplete": _TEXTS,
+        "warnings": _TEXTS,
         "metrics": _metrics,
         "outputs": _object({"digest": _TEXT_OR_NULL, "files": _HASHES}, null=True),
         "logs": _object(),

@@ -317,6 +317,10 @@ def _execute(
             gathered,
             metrics_files,
         )
+        # where the record says less than it seems to, kept with it for whoever reads it later
+        doc["warnings"] = _warnings(cfg, doc, metrics_files, run_dir) + outputs.appended(
+            before, outputs_dir
+        )
         try:
             (run_dir / record.RECORD_SPACE).unlink(missing_ok=True)  # the record's room, given back
             record.write_record(run_dir, doc)
@@ -346,8 +350,7 @@ def _execute(
         tuple(doc["incomplete"]),
         finishing.pressed,
         doc["engine_error"],
-        tuple(_warnings(cfg, doc, metrics_files, run_dir))
-        + tuple(outputs.appended(before, outputs_dir)),
+        tuple(doc["warnings"]),
         tuple(o["op"] for o in found_ops if o["mode"] == outcome.IN_OUTPUT),
     )
 

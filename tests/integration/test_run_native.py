@@ -248,10 +248,15 @@ def test_a_primary_metric_the_run_never_logged_is_said(project: Path) -> None:
     config.write_text(config.read_text().replace("primary: score", "primary: scor"))
     result = toolkit("run", "--native", cwd=project)
     assert result.returncode == 0, result.stderr
-    assert (
-        "warning: primary metric 'scor' was not found; metrics seen: loss, score; "
-        "did you mean 'score'?" in result.stderr
+    said = (
+        "primary metric 'scor' was not found; metrics seen: loss, score; did you mean 'score'? "
+        "(experiment.metrics.primary)"
     )
+    assert f"warning: {said}" in result.stderr
+    # kept in the record, for whoever reads it later
+    assert said in record_of(project, result.stderr)["warnings"]
+    shown = toolkit("show", "latest", cwd=project)
+    assert f"warning               {said}" in shown.stdout
 
 
 def test_a_command_of_ones_own_that_logs_no_metric_is_not_warned_of_the_primary(

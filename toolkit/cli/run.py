@@ -284,6 +284,8 @@ def _show_rows(doc: dict[str, Any]) -> list[list[str]]:
             else skipped,
         ],
     ]
+    # what the run was warned of as it ended (older records have none)
+    rows += [["warning", str(text)] for text in doc.get("warnings") or []]
     return rows
 
 
