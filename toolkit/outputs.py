@@ -69,9 +69,9 @@ def appended(before: dict[str, bytes], outputs_dir: Path) -> list[str]:
 
 
 def _starts_over(old: bytes, now: bytes) -> bool:
-    """Whether what follows `old` in `now` begins as a run begins: a step not past the last
-    step of `old` (a JSON line's "step", a CSV file's step column), or, where either side has
-    no step, the first line of `old` again (a CSV header too)."""
+    """Whether what follows `old` in `now` begins as a run begins: a step before the last step
+    of `old` (a JSON line's "step", a CSV file's step column), or, where either side has no
+    step, the first line of `old` again (a CSV header too)."""
     from toolkit import metrics
 
     end = len(old)
@@ -89,7 +89,9 @@ def _starts_over(old: bytes, now: bytes) -> bool:
 
     last, first = step(reversed(earlier)), step(added)
     if last is not None and first is not None:
-        return first <= last
+        # the step of the last line again goes on (an evaluation logged at the step the next
+        # epoch starts at), unless it is the whole file's first line again
+        return first < last or (first == last and added[0] == earlier[0])
     return added[0] == earlier[0]
 
 

@@ -19,6 +19,21 @@ def csv(steps: range, header: bool = True) -> bytes:
     return (("step,loss\n" if header else "") + rows).encode()
 
 
+ONE_STEP = b'{"step": 0, "loss": 1}\n{"step": 0, "acc": 0.5}\n'
+
+
+def epochs(count: int) -> bytes:
+    """examples/quickstart/train.py's metrics: 4 steps an epoch, then an evaluation logged at
+    the step the next epoch starts at."""
+    lines, step = [], 0
+    for _ in range(count):
+        for _ in range(4):
+            lines.append({"step": step, "train_loss": 1 / (step + 1)})
+            step += 1
+        lines.append({"step": step, "val_loss": 0.5})
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
 def said(before: bytes, now: bytes, tmp_path: Path) -> list[str]:
     """The warnings of a run that found `before` in m.jsonl and left `now` there."""
     (tmp_path / "m.jsonl").write_bytes(now)
@@ -33,8 +48,11 @@ def said(before: bytes, now: bytes, tmp_path: Path) -> list[str]:
         (b'{"loss": 1}\n{"loss": 0.5}\n', b'{"loss": 1}\n{"loss": 0.5}\n{"loss": 0.25}\n'),
         (jsonl(range(3))[:-9], jsonl(range(5))),  # an earlier run stopped mid-line
         (jsonl(range(3)), jsonl(range(3)) + jsonl(range(3, 6))),  # resumed where it stopped
+        # the bundled example run for another epoch: its evaluation line and the next epoch's
+        # first line have one step
+        (epochs(2), epochs(3)),
     ],
-    ids=["jsonl", "csv", "no-steps", "torn-line", "resumed"],
+    ids=["jsonl", "csv", "no-steps", "torn-line", "resumed", "evaluation-at-the-next-step"],
 )
 def test_a_rewritten_file_that_starts_as_before_is_no_news(
     before: bytes, now: bytes, tmp_path: Path
@@ -50,8 +68,10 @@ def test_a_rewritten_file_that_starts_as_before_is_no_news(
         (csv(range(66)), csv(range(66)) + csv(range(66))),  # its header again
         (csv(range(66)), csv(range(66)) + csv(range(3), header=False)),
         (b'{"loss": 1}\n{"loss": 0.5}\n', b'{"loss": 1}\n{"loss": 0.5}\n{"loss": 1}\n'),
+        (ONE_STEP, ONE_STEP * 2),  # a run of one step, logged again
+        (epochs(2), epochs(2) + epochs(2)),
     ],
-    ids=["jsonl", "jsonl-other-values", "csv", "csv-no-header", "no-steps"],
+    ids=["jsonl", "jsonl-other-values", "csv", "csv-no-header", "no-steps", "one-step", "epochs"],
 )
 def test_a_file_a_new_run_was_appended_to_is_said_to_hold_earlier_runs(
     before: bytes, now: bytes, tmp_path: Path
