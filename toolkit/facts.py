@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 FAILED = "failed facts"  # in the gathered facts: why each one missing could not be read
 PATCH = "code.diff"  # the run's uncommitted changes (`git diff HEAD`), beside its record
 PATCH_KEPT = 10 * 1024 * 1024  # a bigger one (a changed binary file) is not kept
+DATA_READ = "data read"  # in the gathered facts: the data's Fingerprint, as it was read
 
 # A shell session's and a terminal's own variables, and toolkit's: no program's input
 _SESSION_VARIABLE = re.compile(
@@ -152,9 +153,25 @@ def collect(
     def data() -> dict[str, Any]:
         known = cfg.root / STATE_DIR / "data-hashes.json"
         prints = fingerprint.fingerprint(workdir, exp.data if exp else (), known=known)
+        found[DATA_READ] = prints  # for `data_changed`, once the run has ended
         return {"digest": prints.digest, "files": prints.files, "missing": list(prints.missing)}
 
     gather("data", data)
+
+
+def data_changed(cfg: Config, facts: dict[str, Any]) -> None:
+    """Name, in the record's data (`changed`), each data file the run changed, made or removed
+    while it ran: its fingerprint may hold the file as it was before or after, and the next
+    run reads other data."""
+    from toolkit import fingerprint
+
+    read = facts.pop(DATA_READ, None)
+    exp = cfg.experiment
+    if read is None or exp is None or facts.get("data") is None:
+        return
+    found = fingerprint.changed(cfg.root / exp.workdir, exp.data, read)
+    if found:
+        facts["data"]["changed"] = found
 
 
 def keep_patch(run_dir: Path, facts: dict[str, Any]) -> None:

@@ -25,6 +25,8 @@ class Fingerprint:
 
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     missing: tuple[str, ...] = ()  # declared paths that did not exist
+    # relative path -> size, mtime, ctime and inode, as the file was when it was hashed
+    stamps: dict[str, list[int | str]] = field(default_factory=dict, compare=False)
 
     @property
     def digest(self) -> str:
@@ -51,31 +53,53 @@ def fingerprint(
     earlier = _load(known) if known else {}
     seen: dict[str, list[int | str]] = {}
     files: dict[str, str] = {}
+    stamps: dict[str, list[int | str]] = {}
+    found, missing = _files(root, paths)
+    for path in found:
+        rel = path.relative_to(root).as_posix()
+        stamps[rel] = _stamp(path)
+        files[rel] = _sha256(path, stamps[rel], earlier, seen, check)
+    if known and seen != earlier:
+        _save(known, seen)
+    return Fingerprint(files, tuple(missing), stamps)
+
+
+def changed(root: Path, paths: tuple[str, ...] | list[str], before: Fingerprint) -> list[str]:
+    """The files under `paths` that are not as they were when `before` hashed them: changed,
+    new or gone since (a run that writes into its own data). Only looked at, not read."""
+    now: dict[str, list[int | str]] = {}
+    for path in _files(root, paths)[0]:
+        with contextlib.suppress(OSError):  # gone while it was looked at
+            now[path.relative_to(root).as_posix()] = _stamp(path)
+    return sorted(
+        rel for rel in now.keys() | before.stamps.keys() if now.get(rel) != before.stamps.get(rel)
+    )
+
+
+def _files(root: Path, paths: tuple[str, ...] | list[str]) -> tuple[list[Path], list[str]]:
+    """Every regular file under each of `paths` (files or folders) below `root`, in order, and
+    the paths that do not exist."""
+    found: list[Path] = []
     missing = []
     for declared in paths:
         start = root / declared
         if start.is_file():
-            found = [start]
+            found.append(start)
         elif start.is_dir():
-            found = sorted(p for p in start.rglob("*") if p.is_file() and not p.is_symlink())
+            found += sorted(p for p in start.rglob("*") if p.is_file() and not p.is_symlink())
         else:
             missing.append(declared)
-            continue
-        for path in found:
-            files[path.relative_to(root).as_posix()] = _sha256(path, earlier, seen, check)
-    if known and seen != earlier:
-        _save(known, seen)
-    return Fingerprint(files, tuple(missing))
+    return found, missing
 
 
 def _sha256(
     path: Path,
+    stamp: list[int | str],
     earlier: dict[str, list[int | str]],
     seen: dict[str, list[int | str]],
     check: Callable[[], None],
 ) -> str:
     key = str(path.absolute())
-    stamp = _stamp(path)
     entry = earlier.get(key)
     if isinstance(entry, list) and len(entry) == 5 and entry[:4] == stamp:
         seen[key] = entry

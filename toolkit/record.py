@@ -372,7 +372,10 @@ _RECORD = _object(
             },
             null=True,
         ),
-        "data": _object({"digest": _TEXT_OR_NULL, "files": _HASHES, "missing": _TEXTS}, null=True),
+        "data": _object(
+            {"digest": _TEXT_OR_NULL, "files": _HASHES, "missing": _TEXTS, "changed": _TEXTS},
+            null=True,
+        ),
         "determinism": _object(
             {
                 "policy": _object(null=True),

@@ -295,6 +295,7 @@ def _execute(
             hashed = None
         gathered = _gathered(background, on_note, finishing)
         facts.keep_patch(run_dir, gathered)
+        facts.data_changed(cfg, gathered)
         from toolkit import metrics
 
         metrics_files = metrics.read_run_files(
@@ -773,11 +774,23 @@ def _warnings(
     is not the one declared, metrics it could not read."""
     from toolkit import metrics
 
+    data = doc.get("data") or {}
     found = [
         f"experiment.data {path!r} does not exist, so it is not in the record's data "
         "fingerprint and a change to it goes unseen: is the path in toolkit.yaml right?"
-        for path in (doc.get("data") or {}).get("missing", [])
+        for path in data.get("missing", [])
     ]
+    changed = data.get("changed") or []
+    if changed:
+        shown = ", ".join(changed[:3]) + (
+            f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        )
+        found.append(
+            f"the run changed its data while it ran ({shown}: changed, new or removed), so the "
+            "record's data fingerprint may hold them as they were before or after, and the next "
+            "run reads other data: write what the run makes to its outputs, not into "
+            "experiment.data (the record lists them under data.changed)"
+        )
     lockfile = doc.get("lockfile") or {}
     if lockfile.get("state") == "stale":
         used = (

@@ -243,6 +243,30 @@ def test_stdout_is_the_experiments_alone(project: Path) -> None:
     assert "run python -c" in result.stderr and "succeeded" in result.stderr
 
 
+def test_a_run_that_writes_into_its_data_is_told_and_the_record_names_the_files(
+    project: Path,
+) -> None:
+    """A run that adds a cache to its data, or appends to a data file, had a fingerprint of
+    data it did not read, and the next run read other data: silently."""
+    writes = (
+        # once the data is fingerprinted: the facts of a native run take up to a second or so
+        "import time; time.sleep(2); open('data/d.csv', 'a').write('3,4\\n'); "
+        "open('data/cache.bin', 'w').write('x')"
+    )
+    result = toolkit("run", "--native", "--", "python", "-c", writes, cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: the run changed its data while it ran (data/cache.bin, data/d.csv: changed, "
+        "new or removed)"
+    ) in result.stderr
+    doc = record_of(project, result.stderr)
+    assert doc["data"]["changed"] == ["data/cache.bin", "data/d.csv"]
+    assert list(doc["data"]["files"]) == ["data/d.csv"]  # as it was read: before the run wrote
+    quiet = toolkit("run", "--native", "--", "python", "-c", "pass", cwd=project)
+    assert "changed its data" not in quiet.stderr
+    assert "changed" not in record_of(project, quiet.stderr)["data"]
+
+
 def test_a_primary_metric_the_run_never_logged_is_said(project: Path) -> None:
     config = project / "toolkit.yaml"
     config.write_text(config.read_text().replace("primary: score", "primary: scor"))

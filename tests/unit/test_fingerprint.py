@@ -89,3 +89,21 @@ def test_a_cache_that_cannot_be_written_costs_time_not_results(tmp_path: Path) -
     assert (
         fingerprint(tmp_path, ["data"], known=known).files == fingerprint(tmp_path, ["data"]).files
     )
+
+
+def test_the_files_a_run_changed_made_or_removed_after_they_were_hashed_are_named(
+    tmp_path: Path,
+) -> None:
+    dataset(tmp_path)
+    (tmp_path / "data" / "old.txt").write_text("x")
+    before = fingerprint(tmp_path, ["data/"])
+    assert module.changed(tmp_path, ["data/"], before) == []  # looked at again: as it was
+    with (tmp_path / "data" / "train.csv").open("a") as csv:  # same mtime second, longer
+        csv.write("3,4\n")
+    (tmp_path / "data" / "images" / "cache.npy").write_bytes(b"1")
+    (tmp_path / "data" / "old.txt").unlink()
+    assert module.changed(tmp_path, ["data/"], before) == [
+        "data/images/cache.npy",
+        "data/old.txt",
+        "data/train.csv",
+    ]
