@@ -133,3 +133,42 @@ def drop_unwritten(placeholders: Mapping[Path, int]) -> None:
             found = path.stat()
             if found.st_size == 0 and found.st_mtime_ns == made:
                 path.unlink()
+
+
+def missing_above(path: Path, root: Path) -> list[Path]:
+    """The outermost of `path` and its folders below `root` that does not exist (as a list:
+    none when `path` exists)."""
+    if path.exists() or path.is_symlink():
+        return []
+    while path.parent != root and not path.parent.exists() and root in path.parents:
+        path = path.parent
+    return [path]
+
+
+def remove_empty(paths: list[Path]) -> None:
+    """Remove each of `paths` that is an empty file, or a folder that holds only empty files
+    and folders (each a mount target toolkit made); anything else is kept."""
+    import os
+
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if not path.is_dir() or path.is_symlink():
+                if path.is_file() and path.stat().st_size == 0:
+                    path.unlink()
+                continue
+            for folder, _, files in sorted(os.walk(path), reverse=True):  # the deepest first
+                for name in files:
+                    file = Path(folder, name)
+                    if not file.is_symlink() and file.stat().st_size == 0:
+                        file.unlink()
+                os.rmdir(folder)  # not empty: stops here, the rest kept
+
+
+def unwritten(outputs_dir: Path, declared: Iterable[str]) -> list[str]:
+    """The declared outputs under which the run's outputs hold no file: the run wrote none."""
+    found = []
+    for rel in declared:
+        path = outputs_dir / rel
+        if not (path.is_file() or any(p.is_file() for p in path.rglob("*"))):
+            found.append(rel)
+    return found

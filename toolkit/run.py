@@ -487,9 +487,11 @@ def _run_in_container(
     # Each run's outputs land in its own folder, bound over the paths the experiment writes to,
     # so two runs at once never overwrite each other's checkpoints or metrics.
     workdir = cfg.root / workdir_rel
+    made: list[Path] = []  # mount targets the project did not have: taken away after the run
     for rel in declared:
         host_side = run_dir / OUTPUTS / rel
         in_project = workdir / rel
+        made += outputs.missing_above(in_project, workdir)
         if rel.endswith("/") or in_project.is_dir() or not Path(rel).suffix:
             host_side.mkdir(parents=True, exist_ok=True)
             in_project.mkdir(parents=True, exist_ok=True)
@@ -500,14 +502,17 @@ def _run_in_container(
             in_project.parent.mkdir(parents=True, exist_ok=True)
             in_project.touch()
         mounts.append(engine.Mount(host_side, f"{spec.workdir}/{rel.rstrip('/')}"))
-    return engine.run_container(
-        dataclasses.replace(spec, mounts=tuple(mounts)),
-        {"io.toolkit.project": cfg.name, "io.toolkit.run": run_dir.name},
-        on_stdout=on_stdout,
-        on_stderr=on_stderr,
-        started=started,
-        on_stop=on_note,
-    )
+    try:
+        return engine.run_container(
+            dataclasses.replace(spec, mounts=tuple(mounts)),
+            {"io.toolkit.project": cfg.name, "io.toolkit.run": run_dir.name},
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            started=started,
+            on_stop=on_note,
+        )
+    finally:  # an empty file left in the project is new code to git, and to the next record
+        outputs.remove_empty(made)
 
 
 def shell(
@@ -887,10 +892,19 @@ def _warnings(
             "experiment.data (its content is then in the record), or set experiment.network: "
             "true (what it downloads is then not in the record)"
         )
+    own = cfg.experiment is None or doc["command"] != shlex.split(cfg.experiment.command)
+    if cfg.experiment is not None and not own and doc["status"] == "succeeded" and doc["outputs"]:
+        exp = cfg.experiment
+        unwritten = outputs.unwritten(run_dir / OUTPUTS, exp.outputs)
+        if unwritten:
+            found.append(
+                f"the run wrote nothing in {', '.join(unwritten)} (experiment.outputs), so the "
+                "record holds no output there: are the paths right? (relative to "
+                f"experiment.workdir, {exp.workdir})"
+            )
     if doc["status"] == "succeeded":  # a stopped run's torn last line is no news
         # a command of one's own (`toolkit run -- CMD`) that logs no metric at all is no
         # news either: the primary metric is the experiment's
-        own = cfg.experiment is None or doc["command"] != shlex.split(cfg.experiment.command)
         quiet = own and not (doc["metrics"] or {}).get("series")
         found += metrics.run_warnings(metrics_files, doc["metrics"], primary=not quiet)
     return found

@@ -159,6 +159,31 @@ def test_a_script_whose_interpreter_the_image_lacks_is_said_so(
     ) in text
 
 
+def test_outputs_the_run_never_wrote_are_said_and_leave_nothing_in_the_project(
+    example: Path, tmp_path: Path
+) -> None:
+    """Declared outputs are mounted over paths in the project: the empty files and folders
+    made for them stayed there, new code to git and to the next run's record."""
+    project = copy_of(example, tmp_path / "unwritten")
+    config = project / "toolkit.yaml"
+    config.write_text(
+        config.read_text()
+        .replace("command: python train.py --epochs 4", "command: python -c pass")
+        .replace("outputs: [checkpoints/]", "outputs: [out/, model.pt, ck/sub/x.bin]")
+        .replace("file: metrics.jsonl", "file: m2.jsonl")
+    )
+    workdir = project / "examples" / "quickstart"
+    before = sorted(p.name for p in workdir.iterdir())
+    code, _, text = run(project)
+    assert code == 0, text
+    assert (
+        "warning: the run wrote nothing in out/, model.pt, ck/sub/x.bin (experiment.outputs), "
+        "so the record holds no output there: are the paths right? (relative to "
+        "experiment.workdir, examples/quickstart)"
+    ) in text
+    assert sorted(p.name for p in workdir.iterdir()) == before
+
+
 def test_gpus_on_an_engine_without_nvidias_hook_say_what_to_install(example: Path) -> None:
     if "nvidia" in engine.info().runtimes:
         pytest.skip("this engine can pass GPUs to containers")

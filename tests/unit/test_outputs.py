@@ -88,3 +88,39 @@ def test_a_file_that_is_new_or_the_same_as_before_is_no_news(tmp_path: Path) -> 
     assert said(b"", jsonl(range(3)), tmp_path) == []
     assert said(jsonl(range(3)), jsonl(range(3)), tmp_path) == []
     assert appended({"gone.jsonl": jsonl(range(3))}, tmp_path) == []
+
+
+def test_the_mount_targets_toolkit_made_in_the_project_are_taken_away_when_empty(
+    tmp_path: Path,
+) -> None:
+    from toolkit.outputs import missing_above, remove_empty
+
+    (tmp_path / "kept").mkdir()
+    assert missing_above(tmp_path / "kept", tmp_path) == []  # there already: not toolkit's
+    made = [
+        *missing_above(tmp_path / "m.jsonl", tmp_path),
+        *missing_above(tmp_path / "ck" / "sub" / "x.bin", tmp_path),
+        *missing_above(tmp_path / "out", tmp_path),
+        *missing_above(tmp_path / "written" / "a.txt", tmp_path),
+    ]
+    assert made == [tmp_path / n for n in ("m.jsonl", "ck", "out", "written")]
+    (tmp_path / "ck" / "sub").mkdir(parents=True)
+    for empty in ("m.jsonl", "ck/sub/x.bin"):
+        (tmp_path / empty).touch()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "written").mkdir()
+    (tmp_path / "written" / "a.txt").write_text("the run's")  # not a mount target's emptiness
+    remove_empty(made)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "written"]
+    assert (tmp_path / "written" / "a.txt").read_text() == "the run's"
+
+
+def test_declared_outputs_the_run_wrote_nothing_in_are_named(tmp_path: Path) -> None:
+    from toolkit.outputs import unwritten
+
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "model.pt").write_bytes(b"w")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "result.txt").write_text("1")
+    declared = ["ckpt/", "empty/", "result.txt", "model.pt", "nowhere/"]
+    assert unwritten(tmp_path, declared) == ["empty/", "model.pt", "nowhere/"]
