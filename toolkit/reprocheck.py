@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from toolkit.compare import TolerancePolicy, Verdict, worst
 from toolkit.config import MAX_SEED
-from toolkit.diff import Run, RunDiff, diff_runs, percent
+from toolkit.diff import Category, InputChange, Run, RunDiff, diff_runs, percent
 from toolkit.errors import ConfigError
 
 VARIABLES = {"threads": "thread count", "workers": "number of data-loader workers", "seed": "seed"}
@@ -30,6 +30,14 @@ _ENDED = {"failed": "failed", "engine_lost": "lost the Docker Engine", "interrup
 NOISE_FACTOR = 10
 
 NOT_MEASURED = "one run per group, so run-to-run noise was not measured (run with --runs 2 or more)"
+NOT_MEASURED_OTHER = (
+    "the repeated runs ran other code or data than each other, so run-to-run noise was not measured"
+)
+
+# Inputs that make two runs two versions of the experiment, not two tries of one: how far apart
+# they are says what the change did, not whether the experiment repeats, nor what a machine or a
+# variation does. (Environment and hardware are what a reproducibility check is about.)
+OTHER_VERSION: tuple[Category, ...] = ("code", "data")
 
 
 @dataclass(frozen=True)
@@ -286,17 +294,21 @@ def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, .
     for group in groups:
         if group.kind == "variation" or group.label in unknown:
             continue  # a group with a failed or blind run is named above, not called reproducible
-        total = len(group.runs)
+        own = [p for p in pairs if p.role == "noise" and p.group == group.label]
+        # runs of other code or data than the group's first are no repeat of it: said apart,
+        # and left out of the count, so that what a change did is not called irreproducible
+        other = [p for p in own if other_version(p.diff)]
+        if other:
+            parts.append(_other_runs_text(group, other))
+        total = len(group.runs) - len(other)
+        runs = f"{total} runs" + (f" of the same {_kinds(other)}" if other else "")
         # every run is compared with the first: count those, not the first as a match of its own
-        differ = [
-            p
-            for p in pairs
-            if p.role == "noise" and p.group == group.label and p.diff.verdict != "identical"
-        ]
+        differ = [p for p in own if not other_version(p.diff) and p.diff.verdict != "identical"]
         if total == 1:
-            parts.append(f"{group.label}: 1 run")
+            if not other:
+                parts.append(f"{group.label}: 1 run")
         elif not differ:
-            parts.append(f"reproducible on {group.label} ({total} runs, all identical)")
+            parts.append(f"reproducible on {group.label} ({runs}, all identical)")
         else:
             worst_noise = max(differ, key=lambda p: abs(p.diff.headline or 0.0))
             how = _gap_text(worst_noise.diff)
@@ -304,13 +316,16 @@ def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, .
                 how = f"by up to {how[3:]}"
             verb = "differs" if len(differ) == 1 else "differ"
             parts.append(
-                f"NOT reproducible on {group.label} ({total} runs, {len(differ)} {verb} from the "
+                f"NOT reproducible on {group.label} ({runs}, {len(differ)} {verb} from the "
                 f"first; runs differ {how})"
             )
     control_label = groups[0].label
     for pair in pairs:
         group = next(g for g in groups if g.label == pair.group)
         if pair.role != "gap" or group.kind == "variation":
+            continue
+        if other_version(pair.diff):  # what the change did: no machine's or target's doing
+            parts.append(_other_gap_text(group.label, control_label, pair.diff))
             continue
         if pair.diff.verdict == "identical":
             parts.append(f"{group.label} matches {control_label} bitwise")
@@ -327,9 +342,13 @@ def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, .
     several = len({g.target for g in groups if g.variation}) > 1
     changed: dict[tuple[str, str], list[str]] = {}
     untold: dict[tuple[str, str, str], list[tuple[str, RunDiff]]] = {}
+    other_versions: list[tuple[str, str]] = []  # (variable, what it ran and how far apart)
     for pair in pairs:
         group = next(g for g in groups if g.label == pair.group)
-        if pair.role == "gap" and group.variation and pair.diff.verdict != "identical":
+        if pair.role == "gap" and group.variation and other_version(pair.diff):
+            text = _other_gap_text(group.label, group.target, pair.diff)
+            other_versions.append((group.variation.name, text))
+        elif pair.role == "gap" and group.variation and pair.diff.verdict != "identical":
             name, value = group.variation.name, str(group.variation.value)
             on = group.target if several else ""
             why = _unexplained(pair, pairs, group.target)
@@ -345,9 +364,11 @@ def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, .
             f"cannot tell whether the {VARIABLES[name]} changes results "
             f"({_values(name, values, on)}): {why}{_gaps_text([d for _, d in found], why)}"
         )
+    parts += [text for _, text in other_versions]
     varied = {g.variation.name for g in groups if g.variation}
     unseen = unknown | {p.group for p in blind}
     unchecked = {g.variation.name for g in groups if g.variation and g.label in unseen}
+    unchecked |= {name for name, _ in other_versions}  # not one change at a time
     named = {name for name, _ in changed} | {name for name, _, _ in untold}
     for name in sorted(varied - named - unchecked):
         parts.append(f"{VARIABLES[name]} does not change results")
@@ -377,10 +398,12 @@ def _id(label: str) -> str:
 def _unexplained(gap: Pair, pairs: list[Pair], reference: str) -> str | None:
     """Why the gap cannot be named a cause, or None where it can: repeated runs, in the gap's
     group or the group it is measured against, are all identical, or differ by less than a
-    NOISE_FACTOR-th of the gap, by the table's primary Δ."""
-    noise = [p.diff for p in pairs if p.role == "noise" and p.group in (gap.group, reference)]
+    NOISE_FACTOR-th of the gap, by the table's primary Δ. Repeats of other code or data are
+    no measure of the noise."""
+    repeated = [p.diff for p in pairs if p.role == "noise" and p.group in (gap.group, reference)]
+    noise = [d for d in repeated if not other_version(d)]
     if not noise:
-        return NOT_MEASURED
+        return NOT_MEASURED_OTHER if repeated else NOT_MEASURED
     differ = [d for d in noise if d.verdict != "identical"]
     if not differ:
         return None  # repeated runs are bitwise the same: any gap is real
@@ -399,6 +422,83 @@ def _unexplained(gap: Pair, pairs: list[Pair], reference: str) -> str | None:
     return f"repeated runs differ by up to {percent(largest)} in {worst_noise.primary}"
 
 
+def other_version(d: RunDiff) -> list[Category]:
+    """The inputs that make two runs two versions of the experiment (code, data), as the
+    diff attributes them: empty where the comparison is a test of reproducibility."""
+    found = {c.category for c in _version_changes(d)}
+    return [c for c in OTHER_VERSION if c in found]
+
+
+def _version_changes(d: RunDiff) -> list[InputChange]:
+    # The command, which diff files under code, is the experiment itself: runs from elsewhere
+    # of another are left out (`comparable`), and every target and variation runs the one
+    # toolkit.yaml gives. Files, commits and data are what may change under one command.
+    return [c for c in d.inputs if c.category in OTHER_VERSION and c.field != "command"]
+
+
+def _kinds(pairs: list[Pair]) -> str:
+    """What the runs of `pairs` ran other of: "code", "data", "code and data"."""
+    found = {c for p in pairs for c in other_version(p.diff)}
+    return " and ".join(c for c in OTHER_VERSION if c in found)
+
+
+def _changes_text(diffs: list[RunDiff]) -> str:
+    """Which code and data differ, as `toolkit diff` names them: "code differs: file train.py,
+    uncommitted changes"."""
+    said = []
+    for category in OTHER_VERSION:
+        fields = list(
+            dict.fromkeys(
+                c.field for d in diffs for c in _version_changes(d) if c.category == category
+            )
+        )
+        if fields:
+            more = ", ..." if len(fields) > 3 else ""
+            said.append(f"{category} differs: {', '.join(fields[:3])}{more}")
+    return "; ".join(said)
+
+
+def _other_gap_text(label: str, reference: str, d: RunDiff) -> str:
+    """A gap between runs of other code or data: "cpu on vm ran other code than cpu: differs by
+    4.76% in loss (code differs: file train.py)"."""
+    ran = f"{label} ran other {' and '.join(other_version(d))} than {reference}"
+    if d.verdict == "identical":
+        return f"{ran}, and matches it bitwise ({_changes_text([d])})"
+    return f"{ran}: differs {_gap_text(d)} ({_changes_text([d])})"
+
+
+def _other_runs_text(group: Group, other: list[Pair]) -> str:
+    """A group's runs of other code or data than its first: no test of reproducibility, and
+    how far apart they are all the same: "cpu on vm: its 2 runs ran other code than each other
+    (code differs: file train.py), so they are no test of reproducibility: they differ by 4.35%
+    in loss"."""
+    what, changes = _kinds(other), _changes_text([p.diff for p in other])
+    total, count = len(group.runs), len(other)
+    if total == 2:
+        ran = f"its 2 runs ran other {what} than each other ({changes}), so they are"
+    else:
+        ran = f"{count} of its {total} runs ran other {what} than its first ({changes}), so "
+        ran += "it is" if count == 1 else "they are"
+    differ = [p for p in other if p.diff.verdict != "identical"]
+    if not differ:
+        if total == 2:
+            same = "they match bitwise"
+        else:
+            same = ("it matches" if count == 1 else "they match") + " the first bitwise"
+        return f"{group.label}: {ran} no test of reproducibility; {same}"
+    worst_gap = max(differ, key=lambda p: abs(p.diff.headline or 0.0))
+    how = _gap_text(worst_gap.diff)
+    if len(differ) > 1 and how.startswith("by "):
+        how = f"by up to {how[3:]}"
+    if total == 2:
+        which = "they differ"
+    elif len(differ) == count:
+        which = "it differs" if count == 1 else "they differ"
+    else:
+        which = f"{len(differ)} of them " + ("differs" if len(differ) == 1 else "differ")
+    return f"{group.label}: {ran} no test of reproducibility: {which} {how}"
+
+
 def _size(d: RunDiff) -> float | None:
     """The table's primary Δ: how far apart the primary metric's final values are; None where no
     number says it (no primary series, or a NaN or inf in one run only)."""
@@ -415,7 +515,7 @@ def _values(name: str, values: list[str], on: str) -> str:
 
 def _gaps_text(gaps: list[RunDiff], why: str) -> str:
     """The gaps that were weighed, as the table shows them: " (the gap is 0.0523%)"."""
-    if why == NOT_MEASURED:
+    if why in (NOT_MEASURED, NOT_MEASURED_OTHER):
         return ""  # nothing they were weighed against
     shown = [percent(s) if (s := _size(d)) is not None else _gap_text(d) for d in gaps]
     if len(shown) == 1:
@@ -484,5 +584,13 @@ def as_json(report: ReproReport) -> dict[str, Any]:
             }
             for g in report.groups
         ],
-        "pairs": [{"role": p.role, "group": p.group, **diff_json(p.diff)} for p in report.pairs],
+        "pairs": [
+            {
+                "role": p.role,
+                "group": p.group,
+                "ran_other": other_version(p.diff),
+                **diff_json(p.diff),
+            }
+            for p in report.pairs
+        ],
     }

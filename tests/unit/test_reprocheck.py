@@ -640,3 +640,137 @@ def test_help_paragraphs_are_left_for_the_terminal_to_wrap(tmp_path: Path) -> No
         for line, following in itertools.pairwise(text):
             assert not (line and following), f"{command} --help breaks {line!r} / {following!r}"
         assert exit_2 in shown
+
+
+def code(train_py: str) -> dict[str, object]:
+    """A record's code: one commit, with train.py at the content `train_py` stands for."""
+    return {
+        "content_sha256": train_py * 8,
+        "commit": "c0",
+        "dirty": False,
+        "files": {"train.py": train_py * 8},
+    }
+
+
+def versioned(
+    tmp_path: Path, run_id: str, train_py: str, loss: float = 0.5, **extra: object
+) -> Run:
+    """A run of the code `train_py` stands for: loss 1.0, then `loss`."""
+    return made(tmp_path, run_id, code=code(train_py), series=[[0, 1.0], [1, loss]], **extra)
+
+
+def test_a_run_from_elsewhere_of_other_code_is_said_to_run_other_code_not_a_machine(
+    tmp_path: Path,
+) -> None:
+    """A teammate changed train.py and exported the run: the gap is the change, not the vm."""
+    here = target("cpu", versioned(tmp_path, "c1", "a"), versioned(tmp_path, "c2", "a"))
+    mate = reprocheck.imported_groups(
+        [versioned(tmp_path, "far", "b", 0.525, host={"hostname": "vm"})]
+    )
+    report = reprocheck.compare([here, *mate])
+    assert report.summary == (
+        "reproducible on cpu (2 runs, all identical); cpu on vm: 1 run; cpu on vm ran other code "
+        "than cpu: differs by 4.76% in loss, first at step 1 (code differs: file train.py)"
+    )
+    assert report.verdict == "diverged"  # exit 1: the table's comparison diverged
+    assert [row[6] for row in repro_rows(report)] == ["-", "code"]
+    pairs = reprocheck.as_json(report)["pairs"]
+    assert [(p["group"], p["ran_other"]) for p in pairs] == [("cpu", []), ("cpu on vm", ["code"])]
+    # the same code, bitwise the same results: still said, with what differs
+    same = reprocheck.imported_groups([versioned(tmp_path, "far", "b", host={"hostname": "vm"})])
+    report = reprocheck.compare([here, *same])
+    assert report.summary.endswith(
+        "; cpu on vm ran other code than cpu, and matches it bitwise (code differs: file train.py)"
+    )
+    assert report.verdict == "identical"
+
+
+def test_repeats_of_other_code_are_no_test_of_reproducibility(tmp_path: Path) -> None:
+    """A folder of a teammate's runs before and after an edit: not "NOT reproducible on vm"."""
+    here = target("cpu", versioned(tmp_path, "c1", "a"), versioned(tmp_path, "c2", "a"))
+    mate = reprocheck.imported_groups(
+        [
+            versioned(tmp_path, "far1", "a", host={"hostname": "vm"}),
+            versioned(tmp_path, "far2", "b", 0.525, host={"hostname": "vm"}),
+        ]
+    )
+    report = reprocheck.compare([here, *mate])
+    assert "NOT reproducible" not in report.summary
+    assert report.summary == (
+        "reproducible on cpu (2 runs, all identical); cpu on vm: its 2 runs ran other code than "
+        "each other (code differs: file train.py), so they are no test of reproducibility: they "
+        "differ by 4.76% in loss, first at step 1; cpu on vm matches cpu bitwise"
+    )
+    assert report.verdict == "diverged"  # their results do differ: exit 1, as the table says
+
+
+def test_repeats_of_other_code_are_not_weighed_as_noise(tmp_path: Path) -> None:
+    """The vm's two runs are 20% apart because of an edit: no measure of the vm's noise, so its
+    4.76% gap to cpu is neither hidden in it nor named a cause."""
+    mate = reprocheck.imported_groups(
+        [
+            versioned(tmp_path, "far1", "a", 0.525, host={"hostname": "vm"}),
+            versioned(tmp_path, "far2", "b", 0.63, host={"hostname": "vm"}),
+        ]
+    )
+    report = reprocheck.compare([target("cpu", versioned(tmp_path, "c1", "a")), *mate])
+    assert report.summary.endswith(
+        "; cannot tell whether cpu on vm differs from cpu beyond run-to-run noise: the repeated "
+        "runs ran other code or data than each other, so run-to-run noise was not measured"
+    )
+    assert "NOT reproducible" not in report.summary
+
+
+def test_one_run_of_three_of_other_code_is_said_apart_from_the_repeats(tmp_path: Path) -> None:
+    mate = reprocheck.imported_groups(
+        [
+            versioned(tmp_path, "far1", "a", host={"hostname": "vm"}),
+            versioned(tmp_path, "far2", "a", host={"hostname": "vm"}),
+            versioned(tmp_path, "far3", "b", 0.525, host={"hostname": "vm"}),
+        ]
+    )
+    report = reprocheck.compare([target("cpu", versioned(tmp_path, "c1", "a")), *mate])
+    assert report.summary == (
+        "cpu: 1 run; cpu on vm: 1 of its 3 runs ran other code than its first (code differs: "
+        "file train.py), so it is no test of reproducibility: it differs by 4.76% in loss, first "
+        "at step 1; reproducible on cpu on vm (2 runs of the same code, all identical); "
+        "cpu on vm matches cpu bitwise"
+    )
+
+
+def test_runs_that_read_other_data_are_no_test_of_reproducibility(tmp_path: Path) -> None:
+    """An experiment that rewrites its own data folder: the second run read other data."""
+    first = made(tmp_path, "c1", data={"digest": "d1", "files": {"data/train.csv": "1" * 64}})
+    second = made(
+        tmp_path,
+        "c2",
+        data={"digest": "d2", "files": {"data/train.csv": "2" * 64}},
+        series=[[0, 1.0], [1, 0.6]],
+    )
+    report = reprocheck.compare([target("cpu", first, second)])
+    assert report.summary == (
+        "cpu: its 2 runs ran other data than each other (data differs: data file "
+        "data/train.csv), so they are no test of reproducibility: they differ by 16.7% in loss, "
+        "first at step 1"
+    )
+
+
+def test_a_variation_of_other_code_is_not_said_to_change_results_or_not(tmp_path: Path) -> None:
+    """train.py edited while the check ran: the variation is two changes at once."""
+    here = target("cpu", versioned(tmp_path, "c1", "a"), versioned(tmp_path, "c2", "a"))
+    threads = Group(
+        "cpu threads=1",
+        "variation",
+        "cpu",
+        Variation("threads", 1),
+        (versioned(tmp_path, "v1", "b", 0.55),),
+    )
+    seed = Group(
+        "cpu seed=1", "variation", "cpu", Variation("seed", 1), (versioned(tmp_path, "v2", "b"),)
+    )
+    report = reprocheck.compare([here, threads, seed])
+    assert report.summary == (
+        "reproducible on cpu (2 runs, all identical); cpu threads=1 ran other code than cpu: "
+        "differs by 9.09% in loss, first at step 1 (code differs: file train.py); cpu seed=1 ran "
+        "other code than cpu, and matches it bitwise (code differs: file train.py)"
+    )
