@@ -330,11 +330,16 @@ def _execute(
         except OSError as exc:
             if claimed is not None:  # let go: its folder then says its toolkit ended
                 claimed.close()
+            hint = (
+                f"its logs and outputs are in {run_dir}, as far as they could be written: "
+                "free disk space or make the folder writable, and run again"
+            )
+            if not run_dir.is_dir():
+                hint = f"its folder {run_dir} was removed while it ran: run again, and leave it"
             raise RecordNotWritten(
                 f"{run_id} {doc['status']}, but its record could not be written: "
                 f"{exc.strerror or exc}",
-                hint=f"its logs and outputs are in {run_dir}, as far as they could be written: "
-                "free disk space or make the folder writable, and run again",
+                hint=hint,
                 status=doc["status"],
                 run_exit_code=doc["exit_code"],
             ) from None

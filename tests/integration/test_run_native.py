@@ -313,6 +313,10 @@ def test_a_native_program_a_signal_ends_exits_as_a_shell_says_it(project: Path) 
     )
     assert result.returncode == 137  # 128 + SIGKILL, as from a container
     assert record_of(project, result.stderr)["status"] == "failed"
+    # no container to `docker kill`
+    assert "→ exit 137: killed (SIGKILL): out of memory, or stopped from outside (kill -9)" in (
+        result.stderr
+    )
 
 
 def test_failed_experiment_keeps_its_record_and_exit_code(project: Path) -> None:

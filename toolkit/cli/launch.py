@@ -179,6 +179,9 @@ def run(args: RunArgs) -> int:
         exc.exit_code = _exit_code(exc.status, exc.run_exit_code, interrupt.exit_code())
         raise
     hint = None
+    ended = _as_shell(result.exit_code) if result.exit_code is not None else None
+    if result.status == "failed" and req.native and ended == 137:  # no `docker kill` there
+        hint = "exit 137: killed (SIGKILL): out of memory, or stopped from outside (kill -9)"
     if result.status == "failed" and result.exit_code == 127 and not req.native:
         from toolkit import outcome
 
