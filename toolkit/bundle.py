@@ -29,6 +29,7 @@ class Imported:
 
     added: tuple[str, ...]
     skipped: tuple[str, ...]
+    projects: tuple[str, ...] = ()  # of the runs added, each project but `import_runs`'s
 
 
 def export_runs(folders: list[Path], dest: Path, *, replace: bool = False) -> int:
@@ -50,8 +51,9 @@ def export_runs(folders: list[Path], dest: Path, *, replace: bool = False) -> in
     return len(ids)
 
 
-def import_runs(source: Path, runs_dir: Path) -> Imported:
-    """Unpack a bundle's runs into runs_dir after checking every path and record."""
+def import_runs(source: Path, runs_dir: Path, project: str | None = None) -> Imported:
+    """Unpack a bundle's runs into runs_dir after checking every path and record; with the
+    project they join (toolkit.yaml's name), the other projects the runs added are of."""
     with tempfile.TemporaryDirectory(prefix="toolkit-import-") as scratch:
         runs = _unpack(source, Path(scratch))
         runs_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +75,8 @@ def import_runs(source: Path, runs_dir: Path) -> Imported:
             finally:
                 shutil.rmtree(partial, ignore_errors=True)
             added.append(run.id)
-    return Imported(tuple(added), tuple(skipped))
+        projects = {str(r.record.get("project")) for r in runs if r.id in added}
+    return Imported(tuple(added), tuple(skipped), tuple(sorted(projects - {str(project)})))
 
 
 def open_bundle(source: Path, scratch: Path) -> list[Run]:

@@ -29,5 +29,17 @@ def load_runs(root: Path, ref: str, scratch: Path, *, single: bool = False) -> l
         found = record.find_run(root, ref)  # a run folder, or a record file of any name
         runs = [Run(record.read_record(found), found.parent if found.is_file() else found)]
     if single and len(runs) != 1:
-        raise UserError(f"{ref} holds {len(runs)} runs; name one run to diff")
+        raise _not_one_run(ref, [r.id for r in runs])
     return runs
+
+
+def _not_one_run(ref: str, ids: list[str]) -> UserError:
+    """Where one run is needed (show, diff), and `ref` holds none or several."""
+    if not ids:
+        return UserError(f"{ref} holds no runs")
+    hint = (
+        f"`toolkit runs import {ref}`, then give one of these ids"
+        if Path(ref).is_file()
+        else "give one run's folder, or its id"
+    )
+    return UserError(f"{ref} holds {len(ids)} runs: {', '.join(ids)}; give one", hint=hint)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -132,9 +133,13 @@ def test_show_of_a_bundle_of_several_runs_names_them(project: Path) -> None:
     export_runs(folders, project / "runs.tar.gz")
     result = toolkit("show", "runs.tar.gz", cwd=project)
     assert result.returncode == 1
-    assert "runs.tar.gz holds 2 runs: r1, r2; show takes one" in result.stderr
+    assert "runs.tar.gz holds 2 runs: r1, r2; give one" in result.stderr
     assert "toolkit runs import runs.tar.gz" in result.stderr
     assert "Traceback" not in result.stderr
+    diffed = toolkit("diff", "r1", "runs.tar.gz", cwd=project)  # the same way forward
+    assert diffed.returncode == 2
+    assert "runs.tar.gz holds 2 runs: r1, r2; give one" in diffed.stderr
+    assert "`toolkit runs import runs.tar.gz`, then give one of these ids" in diffed.stderr
 
 
 def test_show_json_is_strict_json_with_nan_metrics(project: Path) -> None:
@@ -322,3 +327,18 @@ def test_runs_says_how_a_failed_run_exited(project: Path) -> None:
     assert result.returncode == 0, result.stderr
     statuses = [re.split(r"\s{2,}", line)[2] for line in result.stdout.splitlines()[1:]]
     assert statuses == ["succeeded", "failed (exit 3)", "failed (exit 137)"]
+
+
+def test_runs_import_of_another_projects_runs_says_so(project: Path, tmp_path: Path) -> None:
+    ours = add_run(project, "20261127-100441-cpu-0001", "2026-11-27T10:04:41.100Z")
+    theirs = add_run(
+        tmp_path / "other", "20261127-100442-cpu-0002", "2026-11-27T10:04:42.100Z", project="x"
+    )
+    export_runs([theirs], tmp_path / "theirs.tar.gz")
+    result = toolkit("runs", "import", str(tmp_path / "theirs.tar.gz"), cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "theirs.tar.gz holds runs of x, not of demo: they are listed" in result.stderr
+    export_runs([ours], tmp_path / "ours.tar.gz")
+    shutil.rmtree(ours)
+    again = toolkit("runs", "import", str(tmp_path / "ours.tar.gz"), cwd=project)
+    assert again.returncode == 0 and "warning" not in again.stderr

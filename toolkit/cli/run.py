@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from toolkit.cli.app import TargetOption, app, options, output
-
-if TYPE_CHECKING:
-    from toolkit.errors import UserError
 
 
 @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -154,11 +151,17 @@ def runs_import_command(
     from toolkit.record import runs_dir
 
     cfg = options().load()
-    done = import_runs(Path(bundle), runs_dir(cfg.root))
+    done = import_runs(Path(bundle), runs_dir(cfg.root), cfg.name)
     output.success(
         f"imported {_count(len(done.added), 'run')}"
         + (f": {', '.join(done.added)}" if done.added else "")
     )
+    if done.projects:
+        output.warn(
+            f"{bundle} holds runs of {', '.join(done.projects)}, not of {cfg.name}: they are "
+            f"listed and compared as {cfg.name}'s (repro-check leaves them out); was it the "
+            "bundle you meant?"
+        )
     if done.skipped:
         output.info(f"already present, left as they are: {', '.join(done.skipped)}")
 
@@ -182,29 +185,12 @@ def show_command(
 
     cfg = options().load_optional()
     with tempfile.TemporaryDirectory(prefix="toolkit-show-") as scratch:
-        runs = load_runs(cfg.root if cfg else Path.cwd(), run_ref, Path(scratch))
-    if len(runs) != 1:
-        raise _not_one_run(run_ref, [r.id for r in runs])
-    doc = runs[0].record
+        (run,) = load_runs(cfg.root if cfg else Path.cwd(), run_ref, Path(scratch), single=True)
+    doc = run.record
     if json_output:
         output.as_json(portable(doc))  # valid JSON, as record.json itself is
         return
     output.table(["field", "value"], _show_rows(doc))
-
-
-def _not_one_run(ref: str, ids: list[str]) -> UserError:
-    from pathlib import Path
-
-    from toolkit.errors import UserError
-
-    if not ids:
-        return UserError(f"{ref} holds no runs")
-    hint = (
-        f"`toolkit runs import {ref}`, then `toolkit show` one of these ids"
-        if Path(ref).is_file()
-        else "give one run's folder, or its id"
-    )
-    return UserError(f"{ref} holds {len(ids)} runs: {', '.join(ids)}; show takes one", hint=hint)
 
 
 _NETWORK = {"none": "none (loopback only)", "host": "this machine's (native)"}
