@@ -379,7 +379,7 @@ def _metrics(s: _Section) -> MetricsConfig:
         MetricsConfig(
             file=s.take("file", _relative_path, None),
             primary=s.take("primary", _str, None),
-            patterns=s.take("patterns", _patterns, ()),
+            patterns=_patterns(s),
         )
     )
 
@@ -606,19 +606,51 @@ def _gpus(value: object, _: str = "") -> str:
     raise _Expected('"all", a GPU count, or device ids like "0,1"')
 
 
-def _patterns(value: object, _: str = "") -> tuple[tuple[str, str], ...]:
-    expected = "a mapping of metric name to a regex with one group, e.g. loss: 'loss=([0-9.]+)'"
-    if not isinstance(value, dict):
-        raise _Expected(expected)
-    out = []
-    for metric, pattern in value.items():
-        if not isinstance(metric, str) or not isinstance(pattern, str):
-            raise _Expected(expected)
-        try:
-            compiled = re.compile(pattern)
-        except re.error:
-            raise _Expected(expected) from None
-        if compiled.groups < 1:
-            raise _Expected(expected)
-        out.append((metric, pattern))
-    return tuple(out)
+# what a pattern's errors suggest: it reads what Python prints, 1e-05, nan and -inf included
+EXAMPLE_PATTERN = r"loss: 'loss=([^\s,;]+)'"
+
+
+def _patterns(s: _Section) -> tuple[tuple[str, str], ...]:
+    """experiment.metrics.patterns: (metric, regex), each regex capturing the number once."""
+    found: dict[str, object] = s.take("patterns", _pattern_map, {})
+    return tuple((metric, _pattern(s, metric, pattern)) for metric, pattern in found.items())
+
+
+def _pattern_map(value: object, _: str = "") -> dict[str, object]:
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise _Expected(f"a mapping of metric name to regex, e.g. {EXAMPLE_PATTERN}")
+    return value
+
+
+def _pattern(s: _Section, metric: str, pattern: object) -> str:
+    """One metric's regex, or a ConfigError that says what to write instead."""
+    where = f"{s.file}: {s.key_path(f'patterns.{metric}')}"
+    expected = "expected a regex with one capturing group (the number)"
+    if not isinstance(pattern, str):
+        raise ConfigError(
+            f"{where}: {expected}, got {_show(pattern)}", hint=f"e.g. {EXAMPLE_PATTERN}"
+        )
+    try:
+        groups = re.compile(pattern).groups
+    except (re.error, OverflowError, RecursionError) as exc:  # a{9999999999}, 1000 (((
+        raise ConfigError(
+            f"{where}: {expected}, got {_quoted(pattern)}, which is not a regex: {exc}",
+            hint=f"write it in Python's regex syntax, e.g. {EXAMPLE_PATTERN}",
+        ) from None
+    if groups == 0:
+        raise ConfigError(
+            f"{where}: {expected}, got {_quoted(pattern)}, which has none",
+            hint=f"put the number in parentheses, e.g. {EXAMPLE_PATTERN}",
+        )
+    if groups > 1:  # the first group would be read, and is seldom the number
+        raise ConfigError(
+            f"{where}: {expected}, got {_quoted(pattern)}, which has {groups}",
+            hint="a pattern reads one metric: give each metric its own, e.g. "
+            f"{EXAMPLE_PATTERN}, and write any other group as (?:...), which captures nothing",
+        )
+    return pattern
+
+
+def _quoted(pattern: str) -> str:
+    """A regex as toolkit.yaml would hold it in single quotes: backslashes as written."""
+    return "'" + pattern.replace("'", "''") + "'"

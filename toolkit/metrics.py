@@ -29,11 +29,21 @@ class Skipped:
     reason: str
     lines: int
     first_line: int  # 1-based, so the user can look at one
+    # what a stdout pattern's group captured on the first line ("'abc'", "nothing"), which
+    # says what is wrong with the pattern; None for a metrics file's line, which says it itself
+    captured: str | None = None
 
     def describe(self, file: str) -> str:
         """E.g. "metrics.jsonl: 3 lines skipped (not JSON; the first is line 7)"."""
         count = f"{self.lines} line{'s' if self.lines != 1 else ''}"
         where = "line" if self.lines == 1 else "the first is line"
+        if self.captured is not None:
+            those = "that value is" if self.lines == 1 else "those values are"
+            return (
+                f"{file}: {count} where {self.reason}, so {those} left out "
+                f"({where} {self.first_line}: it captured {self.captured}); "
+                "make the pattern's group capture just the number"
+            )
         if self.reason == STRING_NUMBERS:
             return (
                 f"{file}: {count} with {self.reason}, and those values left out "
@@ -58,14 +68,14 @@ class _Tally:
     """Skipped lines by reason, in the order the reasons first came up."""
 
     def __init__(self) -> None:
-        self._found: dict[str, tuple[int, int]] = {}
+        self._found: dict[str, tuple[int, int, str | None]] = {}
 
-    def add(self, reason: str, line_number: int) -> None:
-        count, first = self._found.get(reason, (0, line_number))
-        self._found[reason] = (count + 1, first)
+    def add(self, reason: str, line_number: int, captured: str | None = None) -> None:
+        count, first, example = self._found.get(reason, (0, line_number, captured))
+        self._found[reason] = (count + 1, first, example)
 
     def result(self) -> tuple[Skipped, ...]:
-        return tuple(Skipped(r, count, first) for r, (count, first) in self._found.items())
+        return tuple(Skipped(r, *found) for r, found in self._found.items())
 
 
 def parse_json_lines(lines: Iterable[str]) -> Parsed:
@@ -159,7 +169,8 @@ def parse_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) ->
 
     As in a metrics file, `step`, `time` and `epoch` are not metrics: a `step` pattern gives
     the step of the metrics on its line and on the lines after it, up to the next step. With
-    none, a metric's steps count its matches (`Parsed.counted` names it).
+    none, a metric's steps count its matches (`Parsed.counted` names it). A match whose group
+    captured no number (`nan` and `inf` are numbers) is counted in `Parsed.skipped`.
     """
     if not patterns:
         return Parsed({})
@@ -167,16 +178,10 @@ def parse_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) ->
     series: Series = {}
     counters: dict[str, int] = {}
     counted: set[str] = set()
+    tally = _Tally()
     step: int | None = None
-    for line in lines:
-        found = {}
-        for name, regex in compiled:
-            match = regex.search(line)
-            if match:
-                try:
-                    found[name] = float(match.group(1))
-                except ValueError:
-                    continue
+    for number, line in enumerate(lines, start=1):
+        found = _printed_values(line, compiled, tally, number)
         if "step" in found and found["step"].is_integer():
             step = int(found["step"])
         for name, value in found.items():
@@ -189,7 +194,30 @@ def parse_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) ->
                 counted.add(name)
             counters[name] = at + 1
             series.setdefault(name, []).append((at, value))
-    return Parsed(series, counted=frozenset(counted))
+    return Parsed(series, tally.result(), frozenset(counted))
+
+
+def _printed_values(
+    line: str, compiled: list[tuple[str, re.Pattern[str]]], tally: _Tally, number: int
+) -> dict[str, float]:
+    """The value each pattern reads from one printed line; where its group captured no
+    number, `tally` counts the line, with what it captured for the user to see."""
+    found = {}
+    for name, regex in compiled:
+        match = regex.search(line)
+        if not match:
+            continue
+        # an optional group, `(...)?`, that took no part in the match captured None
+        captured = match.group(1)
+        value = _float(captured)
+        if value is not None:
+            found[name] = value
+            continue
+        shown = repr(captured) if captured else "nothing"
+        if len(shown) > 40:  # `(.*)` captures the rest of a line that may be long
+            shown = shown[:37] + "..."
+        tally.add(f"experiment.metrics.patterns.{name} captured no number", number, shown)
+    return found
 
 
 def merge(*sources: Series | Parsed) -> Series:
@@ -455,6 +483,16 @@ def _number(value: object) -> float | None:
     if isinstance(value, str) and value in NON_FINITE:
         return NON_FINITE[value]
     return None
+
+
+def _float(text: str | None) -> float | None:
+    """A printed number, as float() reads it: `nan`, `inf` and `-Infinity` too."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _is_quoted_number(value: object) -> bool:

@@ -126,7 +126,7 @@ def test_defaults() -> None:
         ("- a\n- b", "top level: expected a mapping"),
         (
             "name: x\ntargets: {cpu: {}}\nexperiment: {command: a, metrics: {patterns: {l: 'x'}}}",
-            "regex with one group",
+            "experiment.metrics.patterns.l: expected a regex with one capturing group",
         ),
     ],
 )
@@ -134,6 +134,66 @@ def test_errors_name_the_key_and_expectation(text: str, expected: str) -> None:
     message = error_of(text)
     assert message.startswith(str(FILE))
     assert expected in message
+
+
+def with_patterns(patterns: str) -> str:
+    """A toolkit.yaml whose experiment.metrics.patterns is `patterns`, as YAML."""
+    experiment = f"experiment: {{command: a, metrics: {{patterns: {patterns}}}}}"
+    return f"name: x\ntargets: {{cpu: {{}}}}\n{experiment}"
+
+
+PATTERN_KEY = f"{FILE}: experiment.metrics.patterns"
+ONE_GROUP = "expected a regex with one capturing group (the number)"
+EXAMPLE = r"e.g. loss: 'loss=([^\s,;]+)'"
+
+
+@pytest.mark.parametrize(
+    ("patterns", "message"),
+    [
+        (  # group 1 is "loss" or "lr", never a number: nothing would be read
+            r"{step: 'step (\d+)', loss: '(loss|lr)=([0-9.]+)'}",
+            f"{PATTERN_KEY}.loss: {ONE_GROUP}, got '(loss|lr)=([0-9.]+)', which has 2 (a pattern "
+            f"reads one metric: give each metric its own, {EXAMPLE}, and write any other group "
+            "as (?:...), which captures nothing)",
+        ),
+        (
+            r"{loss: 'loss=[0-9.]+'}",
+            f"{PATTERN_KEY}.loss: {ONE_GROUP}, got 'loss=[0-9.]+', which has none "
+            f"(put the number in parentheses, {EXAMPLE})",
+        ),
+        (
+            r"{acc: 'acc=([0-9.]+'}",
+            f"{PATTERN_KEY}.acc: {ONE_GROUP}, got 'acc=([0-9.]+', which is not a regex: "
+            "missing ), unterminated subpattern at position 4 "
+            f"(write it in Python's regex syntax, {EXAMPLE})",
+        ),
+        (
+            r"{loss: 'x{99999999999}(\d)'}",
+            f"{PATTERN_KEY}.loss: {ONE_GROUP}, got 'x{{99999999999}}(\\d)', which is not a regex: "
+            f"the repetition number is too large (write it in Python's regex syntax, {EXAMPLE})",
+        ),
+        ("{loss: 5}", f"{PATTERN_KEY}.loss: {ONE_GROUP}, got 5 ({EXAMPLE})"),
+        (
+            "[loss]",
+            f"{PATTERN_KEY}: expected a mapping of metric name to regex, {EXAMPLE}, got ['loss']",
+        ),
+    ],
+)
+def test_a_pattern_must_capture_the_number_in_its_one_group(patterns: str, message: str) -> None:
+    assert error_of(with_patterns(patterns)) == message
+
+
+def test_patterns_with_one_capturing_group_are_taken_as_written() -> None:
+    patterns = (
+        r"{step: 'step (\d+)', loss: '(?:loss|train_loss)=([^\s,;]+)', lr: 'it''s (?P<lr>\S+)'}"
+    )
+    cfg = parse(with_patterns(patterns))
+    assert cfg.experiment is not None
+    assert cfg.experiment.metrics.patterns == (
+        ("step", r"step (\d+)"),
+        ("loss", r"(?:loss|train_loss)=([^\s,;]+)"),
+        ("lr", r"it's (?P<lr>\S+)"),
+    )
 
 
 def test_unknown_target_suggests_a_known_one() -> None:

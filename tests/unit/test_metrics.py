@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
+from toolkit.config import EXAMPLE_PATTERN
 from toolkit.metrics import (
     Skipped,
     final,
@@ -146,6 +149,90 @@ def test_stdout_patterns_take_their_steps_from_a_step_pattern() -> None:
         "loss": [(0, 1.5), (1, 0.001), (2, 0.0005)],
         "acc": [(0, 0.5), (1, 0.75)],
     }
+
+
+def test_a_pattern_whose_optional_group_took_no_part_counts_the_line_as_skipped(
+    tmp_path: Path,
+) -> None:
+    """`loss=([0-9.]+)?` matches `loss=abc` with its group empty-handed (None): that line's
+    loss is left out and said, where it was a crash that lost the run's record."""
+    patterns = (("step", r"step (\d+)"), ("loss", r"loss=([0-9.]+)?"))
+    parsed = parse_stdout(["step 0 loss=abc", "step 1 loss=0.5"], patterns)
+    assert parsed.series == {"loss": [(1, 0.5)]}
+    assert parsed.skipped == (
+        Skipped("experiment.metrics.patterns.loss captured no number", 1, 1, "nothing"),
+    )
+    (tmp_path / "stdout.log").write_text("step 0 loss=abc\nstep 1 loss=0.5\n")
+    files = read_run_files(tmp_path, None, patterns)
+    assert run_warnings(files, {"primary": "loss", "series": merge(*files.values())}) == (
+        "stdout.log: 1 line where experiment.metrics.patterns.loss captured no number, so that "
+        "value is left out (line 1: it captured nothing); make the pattern's group capture just "
+        "the number",
+    )
+
+
+def test_printed_values_that_are_not_numbers_are_said_like_a_files_lines() -> None:
+    printed = [
+        "step 0",
+        "loss=0.5 acc=0.25",
+        "loss=tensor(0.5000) acc=x",  # `print(f"loss={loss}")` of a tensor
+        "loss=0.25)",
+        "step oops",
+        "loss=" + "x" * 100,
+    ]
+    patterns = (("step", r"step (\S+)"), ("loss", r"loss=(\S+)"), ("acc", r"acc=(\S+)"))
+    parsed = parse_stdout(printed, patterns)
+    assert parsed.series == {"loss": [(0, 0.5)], "acc": [(0, 0.25)]}
+    assert [s.describe("stdout.log") for s in parsed.skipped] == [
+        "stdout.log: 3 lines where experiment.metrics.patterns.loss captured no number, so those "
+        "values are left out (the first is line 3: it captured 'tensor(0.5000)'); make the "
+        "pattern's group capture just the number",
+        "stdout.log: 1 line where experiment.metrics.patterns.acc captured no number, so that "
+        "value is left out (line 3: it captured 'x'); make the pattern's group capture just the "
+        "number",
+        "stdout.log: 1 line where experiment.metrics.patterns.step captured no number, so that "
+        "value is left out (line 5: it captured 'oops'); make the pattern's group capture just "
+        "the number",
+    ]
+    long = parse_stdout(printed[-1:], patterns).skipped[0].captured
+    assert long == "'" + "x" * 36 + "..."
+
+
+def test_printed_nan_and_infinities_are_numbers() -> None:
+    printed = ["loss=nan", "loss=inf", "loss=-inf", "loss=NaN", "loss=Infinity", "loss=-Infinity"]
+    parsed = parse_stdout(printed, (("loss", r"loss=(\S+)"),))
+    values = [v for _, v in parsed.series["loss"]]
+    assert math.isnan(values[0]) and math.isnan(values[3])
+    assert values[1:3] + values[4:] == [math.inf, -math.inf, math.inf, -math.inf]
+    assert parsed.skipped == ()
+
+
+DOCS = Path(__file__).parents[2] / "docs" / "run.md"
+
+
+def test_the_patterns_toolkit_suggests_read_what_python_prints() -> None:
+    """docs/run.md's example and the one config errors give, as a user copies them."""
+    docs = re.search(r"`metrics: \{patterns: (\{.*\})\}`", DOCS.read_text())
+    assert docs is not None
+    loss = 1e-05
+    printed = [
+        f"step 0 loss={loss}",
+        f"step 1 loss={loss * 2:.4f}, acc=0.5",
+        f"step 2 loss={math.nan}",
+        f"step 3 loss={-math.inf}; acc=0",
+    ]
+    for example in (docs.group(1), f"{{step: 'step (\\d+)', {EXAMPLE_PATTERN}}}"):
+        patterns = tuple(yaml.safe_load(example).items())
+        parsed = parse_stdout(printed, patterns)
+        assert parsed.skipped == ()
+        assert parsed.series["loss"][:2] == [(0, 1e-05), (1, 0.0)]
+        assert math.isnan(parsed.series["loss"][2][1])
+        assert parsed.series["loss"][3] == (3, -math.inf)
+    tensor = re.search(r"or write `(loss=tensor.*?)`", DOCS.read_text())
+    assert tensor is not None
+    printed = ["loss=tensor(0.5000)", "loss=tensor(0.2500, grad_fn=<AddBackward0>)"]
+    parsed = parse_stdout(printed, (("loss", tensor.group(1)),))
+    assert parsed.series == {"loss": [(0, 0.5), (1, 0.25)]}
 
 
 def test_a_step_of_true_is_no_step_and_the_record_of_it_reads_back(tmp_path: Path) -> None:
