@@ -57,3 +57,27 @@ def test_init_then_lock_build_run(tmp_path: Path) -> None:
     finally:
         for img in engine.images(f"{image.LABEL}.project={name}"):
             engine.remove_image(img.id)
+
+
+def test_a_project_on_the_standard_library_alone_locks_builds_and_runs(tmp_path: Path) -> None:
+    """`toolkit init` without -r writes a requirements.in that lists no packages: `lock` said
+    "no requirements in it", and the project could not run in a container at all."""
+    name = f"tk-stdlib-{secrets.token_hex(3)}"
+    project = tmp_path / name
+    project.mkdir()
+    (project / "job.py").write_text("import sys; print('python', sys.version_info[0])\n")
+    init = toolkit("init", "--command", "python job.py", cwd=project)
+    assert init.returncode == 0, init.stderr
+    try:
+        locked = toolkit("lock", cwd=project)
+        assert locked.returncode == 0, locked.stderr
+        assert "cpu: requirements.in lists no packages" in locked.stderr
+        for step in (["lock", "--check"], ["base"], ["build"]):
+            done = toolkit(*step, cwd=project)
+            assert done.returncode == 0, (step, done.stdout, done.stderr)
+        ran = toolkit("run", cwd=project)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert ran.stdout == "python 3\n"
+    finally:
+        for img in engine.images(f"{image.LABEL}.project={name}"):
+            engine.remove_image(img.id)

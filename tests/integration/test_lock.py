@@ -389,3 +389,43 @@ def test_wheelhouse_download_refuses_a_tampered_lockfile(
         )
     assert err.value.log == tmp_path / "download.log"
     piptools.host_settings.cache_clear()
+
+
+def test_a_lockfile_edited_by_hand_fails_the_check_and_lock_repairs_it(
+    project: Path, wheels: Path
+) -> None:
+    assert toolkit(project, wheels, "lock", "--target", "gpu").returncode == 0
+    lockfile = project / "lockfiles" / "gpu.txt"
+    written = lockfile.read_text()
+    # a downgrade by hand: the line keeps numpy 2.2.0's hashes
+    lockfile.write_text(written.replace("numpy==2.2.0", "numpy==2.1.0"))
+
+    check = toolkit(project, wheels, "lock", "--check", "--target", "gpu")
+    assert check.returncode == 1, check.stdout
+    assert "lockfiles/gpu.txt stale: was edited by hand after `toolkit lock` wrote it" in (
+        check.stdout
+    )
+    assert "fix: toolkit lock --target gpu" in check.stdout
+
+    relock = toolkit(project, wheels, "lock", "--target", "gpu")
+    assert relock.returncode == 0, relock.stderr
+    assert "gpu: lockfiles/gpu.txt written" in relock.stdout
+    numpy = sha256(wheels / "pypi" / "numpy-2.2.0-py3-none-any.whl")
+    assert f"numpy==2.2.0 \\\n    --hash=sha256:{numpy}\n" in lockfile.read_text()
+    assert lockfile.read_text() == written
+    assert toolkit(project, wheels, "lock", "--check", "--target", "gpu").returncode == 0
+
+
+def test_a_project_without_packages_locks_without_an_index(project: Path, wheels: Path) -> None:
+    (project / "requirements.in").write_text("# the standard library is enough\n")
+    done = toolkit(project, wheels, "lock", TOOLKIT_MIRRORS="")  # no index is needed
+    assert done.returncode == 0, done.stderr
+    assert "cpu: lockfiles/cpu.txt written (0 packages" in done.stdout
+    assert "requirements.in lists no packages: the lockfile pins none" in done.stderr
+    log = (project / ".toolkit" / "logs" / "lock-cpu.log").read_text()
+    assert "(pip-tools not run)" in log
+    for name in ("cpu", "gpu"):
+        text = (project / "lockfiles" / f"{name}.txt").read_text()
+        assert lock.read_pins(text) == {}
+    check = toolkit(project, wheels, "lock", "--check")
+    assert check.returncode == 0, check.stdout

@@ -58,7 +58,7 @@ def lock_command(
         return
 
     for name in names:
-        with output.progress(f"locking {name} (pip-compile)") as update:
+        with output.progress(f"locking {name}") as update:
             done = lock.lock_target(
                 cfg,
                 name,
@@ -70,6 +70,8 @@ def lock_command(
         state = "written" if done.changed else "unchanged"
         count = f"{done.packages} package{'' if done.packages == 1 else 's'}"
         output.success(f"{name}: {where} {state} ({count}, {done.seconds:.1f}s)")
+        if done.note:
+            output.note(f"{name}: {done.note}")
     _show_parity(lock.parity(cfg), strict=False)
 
 

@@ -119,11 +119,16 @@ def test_missing_requirements_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "# nothing yet\n\n", "-r other.in\n"])
-def test_empty_requirements_file_is_a_config_error(tmp_path: Path, text: str) -> None:
+def test_a_requirements_file_without_packages_has_inputs_that_list_none(
+    tmp_path: Path, text: str
+) -> None:
     cfg = project(tmp_path, requirements=text)
     (tmp_path / "other.in").write_text("# empty too\n")
-    with pytest.raises(ConfigError, match="no requirements in it"):
-        lock.lock_inputs(cfg, cfg.targets["cpu"])
+    inputs = lock.lock_inputs(cfg, cfg.targets["cpu"])
+    assert not inputs.lists_packages
+    assert inputs.digest.startswith("sha256:")
+    (tmp_path / "requirements.in").write_text("six\n")
+    assert lock.lock_inputs(cfg, cfg.targets["cpu"]).lists_packages
 
 
 @pytest.mark.parametrize(
