@@ -114,6 +114,7 @@ class RunDiff:
     nothing_compared: str | None = None
     nothing_compared_hint: str | None = None
     outputs_skipped: tuple[str, ...] = ()  # "A", "B": a record without outputs (Ctrl-C)
+    no_policy: tuple[str, ...] = ()  # "A", "B": a run with --no-policy (its policy is null)
 
     def causes(self) -> list[Category]:
         """Input categories that differ, in the order a person checks them."""
@@ -197,6 +198,12 @@ def diff_runs(a: Run, b: Run, policy: TolerancePolicy | None = None) -> RunDiff:
         ),
         nothing_compared=nothing[0] if nothing else None,
         nothing_compared_hint=nothing[1] if nothing else None,
+        no_policy=tuple(
+            side
+            for side, run in (("A", a), ("B", b))
+            if "policy" in (run.record.get("determinism") or {})
+            and run.record["determinism"]["policy"] is None
+        ),
     )
 
 
@@ -360,19 +367,23 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
         gpus_a = [g.get("name") for g in _get(ra, "host.gpus") or []]
         gpus_b = [g.get("name") for g in _get(rb, "host.gpus") or []]
         check("hardware", "gpus", gpus_a, gpus_b)
-    # A run that ended early (failed, interrupted) may never have reached what the other did
-    # later, when torch was imported or its compiler loaded: not a change of its inputs.
+    # What one run never reached is not a change of its inputs: torch's devices and CPU kernels
+    # where it never imported torch (no `accelerator`), the settings of a library it never
+    # imported or, under the same policy, that it has no entry for (see _unreached); and, in a
+    # run that ended early (failed, interrupted), what the other reached later.
     early_a, early_b = (r.get("status") not in (None, "succeeded") for r in (ra, rb))
 
     def reached(va: Any, vb: Any) -> bool:
         return not ((early_a and va in _UNREACHED) or (early_b and vb in _UNREACHED))
 
-    if reached(_devices(ra) or None, _devices(rb) or None):
+    torch_in_both = ra.get("accelerator") is not None and rb.get("accelerator") is not None
+    if torch_in_both and reached(_devices(ra) or None, _devices(rb) or None):
         check("hardware", "torch devices", _devices(ra), _devices(rb))
     capability_a = _get(ra, "accelerator.cpu_capability")
     capability_b = _get(rb, "accelerator.cpu_capability")
     same_level = _get(ra, "determinism.policy.cpu") == _get(rb, "determinism.policy.cpu")
-    if same_level and reached(capability_a, capability_b):  # else `cpu: portable` lowered it
+    # with another `cpu` level, `cpu: portable` lowered it: that is the setting, not hardware
+    if torch_in_both and same_level and reached(capability_a, capability_b):
         check("hardware", "torch cpu capability", capability_a, capability_b)
 
     check("seed", "seed", _get(ra, "determinism.policy.seed"), _get(rb, "determinism.policy.seed"))
@@ -388,9 +399,12 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
     # another toolkit version, or one that never started, has no entry for
     same_toolkit = ra.get("toolkit_version") == rb.get("toolkit_version")
     missing = "not set" if same_toolkit else "not recorded"
+    # under the same policy and toolkit, no policy left it out: the run never reached it
+    lacking = same_toolkit and _get(ra, "determinism.policy") == _get(rb, "determinism.policy")
     for key in sorted(applied_a.keys() | applied_b.keys()):
         va, vb = applied_a.get(key, missing), applied_b.get(key, missing)
-        if reached(va, vb):
+        unreached = _unreached(applied_a, key, lacking) or _unreached(applied_b, key, lacking)
+        if not unreached and reached(va, vb):
             check("settings", key, va, vb)
     # what the program set itself after the policy (torch.set_num_threads(8) in its own code)
     set_a, set_b = _overridden(ra), _overridden(rb)
@@ -532,6 +546,14 @@ def _applied(record: dict[str, Any]) -> dict[str, str]:
         for entry in applied
         if isinstance(entry, dict)
     }
+
+
+def _unreached(applied: dict[str, str], key: str, lacking: bool) -> bool:
+    """Whether a run never reached setting `key`: not applicable, one of a library it never
+    imported (`numpy: not applicable` stands for `numpy.random.seed`), or, where `lacking`
+    says no policy left it out, one it has no entry for (torch's compiler never loaded)."""
+    value = applied.get(key, applied.get(key.split(".")[0]))
+    return value == "not applicable" or (value is None and lacking)
 
 
 def _overridden(record: dict[str, Any]) -> dict[str, str]:

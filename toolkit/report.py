@@ -44,6 +44,22 @@ UNCAUGHT = (
 )
 
 
+def _same_inputs_hint(d: RunDiff) -> str | None:
+    """Why two runs with the same recorded inputs diverged, as far as the record tells."""
+    if d.verdict != "diverged" or d.inputs:
+        return None
+    if (d.early_end or d.unfinished) and all(m.shared_verdict != "diverged" for m in d.metrics):
+        return None  # the same wherever both logged: a run that stopped is the difference
+    if d.no_policy:
+        who = "both runs" if len(d.no_policy) == 2 else d.no_policy[0]
+        return (
+            f"the same inputs, another result: {who} ran with --no-policy, on the libraries' "
+            "defaults (generators unseeded, nondeterministic kernels allowed), where runs are "
+            "expected to differ"
+        )
+    return UNCAUGHT
+
+
 def headline(d: RunDiff) -> str:
     """The one line a person reads first."""
     text = f"{verdict_text(d.verdict)}: {d.a} vs {d.b}"
@@ -151,8 +167,8 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
     lines.append("inputs:")
     if not d.inputs:
         lines.append("  all recorded inputs are the same")
-        if d.verdict == "diverged":
-            lines.append(f"  ({UNCAUGHT})")
+        if hint := _same_inputs_hint(d):
+            lines.append(f"  ({hint})")
     for change in d.inputs[: None if show_all else 20]:
         lines.append(f"  {change.category:<12} {change.field}: {change.a} -> {change.b}")
     if not show_all and len(d.inputs) > 20:
@@ -163,7 +179,7 @@ def diff_text(d: RunDiff, *, show_all: bool = False) -> list[str]:
         lines.append("  none: neither run logged a metric")
     for m in d.metrics:
         if m.verdict == "identical" and not show_all:
-            lines.append(f"  {m.name:<16} identical over {m.steps_compared} steps")
+            lines.append(f"  {m.name:<16} identical over {_steps(m.steps_compared)}")
             continue
         if d.early_end and m.name in d.early_end.metrics:
             lines.append(f"  {m.name:<16} {_cut_text(m, d.early_end)}")
@@ -237,8 +253,8 @@ def diff_markdown(d: RunDiff) -> str:
     out += [f"| {c.category} | {c.field} | `{c.a}` | `{c.b}` |" for c in d.inputs[:40]]
     if not d.inputs:
         out.append("| - | all recorded inputs are the same | | |")
-        if d.verdict == "diverged":
-            out += ["", f"> {UNCAUGHT}"]
+        if hint := _same_inputs_hint(d):
+            out += ["", f"> {hint}"]
     out += [
         "",
         "| metric | verdict | first differing step | max abs | max rel |",
@@ -282,8 +298,10 @@ def diff_html(d: RunDiff, a: Run, b: Run) -> str:
     sections.append(
         _table(["input", "field", "A", "B"], [[c.category, c.field, c.a, c.b] for c in d.inputs])
         if d.inputs
-        else "<p>all recorded inputs are the same: the difference comes from the run itself</p>"
+        else "<p>all recorded inputs are the same</p>"
     )
+    if not d.inputs and (hint := _same_inputs_hint(d)):
+        sections.append(f"<p>{html.escape(hint)}</p>")
     for m in d.metrics:
         sa, sb = _series(a, m.name), _series(b, m.name)
         if _never_logged(m):

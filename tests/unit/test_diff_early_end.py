@@ -162,3 +162,32 @@ def test_a_failed_run_that_logged_every_step_is_no_early_stop(tmp_path: Path) ->
     assert d.early_end is None
     assert d.verdict == "identical"
     assert d.warnings == ("b did not succeed (status 'failed', exit 1)",)
+
+
+def test_runs_stopped_at_different_points_are_not_blamed_on_randomness(tmp_path: Path) -> None:
+    """Both `--epochs 50`, one stopped by SIGINT, one by SIGTERM later: the same wherever both
+    logged; where one stopped is the difference, not randomness the policy missed."""
+    a = Run(training("a", 50, stop_at=288, status="interrupted", exit_code=130), tmp_path / "a")
+    b = Run(training("b", 50, stop_at=600, status="interrupted", exit_code=130), tmp_path / "b")
+    d = diff_runs(a, b)
+    assert d.verdict == "diverged" and d.inputs == ()
+    assert d.early_end is not None and d.early_end.side == "A"
+    text = diff_text(d)
+    at = text.index("inputs:")
+    assert text[at + 1 : at + 3] == ["  all recorded inputs are the same", ""]
+    assert "another result" not in diff_markdown(d) + diff_html(d, a, b)
+    # values that part where both logged, with the same inputs, still point to randomness
+    b.record["metrics"]["series"]["train_loss"][10][1] += 0.01
+    said = "\n".join(diff_text(diff_runs(a, b)))
+    assert "  (the same inputs, another result: randomness the policy" in said
+
+
+def test_a_run_that_failed_after_its_last_step_is_not_blamed_on_randomness(
+    tmp_path: Path,
+) -> None:
+    """B logged every step, then failed before writing its checkpoint."""
+    a = training("a", 1, outputs={"files": {"model.pt": "a" * 64}})
+    b = training("b", 1, status="failed", exit_code=1)
+    d = diff_runs(Run(a, tmp_path / "a"), Run(b, tmp_path / "b"))
+    assert d.verdict == "diverged" and d.unfinished == ("B failed, exit 1",)
+    assert "another result" not in "\n".join(diff_text(d))

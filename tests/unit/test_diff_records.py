@@ -60,22 +60,25 @@ def test_runs_that_both_reach_the_same_nan_are_identical(tmp_path: Path) -> None
 
 
 def test_settings_are_shown_in_words_not_internal_values() -> None:
-    applied = [
-        {"name": "random", "value": None, "status": "not_applicable"},
-        {"name": "torch.set_num_threads", "value": 2, "status": "applied"},
-    ]
-    a = record("a", [], determinism={"policy": {}, "applied": applied}, toolkit_version="0.2")
-    b = record("b", [], determinism={"policy": {}, "applied": applied[1:]}, command=None)
+    seeded = {"name": "torch.manual_seed", "value": 0, "status": "applied"}
+    threads = {"name": "torch.set_num_threads", "value": 2, "status": "applied"}
+    a = record(
+        "a", [], determinism={"policy": {}, "applied": [seeded, threads]}, toolkit_version="0.2"
+    )
+    b = record("b", [], determinism={"policy": {}, "applied": [seeded]}, command=None)
     assert attribute(a, b) == [
         InputChange("code", "command", '["python", "train.py"]', "none"),
         # another toolkit, which may not have recorded it
-        InputChange("settings", "random", "not applicable", "not recorded"),
+        InputChange("settings", "torch.set_num_threads", "2 (applied)", "not recorded"),
     ]
-    same_toolkit = record("c", [], determinism={"policy": {}, "applied": applied[1:]})
+    failed = {**threads, "status": "failed"}
+    portable = {"policy": {"cpu": "portable"}, "applied": [seeded]}
     assert attribute(
-        record("d", [], determinism={"policy": {}, "applied": applied}), same_toolkit
+        record("c", [], determinism={"policy": {"cpu": "fixed"}, "applied": [seeded, failed]}),
+        record("d", [], determinism=portable),
     ) == [
-        InputChange("settings", "random", "not applicable", "not set"),  # its policy has none
+        InputChange("settings", "cpu", "fixed", "portable"),
+        InputChange("settings", "torch.set_num_threads", "2 (failed)", "not set"),  # policy's
     ]
 
 
@@ -305,12 +308,10 @@ def test_a_run_that_ended_early_has_not_changed_what_it_never_reached() -> None:
     assert attribute(done, stopped) == [
         InputChange("settings", "torch.set_num_threads", "2 (applied)", "4 (applied)")
     ]
-    assert [
-        c.field
-        for c in attribute({**done, "status": "succeeded"}, {**stopped, "status": "succeeded"})
-    ] == [
-        "torch cpu capability",
-        "numpy",
+    # "not recorded": of another toolkit; only a run that ended early is excused it
+    older = {**stopped, "toolkit_version": "0.1"}
+    assert [c.field for c in attribute(done, older)] == ["torch.set_num_threads"]
+    assert [c.field for c in attribute(done, {**older, "status": "succeeded"})] == [
         "torch._inductor.config.deterministic",
         "torch.set_num_threads",
     ]
@@ -489,3 +490,70 @@ def test_runs_with_only_outputs_or_only_metrics_are_still_compared(tmp_path: Pat
     assert d.verdict == "identical" and d.nothing_compared is None
     d = diff_runs(Run(record("a", [1.0]), tmp_path / "a"), Run(record("b", [1.0]), tmp_path / "b"))
     assert d.verdict == "identical" and d.nothing_compared is None
+
+
+def test_runs_without_a_policy_are_said_to_differ_by_the_libraries_defaults(
+    tmp_path: Path,
+) -> None:
+    """Two `toolkit run --no-policy` runs that part: no policy to have missed randomness."""
+    unpolicied = {"policy": None, "environment": {"TOOLKIT_POLICY": "null"}, "applied": []}
+    a = folder(tmp_path, record("a", [1.0, 0.5], determinism=unpolicied))
+    b = folder(tmp_path, record("b", [1.0, 0.25], determinism=unpolicied))
+    result = toolkit("diff", str(a), str(b), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    at = lines.index("  all recorded inputs are the same")
+    assert lines[at + 1] == (
+        "  (the same inputs, another result: both runs ran with --no-policy, on the libraries' "
+        "defaults (generators unseeded, nondeterministic kernels allowed), where runs are "
+        "expected to differ)"
+    )
+    assert "randomness the policy does not control" not in result.stdout
+    markdown = toolkit("diff", str(a), str(b), "--markdown", cwd=tmp_path).stdout
+    assert "> the same inputs, another result: both runs ran with --no-policy" in markdown
+    doc = json.loads(toolkit("diff", str(a), str(b), "--json", cwd=tmp_path).stdout)
+    assert doc["no_policy"] == ["A", "B"]
+
+
+def untouched(run_id: str) -> dict[str, Any]:
+    """`python -c "print(1)"` under the policy: no torch, numpy or random imported."""
+    applied = [{"name": "env PYTHONHASHSEED", "value": "0", "status": "applied"}] + [
+        {"name": library, "value": None, "status": "not_applicable"}
+        for library in ("random", "numpy", "torch")
+    ]
+    policy = {"seed": 0, "threads": 2, "cpu": "fixed"}
+    return record(run_id, [1.0], determinism={"policy": policy, "applied": applied})
+
+
+def imported(run_id: str, threads: int = 2, capability: str = "AVX512") -> dict[str, Any]:
+    """`python -c "import torch"` under the same policy: its settings applied, its CPU read."""
+    doc = untouched(run_id)
+    doc["determinism"]["applied"] = [
+        doc["determinism"]["applied"][0],
+        {"name": "random.seed", "value": 0, "status": "applied"},
+        {"name": "numpy.random.seed", "value": 0, "status": "applied"},
+        {"name": "torch.set_num_threads", "value": threads, "status": "applied"},
+    ]
+    doc["accelerator"] = {"cpu_capability": capability, "devices": []}
+    return doc
+
+
+def test_what_a_run_never_imported_is_no_change_of_hardware_or_settings() -> None:
+    """One run never imported torch or numpy: their settings and torch's CPU kernels are
+    values it never reached, not inputs that differ; the same machine and policy."""
+    assert attribute(untouched("a"), imported("b")) == []
+    assert attribute(imported("b"), untouched("a")) == []
+    # both imported torch: what differs is a difference
+    assert attribute(imported("b"), imported("c", threads=4, capability="AVX2")) == [
+        InputChange("hardware", "torch cpu capability", "AVX512", "AVX2"),
+        InputChange("settings", "torch.set_num_threads", "2 (applied)", "4 (applied)"),
+    ]
+
+
+def test_a_metric_of_one_step_reads_1_step(tmp_path: Path) -> None:
+    d = diff_runs(Run(record("a", [1.0]), tmp_path / "a"), Run(record("b", [1.0]), tmp_path / "b"))
+    assert "  loss             identical over 1 step" in diff_text(d)
+    d = diff_runs(
+        Run(record("a", [1.0, 0.5]), tmp_path / "a"), Run(record("b", [1.0, 0.5]), tmp_path / "b")
+    )
+    assert "  loss             identical over 2 steps" in diff_text(d)
