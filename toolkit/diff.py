@@ -389,6 +389,16 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
     check("seed", "seed", _get(ra, "determinism.policy.seed"), _get(rb, "determinism.policy.seed"))
 
     check("settings", "target", ra.get("target"), rb.get("target"))
+    # what toolkit.yaml declared the run's products to be: another declaration hashes or reads
+    # other files (records of older toolkits have none)
+    for field, path in (
+        ("declared outputs", "outputs.declared"),
+        ("metrics file", "metrics.file"),
+        ("metrics patterns", "metrics.patterns"),
+    ):
+        va, vb = _get(ra, path), _get(rb, path)
+        if va is not None and vb is not None and va != vb:
+            check("settings", field, _declared(va), _declared(vb))
     policy_a = dict(_get(ra, "determinism.policy") or {})
     policy_b = dict(_get(rb, "determinism.policy") or {})
     for key in sorted((policy_a.keys() | policy_b.keys()) - {"seed"}):
@@ -417,6 +427,15 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
             set_b.get(key, unchanged),
         )
     return changes
+
+
+def _declared(value: Any) -> str:
+    """Paths or patterns as toolkit.yaml gives them: "out/, model.pt", "loss: loss=(\\S+)"."""
+    if isinstance(value, dict):
+        value = [f"{name}: {pattern}" for name, pattern in value.items()]
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)
 
 
 def _compare_outputs(

@@ -343,7 +343,9 @@ def _metrics(value: Any, where: str) -> str | None:
     return None
 
 
-_METRICS_FIELDS = _object({"primary": _TEXT_OR_NULL, "file": _TEXT_OR_NULL})
+_METRICS_FIELDS = _object(
+    {"primary": _TEXT_OR_NULL, "file": _TEXT_OR_NULL, "patterns": _map_of(_TEXT, "a regex")}
+)
 _RECORD = _object(
     {
         "id": _TEXT,
@@ -396,7 +398,9 @@ _RECORD = _object(
         "incomplete": _TEXTS,
         "warnings": _TEXTS,
         "metrics": _metrics,
-        "outputs": _object({"digest": _TEXT_OR_NULL, "files": _HASHES}, null=True),
+        "outputs": _object(
+            {"digest": _TEXT_OR_NULL, "files": _HASHES, "declared": _TEXTS}, null=True
+        ),
         "logs": _object(),
     }
 )

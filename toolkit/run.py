@@ -720,10 +720,14 @@ def _record(
         "metrics": {
             "primary": primary,
             "file": exp.metrics.file if exp else None,
+            "patterns": dict(exp.metrics.patterns) if exp else {},
             "primary_final": metrics.final(series, primary),
             "series": {name: [[s, v] for s, v in points] for name, points in series.items()},
         },
-        "outputs": hashed,
+        # with what toolkit.yaml declared: a path declared or left out changes what is hashed
+        "outputs": None
+        if hashed is None
+        else {**hashed, "declared": list(exp.outputs) if exp else []},
         "logs": {"stdout": "stdout.log", "stderr": "stderr.log"},
     }
 

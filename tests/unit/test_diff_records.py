@@ -557,3 +557,23 @@ def test_a_metric_of_one_step_reads_1_step(tmp_path: Path) -> None:
         Run(record("a", [1.0, 0.5]), tmp_path / "a"), Run(record("b", [1.0, 0.5]), tmp_path / "b")
     )
     assert "  loss             identical over 2 steps" in diff_text(d)
+
+
+def test_another_declaration_of_outputs_or_metrics_is_a_setting_not_randomness(
+    tmp_path: Path,
+) -> None:
+    """toolkit.yaml's outputs changed between two runs: the outputs differed and diff blamed
+    "randomness the policy does not control"."""
+    a = record("a", [1.0], outputs={"files": {"out/r.txt": "1" * 64}, "declared": ["out/"]})
+    b = record("b", [1.0], outputs={"files": {}, "declared": ["outputs/"]})
+    a["metrics"].update(file="m.jsonl", patterns={})
+    b["metrics"].update(file="metrics.jsonl", patterns={"loss": r"loss=(\S+)"})
+    assert attribute(a, b) == [
+        InputChange("settings", "declared outputs", "out/", "outputs/"),
+        InputChange("settings", "metrics file", "m.jsonl", "metrics.jsonl"),
+        InputChange("settings", "metrics patterns", "none", r"loss: loss=(\S+)"),
+    ]
+    text = diff_text(diff_runs(Run(a, tmp_path / "a"), Run(b, tmp_path / "b")))
+    assert "randomness the policy does not control" not in text
+    old = record("c", [1.0])  # an older toolkit's record declares nothing: not compared
+    assert attribute(old, b) == []
