@@ -707,7 +707,9 @@ def _record(
             ),
         },
         "python": next((r["python"] for r in reports if r.get("python")), None),
-        "processes": [{k: r.get(k) for k in ("pid", "ppid", "argv", "python")} for r in reports],
+        "processes": [
+            {k: r.get(k) for k in ("pid", "ppid", "argv", "python", "executable")} for r in reports
+        ],
         "host": gathered.get("host"),
         "host_environment": facts.inherited_environment(os.environ, env) if req.native else None,
         "accelerator": next((r["torch"] for r in reports if r.get("torch")), None),

@@ -76,6 +76,10 @@ def test_native_run_applies_the_policy_and_records_everything(project: Path) -> 
     assert list(doc["outputs"]["files"]) == ["result.txt"]
     assert doc["host"]["cpu_count"] == os.cpu_count()
     assert doc["packages"]  # what the interpreter has installed
+    # which Python ran it: the command's (a native run's `python` is the first on PATH)
+    assert doc["processes"][0]["executable"] == sys.executable
+    shown = toolkit("show", doc["id"], cwd=project).stdout
+    assert f"python                {doc['python']} ({sys.executable})" in shown
 
     again = toolkit("run", "--native", cwd=project)
     assert record_of(project, again.stderr)["metrics"]["series"] == series  # seeded: same values

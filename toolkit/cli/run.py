@@ -212,6 +212,15 @@ def _inherited(doc: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def _python(doc: dict[str, Any]) -> list[list[str]]:
+    """The Python the experiment ran on; for a native run, which one (the first on PATH)."""
+    if not doc.get("python"):
+        return []
+    processes = doc.get("processes") or [{}]
+    where = processes[0].get("executable") if doc.get("native") else None
+    return [["python", str(doc["python"]) + (f" ({where})" if where else "")]]
+
+
 def _show_rows(doc: dict[str, Any]) -> list[list[str]]:
     import shlex
 
@@ -238,6 +247,7 @@ def _show_rows(doc: dict[str, Any]) -> list[list[str]]:
             else []
         ),
         *_inherited(doc),
+        *_python(doc),
         [
             "code",
             f"{code.get('commit') or 'no git'}{' (dirty)' if code.get('dirty') else ''}"
