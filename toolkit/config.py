@@ -109,6 +109,18 @@ class ExperimentConfig:
                 found.append(path)
         return tuple(found)
 
+    def not_data(self) -> tuple[str, ...]:
+        """What a data path may hold that is no data, relative to the workdir: the declared
+        outputs and metrics file (what the run writes), toolkit's own runs/ and .toolkit/, and
+        git's .git/ (`data: [.]` at the project's root)."""
+        from toolkit.paths import RUNS_DIR, STATE_DIR
+
+        own = (os.path.relpath(name, self.workdir) for name in (RUNS_DIR, STATE_DIR, ".git"))
+        return (
+            *(os.path.normpath(rel) for rel in self.declared_outputs()),
+            *(rel for rel in own if not rel.startswith("..")),
+        )
+
 
 @dataclass(frozen=True)
 class DeterminismConfig:

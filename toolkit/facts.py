@@ -152,7 +152,8 @@ def collect(
 
     def data() -> dict[str, Any]:
         known = cfg.root / STATE_DIR / "data-hashes.json"
-        prints = fingerprint.fingerprint(workdir, exp.data if exp else (), known=known)
+        paths, skip = (exp.data, exp.not_data()) if exp else ((), ())
+        prints = fingerprint.fingerprint(workdir, paths, known=known, skip=skip)
         found[DATA_READ] = prints  # for `data_changed`, once the run has ended
         return {"digest": prints.digest, "files": prints.files, "missing": list(prints.missing)}
 
@@ -169,7 +170,7 @@ def data_changed(cfg: Config, facts: dict[str, Any]) -> None:
     exp = cfg.experiment
     if read is None or exp is None or facts.get("data") is None:
         return
-    found = fingerprint.changed(cfg.root / exp.workdir, exp.data, read)
+    found = fingerprint.changed(cfg.root / exp.workdir, exp.data, read, exp.not_data())
     if found:
         facts["data"]["changed"] = found
 

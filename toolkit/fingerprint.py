@@ -42,6 +42,7 @@ def fingerprint(
     *,
     known: Path | None = None,
     check: Callable[[], None] = lambda: None,
+    skip: tuple[str, ...] = (),
 ) -> Fingerprint:
     """Hash every regular file under each of `paths` (files or folders), relative to `root`.
 
@@ -49,12 +50,13 @@ def fingerprint(
     are those it had when it was hashed is not read again: a dataset of many gigabytes costs
     its full read once, not on every run. `known` is then rewritten with what was seen.
     `check` is called between blocks of work: an exception from it stops the fingerprint.
+    Files under `skip` (paths relative to `root`) are left out.
     """
     earlier = _load(known) if known else {}
     seen: dict[str, list[int | str]] = {}
     files: dict[str, str] = {}
     stamps: dict[str, list[int | str]] = {}
-    found, missing = _files(root, paths)
+    found, missing = _files(root, paths, skip)
     for path in found:
         rel = path.relative_to(root).as_posix()
         stamps[rel] = _stamp(path)
@@ -64,11 +66,13 @@ def fingerprint(
     return Fingerprint(files, tuple(missing), stamps)
 
 
-def changed(root: Path, paths: tuple[str, ...] | list[str], before: Fingerprint) -> list[str]:
-    """The files under `paths` that are not as they were when `before` hashed them: changed,
-    new or gone since (a run that writes into its own data). Only looked at, not read."""
+def changed(
+    root: Path, paths: tuple[str, ...] | list[str], before: Fingerprint, skip: tuple[str, ...] = ()
+) -> list[str]:
+    """The files under `paths` (but `skip`) that are not as they were when `before` hashed
+    them: changed, new or gone since (a run that writes into its own data). Only looked at."""
     now: dict[str, list[int | str]] = {}
-    for path in _files(root, paths)[0]:
+    for path in _files(root, paths, skip)[0]:
         with contextlib.suppress(OSError):  # gone while it was looked at
             now[path.relative_to(root).as_posix()] = _stamp(path)
     return sorted(
@@ -76,17 +80,27 @@ def changed(root: Path, paths: tuple[str, ...] | list[str], before: Fingerprint)
     )
 
 
-def _files(root: Path, paths: tuple[str, ...] | list[str]) -> tuple[list[Path], list[str]]:
-    """Every regular file under each of `paths` (files or folders) below `root`, in order, and
-    the paths that do not exist."""
+def _files(
+    root: Path, paths: tuple[str, ...] | list[str], skip: tuple[str, ...]
+) -> tuple[list[Path], list[str]]:
+    """Every regular file under each of `paths` (files or folders) below `root`, in order, but
+    those under `skip`, and the paths that do not exist."""
+    left_out = tuple(os.path.normpath(rel) for rel in skip)
+
+    def kept(path: Path) -> bool:
+        rel = os.path.relpath(path, root)
+        return not any(rel == out or rel.startswith(out + os.sep) for out in left_out)
+
     found: list[Path] = []
     missing = []
     for declared in paths:
         start = root / declared
         if start.is_file():
-            found.append(start)
+            found += [start] if kept(start) else []
         elif start.is_dir():
-            found += sorted(p for p in start.rglob("*") if p.is_file() and not p.is_symlink())
+            found += sorted(
+                p for p in start.rglob("*") if p.is_file() and not p.is_symlink() and kept(p)
+            )
         else:
             missing.append(declared)
     return found, missing

@@ -271,6 +271,16 @@ def test_a_run_that_writes_into_its_data_is_told_and_the_record_names_the_files(
     assert "changed" not in record_of(project, quiet.stderr)["data"]
 
 
+def test_data_that_holds_the_outputs_is_the_same_from_run_to_run(project: Path) -> None:
+    config = project / "toolkit.yaml"
+    config.write_text(config.read_text().replace("data: [data/]", "data: [.]"))
+    first = toolkit("run", "--native", cwd=project)
+    second = toolkit("run", "--native", cwd=project)
+    assert "changed its data" not in first.stderr + second.stderr
+    a, b = (record_of(project, r.stderr)["data"] for r in (first, second))
+    assert "result.txt" not in a["files"] and a["digest"] == b["digest"]
+
+
 def test_a_primary_metric_the_run_never_logged_is_said(project: Path) -> None:
     config = project / "toolkit.yaml"
     config.write_text(config.read_text().replace("primary: score", "primary: scor"))

@@ -107,3 +107,23 @@ def test_the_files_a_run_changed_made_or_removed_after_they_were_hashed_are_name
         "data/old.txt",
         "data/train.csv",
     ]
+
+
+def test_what_a_data_path_holds_that_is_no_data_is_left_out(tmp_path: Path) -> None:
+    """`data: [.]` at the project's root held the runs, the declared outputs and .git: each
+    run's data differed from the last, and each run said it had changed its data."""
+    from toolkit.config import ExperimentConfig, MetricsConfig
+
+    for name in ("train.csv", "out/model.pt", "m.jsonl", "runs/r1/record.json", ".git/HEAD"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    exp = ExperimentConfig(
+        command="x", data=(".",), outputs=("out/",), metrics=MetricsConfig(file="m.jsonl")
+    )
+    skip = exp.not_data()
+    found = fingerprint(tmp_path, exp.data, skip=skip)
+    assert list(found.files) == ["train.csv"]
+    (tmp_path / "runs" / "r2").mkdir()
+    (tmp_path / "runs" / "r2" / "stdout.log").write_text("new")
+    (tmp_path / "out" / "model.pt").write_text("rewritten")
+    assert module.changed(tmp_path, exp.data, found, skip) == []
