@@ -362,6 +362,28 @@ def test_a_run_whose_record_is_lost_exits_as_a_run_that_did_not_succeed(
     assert raised.value.exit_code == code
 
 
+def test_a_run_whose_folder_was_removed_while_it_ran_is_not_told_to_free_disk_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from toolkit import engine, record
+    from toolkit.errors import RecordNotWritten
+
+    def gone(run_dir: Path, doc: object) -> Path:
+        shutil.rmtree(run_dir)
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(record, "write_record", gone)
+    with pytest.raises(RecordNotWritten) as raised:
+        ran(tmp_path, monkeypatch, engine.ContainerExit(0))
+    assert raised.value.hint is not None
+    assert raised.value.hint.startswith("its folder ") and "was removed while it ran" in (
+        raised.value.hint
+    )
+    assert "free disk space" not in raised.value.hint
+
+
 def test_a_signal_while_a_finished_run_is_summed_up_does_not_cut_it_short(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
