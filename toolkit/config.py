@@ -460,12 +460,7 @@ class _Section:
         self.used.add(key)
         if key not in self.data or self.data[key] is None:
             if default is _MISSING:
-                # a misspelt key is unknown, this one missing: said as the misspelling
-                typo = _close_match(key, [str(k) for k in self.data if k not in self.used])
-                raise ConfigError(
-                    f"{self.file}: {self.key_path(key)}: required key is missing",
-                    hint=f"is {self.key_path(str(typo))!r} meant to be {key!r}?" if typo else None,
-                )
+                raise ConfigError(f"{self.file}: {self.key_path(key)}: required key is missing")
             return default
         try:
             return check(self.data[key], "")

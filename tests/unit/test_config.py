@@ -113,11 +113,6 @@ def test_defaults() -> None:
             "inside the project",
         ),
         ("name: x\ntargets: {cpu: {}}\nexperiment: {outputs: [o]}", "experiment.command: required"),
-        (  # a misspelt required key: missing, and said as the misspelling
-            "name: x\ntargets: {cpu: {}}\nexperiment: {comand: a}",
-            "experiment.command: required key is missing (is 'experiment.comand' meant to be "
-            "'command'?)",
-        ),
         (
             "name: x\ntargets: {cpu: {}}\nexperiment: {command: a, network: none}",
             "experiment.network: expected true or false",
