@@ -121,6 +121,19 @@ def release(run_dir: Path, claimed: IO[str] | None) -> None:
         claimed.close()
 
 
+def others_running(root: Path, this: Path) -> bool:
+    """Whether a run of the project other than `this` one is still running (by its `.running`
+    lock; a folder that is not marked may run too, and counts)."""
+    base = runs_dir(root)
+    return any(
+        folder != this
+        and not (folder / RECORD_FILE).is_file()
+        and is_run_folder(folder)
+        and _run_state(folder)[0] != NO_RECORD
+        for folder in (base.iterdir() if base.is_dir() else [])
+    )
+
+
 def _run_state(folder: Path) -> tuple[str | None, dict[str, Any]]:
     """Whether the toolkit that ran a recordless folder runs it still (RUNNING), or ended
     (NO_RECORD: the disk space it held for the record is given back); None where the folder

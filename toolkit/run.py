@@ -516,8 +516,12 @@ def _run_in_container(
             started=started,
             on_stop=on_note,
         )
-    finally:  # an empty file left in the project is new code to git, and to the next record
-        outputs.remove_empty(made)
+    finally:
+        # An empty file left in the project is new code to git, and to the next record. Not
+        # while another run may have its outputs mounted on them: taking its mount target away
+        # unmounts its outputs (the targets it found are left as they are, then).
+        if made and not record.others_running(cfg.root, run_dir):
+            outputs.remove_empty(made)
 
 
 def shell(

@@ -184,6 +184,31 @@ def test_outputs_the_run_never_wrote_are_said_and_leave_nothing_in_the_project(
     assert sorted(p.name for p in workdir.iterdir()) == before
 
 
+def test_a_run_that_ends_leaves_the_outputs_of_one_still_running_mounted(
+    example: Path, tmp_path: Path
+) -> None:
+    """The first run to end took away the mount targets it had made in the project, and with
+    them the mount of the second run's outputs: its checkpoint could not be written."""
+    import time
+
+    project = copy_of(example, tmp_path / "overlap")
+    assert not (project / "examples" / "quickstart" / "checkpoints").exists()
+    short = "import time; time.sleep(2)"
+    long = "import time; time.sleep(6); open('checkpoints/m.pt', 'w').write('w')"
+    first = subprocess.Popen(run_python_argv(short), cwd=project, stderr=subprocess.PIPE)
+    time.sleep(1)
+    second = subprocess.Popen(run_python_argv(long), cwd=project, stderr=subprocess.PIPE)
+    try:
+        assert first.wait(timeout=120) == 0
+        assert second.wait(timeout=120) == 0, second.communicate()[1]
+    finally:
+        first.kill()
+        second.kill()
+    records = [json.loads(p.read_text()) for p in (project / "runs").glob("*/record.json")]
+    written = [r for r in records if "checkpoints/m.pt" in r["outputs"]["files"]]
+    assert len(records) == 2 and len(written) == 1
+
+
 def test_gpus_on_an_engine_without_nvidias_hook_say_what_to_install(example: Path) -> None:
     if "nvidia" in engine.info().runtimes:
         pytest.skip("this engine can pass GPUs to containers")
