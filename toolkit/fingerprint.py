@@ -98,12 +98,19 @@ def _files(
         if start.is_file():
             found += [start] if kept(start) else []
         elif start.is_dir():
-            found += sorted(
-                p for p in start.rglob("*") if p.is_file() and not p.is_symlink() and kept(p)
-            )
+            found += sorted(p for p in start.rglob("*") if _regular(p) and kept(p))
         else:
             missing.append(declared)
     return found, missing
+
+
+def _regular(path: Path) -> bool:
+    """A regular file, not a link; False for one that cannot be looked at (a folder without
+    the x bit), which is said where it is read."""
+    try:
+        return path.is_file() and not path.is_symlink()
+    except OSError:
+        return False
 
 
 def _sha256(

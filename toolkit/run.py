@@ -295,7 +295,10 @@ def _execute(
             hashed = None
         gathered = _gathered(background, on_note, finishing)
         facts.keep_patch(run_dir, gathered)
-        facts.data_changed(cfg, gathered)
+        try:
+            facts.data_changed(cfg, gathered)
+        except OSError as exc:  # a check that cannot be made must not cost the record
+            on_note(f"the data could not be looked at again: {exc.strerror or exc}")
         from toolkit import metrics
 
         metrics_files = metrics.read_run_files(
@@ -319,9 +322,12 @@ def _execute(
             metrics_files,
         )
         # where the record says less than it seems to, kept with it for whoever reads it later
-        doc["warnings"] = _warnings(cfg, doc, metrics_files, run_dir) + outputs.appended(
-            before, outputs_dir
-        )
+        try:
+            doc["warnings"] = _warnings(cfg, doc, metrics_files, run_dir) + outputs.appended(
+                before, outputs_dir
+            )
+        except OSError as exc:  # a check that cannot be made must not cost the record
+            doc["warnings"] = [f"the run could not be checked for warnings: {exc}"]
         try:
             (run_dir / record.RECORD_SPACE).unlink(missing_ok=True)  # the record's room, given back
             record.write_record(run_dir, doc)

@@ -127,3 +127,23 @@ def test_what_a_data_path_holds_that_is_no_data_is_left_out(tmp_path: Path) -> N
     (tmp_path / "runs" / "r2" / "stdout.log").write_text("new")
     (tmp_path / "out" / "model.pt").write_text("rewritten")
     assert module.changed(tmp_path, exp.data, found, skip) == []
+
+
+def test_a_file_that_cannot_be_looked_at_is_left_out_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder the run made without its x bit (mkdir(mode=0o644)): looking at its files
+    raised PermissionError when the run ended, and the run lost its record."""
+    dataset(tmp_path)
+    before = fingerprint(tmp_path, ["data/"])
+    (tmp_path / "data" / "cache").mkdir()
+    (tmp_path / "data" / "cache" / "x").write_text("1")
+    real = Path.is_file
+
+    def is_file(path: Path) -> bool:
+        if path.parent.name == "cache":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    assert module.changed(tmp_path, ["data/"], before) == []
