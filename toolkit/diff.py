@@ -393,12 +393,16 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
     # other files (records of older toolkits have none)
     for field, path in (
         ("declared outputs", "outputs.declared"),
-        ("metrics file", "metrics.file"),
+        ("metrics file", "metrics.file"),  # null: none declared
         ("metrics patterns", "metrics.patterns"),
     ):
-        va, vb = _get(ra, path), _get(rb, path)
-        if va is not None and vb is not None and va != vb:
-            check("settings", field, _declared(va), _declared(vb))
+        parent, key = path.rsplit(".", 1)
+        in_a, in_b = (_get(r, parent) or {} for r in (ra, rb))
+        if key in in_a and key in in_b:  # an older record lacks what it never kept
+            va, vb = in_a[key], in_b[key]
+            # the same outputs, declared in another order, are the same
+            if _in_order(va) != _in_order(vb):
+                check("settings", field, _declared(va), _declared(vb))
     policy_a = dict(_get(ra, "determinism.policy") or {})
     policy_b = dict(_get(rb, "determinism.policy") or {})
     for key in sorted((policy_a.keys() | policy_b.keys()) - {"seed"}):
@@ -429,13 +433,17 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
     return changes
 
 
+def _in_order(value: Any) -> Any:
+    return sorted(map(str, value)) if isinstance(value, list) else value
+
+
 def _declared(value: Any) -> str:
     """Paths or patterns as toolkit.yaml gives them: "out/, model.pt", "loss: loss=(\\S+)"."""
     if isinstance(value, dict):
         value = [f"{name}: {pattern}" for name, pattern in value.items()]
     if isinstance(value, list):
         return ", ".join(str(v) for v in value) or "none"
-    return str(value)
+    return "none" if value is None else str(value)
 
 
 def _compare_outputs(

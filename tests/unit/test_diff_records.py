@@ -577,3 +577,7 @@ def test_another_declaration_of_outputs_or_metrics_is_a_setting_not_randomness(
     assert "randomness the policy does not control" not in text
     old = record("c", [1.0])  # an older toolkit's record declares nothing: not compared
     assert attribute(old, b) == []
+    a["metrics"].update(file=None, patterns={"loss": r"loss=(\S+)"})  # no metrics file
+    a["outputs"]["declared"] = ["outputs/", "extra/"]
+    b["outputs"]["declared"] = ["extra/", "outputs/"]  # the same, in another order
+    assert attribute(a, b) == [InputChange("settings", "metrics file", "none", "metrics.jsonl")]
