@@ -89,10 +89,31 @@ def _starts_over(old: bytes, now: bytes) -> bool:
 
     last, first = step(reversed(earlier)), step(added)
     if last is not None and first is not None:
-        # the step of the last line again goes on (an evaluation logged at the step the next
-        # epoch starts at), unless it is the whole file's first line again
-        return first < last or (first == last and added[0] == earlier[0])
+        if first != last:
+            return first < last
+        # The step of the last lines again goes on (an evaluation logged at the step the next
+        # epoch starts at), unless a metric logged there is logged again (a run of one step).
+        at_last = []
+        for line in reversed(earlier):
+            if metrics.line_step(line, header) != last:
+                break
+            at_last.append(_names(line, header))
+        again = _names(added[0], header)
+        return any(again & names for names in at_last)
     return added[0] == earlier[0]
+
+
+def _names(line: str, header: str) -> set[str]:
+    """The metrics a line of a metrics file logs: a JSON line's keys, a CSV file's columns."""
+    import json
+
+    if line.lstrip().startswith("{"):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return set()
+        return set(entry) - {"step"} if isinstance(entry, dict) else set()
+    return {name.strip() for name in header.split(",")} - {"step"}
 
 
 def _lines(data: bytes) -> list[str]:

@@ -69,9 +69,19 @@ def test_a_rewritten_file_that_starts_as_before_is_no_news(
         (csv(range(66)), csv(range(66)) + csv(range(3), header=False)),
         (b'{"loss": 1}\n{"loss": 0.5}\n', b'{"loss": 1}\n{"loss": 0.5}\n{"loss": 1}\n'),
         (ONE_STEP, ONE_STEP * 2),  # a run of one step, logged again
+        (ONE_STEP, ONE_STEP + b'{"step": 0, "loss": 0.9}\n'),  # ... with another value
         (epochs(2), epochs(2) + epochs(2)),
     ],
-    ids=["jsonl", "jsonl-other-values", "csv", "csv-no-header", "no-steps", "one-step", "epochs"],
+    ids=[
+        "jsonl",
+        "jsonl-other-values",
+        "csv",
+        "csv-no-header",
+        "no-steps",
+        "one-step",
+        "one-step-other-values",
+        "epochs",
+    ],
 )
 def test_a_file_a_new_run_was_appended_to_is_said_to_hold_earlier_runs(
     before: bytes, now: bytes, tmp_path: Path
