@@ -70,14 +70,25 @@ def changed(
     root: Path, paths: tuple[str, ...] | list[str], before: Fingerprint, skip: tuple[str, ...] = ()
 ) -> list[str]:
     """The files under `paths` (but `skip`) that are not as they were when `before` hashed
-    them: changed, new or gone since (a run that writes into its own data). Only looked at."""
+    them: changed, new or gone since (a run that writes into its own data). Looked at, and
+    read only where nothing but its ctime or inode changed."""
     now: dict[str, list[int | str]] = {}
     for path in _files(root, paths, skip)[0]:
         with contextlib.suppress(OSError):  # gone while it was looked at
             now[path.relative_to(root).as_posix()] = _stamp(path)
-    return sorted(
-        rel for rel in now.keys() | before.stamps.keys() if now.get(rel) != before.stamps.get(rel)
-    )
+
+    def differs(rel: str) -> bool:
+        was, found = before.stamps.get(rel), now.get(rel)
+        if was is None or found is None or was[:2] != found[:2]:  # new, gone, size or mtime
+            return True
+        if was == found:
+            return False
+        try:  # a chmod, or a hard link made to it, changes its ctime alone: read, to tell
+            return sha256_of(root / rel) != before.files.get(rel)
+        except OSError:
+            return True
+
+    return sorted(rel for rel in now.keys() | before.stamps.keys() if differs(rel))
 
 
 def _files(

@@ -147,3 +147,17 @@ def test_a_file_that_cannot_be_looked_at_is_left_out_not_an_error(
 
     monkeypatch.setattr(Path, "is_file", is_file)
     assert module.changed(tmp_path, ["data/"], before) == []
+
+
+def test_a_file_whose_ctime_alone_changed_is_read_to_tell(tmp_path: Path) -> None:
+    """A chmod, or a hard link made to a data file, changes its ctime, not its content."""
+    dataset(tmp_path)
+    before = fingerprint(tmp_path, ["data/"])
+    (tmp_path / "data" / "train.csv").chmod(0o444)
+    os.link(tmp_path / "data" / "images" / "a.bin", tmp_path / "a-link.bin")
+    assert module.changed(tmp_path, ["data/"], before) == []
+    mtime = (tmp_path / "data" / "train.csv").stat().st_mtime_ns
+    (tmp_path / "data" / "train.csv").chmod(0o644)
+    (tmp_path / "data" / "train.csv").write_text("9,9\n")  # same size: content only
+    os.utime(tmp_path / "data" / "train.csv", ns=(mtime, mtime))
+    assert module.changed(tmp_path, ["data/"], before) == ["data/train.csv"]
