@@ -59,9 +59,10 @@ def source_state(
 ) -> SourceState:
     """Commit, dirty-diff hash and content of the git repository holding the project at `root`.
 
-    The whole repository counts, except what toolkit writes in the project (runs/, .toolkit/)
-    and the `not_code` paths under `root` (data and outputs, fingerprinted on their own):
-    without a .gitignore, one run's outputs would otherwise change the next run's code. git's
+    The whole repository counts, except what toolkit writes in the project (runs/, .toolkit/),
+    Python's bytecode (__pycache__/, *.pyc) and the `not_code` paths under `root` (data and
+    outputs, fingerprinted on their own): without a .gitignore, one run's outputs would
+    otherwise change the next run's code. git's
     output is read as bytes: file names and changes need not be UTF-8. A new (untracked) file
     last written at `written_before` or later is not code either: the run being recorded wrote
     it (a log), and whether it was there when this is read would depend on timing.
@@ -80,7 +81,12 @@ def source_state(
         if Path(os.path.normpath(root.resolve() / p)).is_relative_to(inside)
         and p.strip("/") not in ("", ".")
     }
-    pathspecs = ["--", ":/", *(f":(exclude,literal){p}" for p in sorted(skipped))]
+    pathspecs = [
+        "--",
+        ":/",
+        *(f":(exclude,literal){p}" for p in sorted(skipped)),
+        *_NOT_CODE,
+    ]
     untracked = [
         name
         for name in _names(
@@ -109,6 +115,11 @@ def source_state(
         else None,
         diff,
     )
+
+
+# What Python writes beside the code it runs: without a .gitignore, the first run's bytecode
+# made the next run's code differ from the first's
+_NOT_CODE = (":(exclude,glob)**/__pycache__/**", ":(exclude,glob)**/*.py[co]")
 
 
 # `git diff` as `git apply` takes it, whatever the user's settings: relative to the whole

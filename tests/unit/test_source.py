@@ -51,7 +51,14 @@ def test_what_toolkit_and_the_experiment_write_is_not_code(tmp_path: Path) -> No
     (project / "train.py").write_text("print(1)\n")
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-q", "-m", "one")
-    for rel in ("runs/20261127-cpu-0001/record.json", ".toolkit/config.json", "ckpt/model.pt"):
+    for rel in (
+        "runs/20261127-cpu-0001/record.json",
+        ".toolkit/config.json",
+        "ckpt/model.pt",
+        "__pycache__/train.cpython-311.pyc",  # what Python wrote as it imported the code
+        "lib/__pycache__/util.cpython-311.pyc",
+        "old.pyc",
+    ):
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
         (project / rel).write_text("written by a run\n")
     (project / "data" / "train.csv").write_text("3,4\n")  # data has a fingerprint of its own
