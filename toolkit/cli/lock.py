@@ -58,7 +58,7 @@ def lock_command(
         return
 
     for name in names:
-        with output.progress(f"locking {name}") as update:
+        with output.progress(f"locking {name} (pip-compile)") as update:
             done = lock.lock_target(
                 cfg,
                 name,
@@ -69,9 +69,9 @@ def lock_command(
         where = _shown(done.lockfile, cfg.root)
         state = "written" if done.changed else "unchanged"
         count = f"{done.packages} package{'' if done.packages == 1 else 's'}"
+        if done.note:  # said as it went, which a terminal does not keep
+            count = "no packages: requirements.in lists none"
         output.success(f"{name}: {where} {state} ({count}, {done.seconds:.1f}s)")
-        if done.note:
-            output.note(f"{name}: {done.note}")
     _show_parity(lock.parity(cfg), strict=False)
 
 
