@@ -50,10 +50,9 @@ def _same_inputs_hint(d: RunDiff) -> str | None:
         return None
     if (d.early_end or d.unfinished) and all(m.shared_verdict != "diverged" for m in d.metrics):
         return None  # the same wherever both logged: a run that stopped is the difference
-    if d.no_policy:
-        who = "both runs" if len(d.no_policy) == 2 else d.no_policy[0]
+    if d.no_policy:  # both: with one, the policies differ, an input that is named
         return (
-            f"the same inputs, another result: {who} ran with --no-policy, on the libraries' "
+            "the same inputs, another result: both runs ran with --no-policy, on the libraries' "
             "defaults (generators unseeded, nondeterministic kernels allowed), where runs are "
             "expected to differ"
         )
