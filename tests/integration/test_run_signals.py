@@ -51,6 +51,7 @@ def test_runs_tells_a_running_run_from_one_whose_toolkit_was_killed(project: Pat
     proc = subprocess.Popen(
         run_python_argv(program, "--native"), cwd=project, stdout=subprocess.PIPE, text=True
     )
+    line = ""
     try:
         assert proc.stdout is not None
         line = next(line for line in proc.stdout if line.startswith("READY 42"))
@@ -60,8 +61,9 @@ def test_runs_tells_a_running_run_from_one_whose_toolkit_was_killed(project: Pat
         proc.wait(timeout=10)
     finally:
         proc.kill()
-        with contextlib.suppress(ProcessLookupError):  # the experiment, in a session of its own
-            os.kill(int(line.split()[2]), signal.SIGKILL)
+        if line:  # the experiment, in a session of its own, runs on
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.split()[2]), signal.SIGKILL)
     ended = toolkit("runs", cwd=project)
     assert ended.stdout.splitlines()[1].split()[1:5] == ["cpu", "(native)", "no", "record"]
     assert "no record: toolkit ended before it wrote the record (killed" in ended.stderr
