@@ -310,10 +310,7 @@ def summarise(groups: list[Group], pairs: list[Pair], failed: tuple[FailedRun, .
         elif not differ:
             parts.append(f"reproducible on {group.label} ({runs}, all identical)")
         else:
-            worst_noise = max(differ, key=lambda p: abs(p.diff.headline or 0.0))
-            how = _gap_text(worst_noise.diff)
-            if len(differ) > 1 and how.startswith("by "):
-                how = f"by up to {how[3:]}"
+            how = _worst_gap_text(differ)
             verb = "differs" if len(differ) == 1 else "differ"
             parts.append(
                 f"NOT reproducible on {group.label} ({runs}, {len(differ)} {verb} from the "
@@ -393,6 +390,12 @@ def _blind_text(blind: list[Pair], total: int, *, also: bool) -> str:
 def _id(label: str) -> str:
     """A run's id from its label in a diff: "<id> (cpu)"."""
     return label.split(" ")[0]
+
+
+def _worst_gap_text(differ: list[Pair]) -> str:
+    """How far apart the pairs that differ are: the widest gap, "by up to" where several."""
+    how = _gap_text(max(differ, key=lambda p: abs(p.diff.headline or 0.0)).diff)
+    return f"by up to {how[3:]}" if len(differ) > 1 and how.startswith("by ") else how
 
 
 def _unexplained(gap: Pair, pairs: list[Pair], reference: str) -> str | None:
@@ -486,10 +489,7 @@ def _other_runs_text(group: Group, other: list[Pair]) -> str:
         else:
             same = ("it matches" if count == 1 else "they match") + " the first bitwise"
         return f"{group.label}: {ran} no test of reproducibility; {same}"
-    worst_gap = max(differ, key=lambda p: abs(p.diff.headline or 0.0))
-    how = _gap_text(worst_gap.diff)
-    if len(differ) > 1 and how.startswith("by "):
-        how = f"by up to {how[3:]}"
+    how = _worst_gap_text(differ)
     if total == 2:
         which = "they differ"
     elif len(differ) == count:
