@@ -94,25 +94,39 @@ def changed(
 def _files(
     root: Path, paths: tuple[str, ...] | list[str], skip: tuple[str, ...]
 ) -> tuple[list[Path], list[str]]:
-    """Every regular file under each of `paths` (files or folders) below `root`, in order, but
-    those under `skip`, and the paths that do not exist."""
-    left_out = tuple(os.path.normpath(rel) for rel in skip)
-
-    def kept(path: Path) -> bool:
-        rel = os.path.relpath(path, root)
-        return not any(rel == out or rel.startswith(out + os.sep) for out in left_out)
-
+    """Every regular file under each of `paths` (files or folders) below `root`, in order, and
+    the paths that do not exist. With `skip`: but the files under those of its paths that a
+    path does not lie in itself (data inside a declared output is data still), and Python's
+    bytecode (__pycache__/, *.pyc: what the interpreter writes beside a module it imports)."""
+    skipped = tuple(os.path.normpath(rel) for rel in skip)
     found: list[Path] = []
     missing = []
     for declared in paths:
         start = root / declared
+        here = os.path.normpath(declared)
+        left_out = tuple(out for out in skipped if not _under(here, out))
         if start.is_file():
-            found += [start] if kept(start) else []
+            found += [start] if _kept(start, root, left_out, bytecode=not skip) else []
         elif start.is_dir():
-            found += sorted(p for p in start.rglob("*") if _regular(p) and kept(p))
+            found += sorted(
+                p
+                for p in start.rglob("*")
+                if _regular(p) and _kept(p, root, left_out, bytecode=not skip)
+            )
         else:
             missing.append(declared)
     return found, missing
+
+
+def _under(rel: str, folder: str) -> bool:
+    return rel == folder or rel.startswith(folder + os.sep)
+
+
+def _kept(path: Path, root: Path, left_out: tuple[str, ...], *, bytecode: bool) -> bool:
+    rel = os.path.relpath(path, root)
+    if not bytecode and (path.suffix in (".pyc", ".pyo") or "__pycache__" in Path(rel).parts):
+        return False
+    return not any(_under(rel, out) for out in left_out)
 
 
 def _regular(path: Path) -> bool:

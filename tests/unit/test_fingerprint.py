@@ -123,6 +123,9 @@ def test_what_a_data_path_holds_that_is_no_data_is_left_out(tmp_path: Path) -> N
     skip = exp.not_data()
     found = fingerprint(tmp_path, exp.data, skip=skip)
     assert list(found.files) == ["train.csv"]
+    (tmp_path / "__pycache__").mkdir()  # what Python wrote as it imported a module here
+    (tmp_path / "__pycache__" / "helper.cpython-311.pyc").write_bytes(b"\0")
+    assert list(fingerprint(tmp_path, exp.data, skip=skip).files) == ["train.csv"]
     (tmp_path / "runs" / "r2").mkdir()
     (tmp_path / "runs" / "r2" / "stdout.log").write_text("new")
     (tmp_path / "out" / "model.pt").write_text("rewritten")
@@ -161,3 +164,18 @@ def test_a_file_whose_ctime_alone_changed_is_read_to_tell(tmp_path: Path) -> Non
     (tmp_path / "data" / "train.csv").write_text("9,9\n")  # same size: content only
     os.utime(tmp_path / "data" / "train.csv", ns=(mtime, mtime))
     assert module.changed(tmp_path, ["data/"], before) == ["data/train.csv"]
+
+
+def test_data_inside_a_declared_output_is_data_still(tmp_path: Path) -> None:
+    """A pretrained checkpoint read from the outputs' folder: left out of the fingerprint
+    when the outputs were, and the record held no trace of what the run read."""
+    from toolkit.config import ExperimentConfig
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "pretrained.pt").write_text("w")
+    (tmp_path / "checkpoints" / "finetuned.pt").write_text("w")
+    exp = ExperimentConfig(
+        command="x", data=("checkpoints/pretrained.pt",), outputs=("checkpoints/",)
+    )
+    found = fingerprint(tmp_path, exp.data, skip=exp.not_data())
+    assert list(found.files) == ["checkpoints/pretrained.pt"]
