@@ -166,22 +166,25 @@ def missing_above(path: Path, root: Path) -> list[Path]:
     return [path]
 
 
-def remove_empty(paths: list[Path]) -> None:
-    """Remove each of `paths` that is an empty file, or a folder that holds only empty files
-    and folders (each a mount target toolkit made); anything else is kept."""
+def remove_empty(paths: list[Path], files: set[Path]) -> None:
+    """Take away what toolkit made in the project as mount targets: each of `paths` (a file
+    or folder it made), with the empty `files` it made in them and the folders left empty.
+    Anything else, an empty file the run wrote there too, is kept."""
     import os
+
+    def mine(file: Path) -> bool:
+        return file in files and not file.is_symlink() and file.stat().st_size == 0
 
     for path in paths:
         with contextlib.suppress(OSError):
             if not path.is_dir() or path.is_symlink():
-                if path.is_file() and path.stat().st_size == 0:
+                if mine(path):
                     path.unlink()
                 continue
-            for folder, _, files in sorted(os.walk(path), reverse=True):  # the deepest first
-                for name in files:
-                    file = Path(folder, name)
-                    if not file.is_symlink() and file.stat().st_size == 0:
-                        file.unlink()
+            for folder, _, names in sorted(os.walk(path), reverse=True):  # the deepest first
+                for name in names:
+                    if mine(Path(folder, name)):
+                        Path(folder, name).unlink()
                 os.rmdir(folder)  # not empty: stops here, the rest kept
 
 

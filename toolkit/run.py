@@ -499,6 +499,7 @@ def _run_in_container(
     # so two runs at once never overwrite each other's checkpoints or metrics.
     workdir = cfg.root / workdir_rel
     made: list[Path] = []  # mount targets the project did not have: taken away after the run
+    touched: set[Path] = set()  # the empty files made for them
     for rel in declared:
         host_side = run_dir / OUTPUTS / rel
         in_project = workdir / rel
@@ -511,7 +512,9 @@ def _run_in_container(
             host_side.touch()
             placeholders[host_side] = host_side.stat().st_mtime_ns
             in_project.parent.mkdir(parents=True, exist_ok=True)
-            in_project.touch()
+            if not in_project.exists():
+                in_project.touch()
+                touched.add(in_project)
         mounts.append(engine.Mount(host_side, f"{spec.workdir}/{rel.rstrip('/')}"))
     try:
         return engine.run_container(
@@ -527,7 +530,7 @@ def _run_in_container(
         # while another run may have its outputs mounted on them: taking its mount target away
         # unmounts its outputs (the targets it found are left as they are, then).
         if made and not record.others_running(cfg.root, run_dir):
-            outputs.remove_empty(made)
+            outputs.remove_empty(made, touched)
 
 
 def shell(

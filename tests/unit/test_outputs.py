@@ -115,14 +115,16 @@ def test_the_mount_targets_toolkit_made_in_the_project_are_taken_away_when_empty
     ]
     assert made == [tmp_path / n for n in ("m.jsonl", "ck", "out", "written")]
     (tmp_path / "ck" / "sub").mkdir(parents=True)
-    for empty in ("m.jsonl", "ck/sub/x.bin"):
-        (tmp_path / empty).touch()
+    targets = {tmp_path / "m.jsonl", tmp_path / "ck" / "sub" / "x.bin"}
+    for target in targets:
+        target.touch()
     (tmp_path / "out").mkdir()
     (tmp_path / "written").mkdir()
     (tmp_path / "written" / "a.txt").write_text("the run's")  # not a mount target's emptiness
-    remove_empty(made)
+    (tmp_path / "written" / "_SUCCESS").touch()  # empty, but the run's own
+    remove_empty(made, targets)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "written"]
-    assert (tmp_path / "written" / "a.txt").read_text() == "the run's"
+    assert sorted(p.name for p in (tmp_path / "written").iterdir()) == ["_SUCCESS", "a.txt"]
 
 
 def test_declared_outputs_the_run_wrote_nothing_in_are_named(tmp_path: Path) -> None:
