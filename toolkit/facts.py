@@ -244,11 +244,21 @@ def native_python(command: Sequence[str], cwd: Path) -> str:
 
 def shebang(script: Path) -> str | None:
     """What follows `#!` on a script's first line ("/usr/bin/env python3"), or None."""
+    line = _first_line(script)
+    return line[2:].decode(errors="replace").strip() if line.startswith(b"#!") else None
+
+
+def dos_shebang(script: Path) -> bool:
+    """Whether a script's `#!` line ends in a carriage return (Windows line endings): the
+    system then looks for an interpreter whose name ends in one, and finds none."""
+    line = _first_line(script)
+    return line.startswith(b"#!") and line.rstrip(b"\n").endswith(b"\r")
+
+
+def _first_line(script: Path) -> bytes:
     with contextlib.suppress(OSError), script.open("rb") as file:
-        line = file.readline(512)
-        if line.startswith(b"#!"):
-            return line[2:].decode(errors="replace").strip()
-    return None
+        return file.readline(512)
+    return b""
 
 
 def is_python(program: str) -> bool:

@@ -137,13 +137,26 @@ def offline_failure(run_dir: Path) -> str | None:
     return next((sign for sign in _OFFLINE_SIGNS if sign in tail), None)
 
 
-def missing_interpreter(run_dir: Path, program: str, workdir: Path) -> str | None:
-    """The `#!` interpreter of a container run's script that its image lacks (as
-    "/usr/bin/env python4"), or None: the container's init (tini) found no file to run, but
-    the script is there."""
+def shebang_failure(run_dir: Path, program: str, workdir: Path) -> str | None:
+    """Why a container run's script did not start, when its `#!` line is the cause: the
+    interpreter its image lacks (as "/usr/bin/env python4"), or the Windows line ending that
+    makes the system look for another; None where the container's init (tini) did not fail
+    to run a script that is there."""
     from toolkit import facts
 
     failed = f"exec {program} failed: No such file or directory"
     if "/" not in program or failed not in _log_tail(run_dir / "stderr.log"):
         return None
-    return facts.shebang(workdir / program)
+    script = workdir / program
+    interpreter = facts.shebang(script)
+    if interpreter and facts.dos_shebang(script):
+        return (
+            f"its #! line ends in a carriage return (Windows line endings): #!{interpreter}: "
+            f"convert it to Unix line endings (dos2unix {program}, or your editor's setting)"
+        )
+    if interpreter:
+        return (
+            f"{program} is there, but its interpreter is not in the image (#!{interpreter}): "
+            f"fix the script's #! line, or run it with an interpreter (python {program})"
+        )
+    return None

@@ -371,6 +371,8 @@ def test_a_command_that_cannot_be_started_says_why(project: Path) -> None:
     (exp / "go.sh").write_text("#!/bin/sh\necho hi\n")  # no exec bit
     (exp / "lost.py").write_text("#!/opt/no-such-venv/bin/python\nprint(1)\n")
     (exp / "lost.py").chmod(0o755)
+    (exp / "dos.sh").write_bytes(b"#!/bin/sh\r\necho hi\r\n")  # written on Windows
+    (exp / "dos.sh").chmod(0o755)
     for command, said, hint in (
         ("./go.sh", "cannot run ./go.sh: permission denied", "chmod +x ./go.sh"),
         ("./data", "cannot run ./data: it is a folder", "name a program or a script"),
@@ -378,6 +380,11 @@ def test_a_command_that_cannot_be_started_says_why(project: Path) -> None:
             "./lost.py",
             "cannot run ./lost.py: its interpreter is not found (#!/opt/no-such-venv/bin/python)",
             "fix the script's #! line",
+        ),
+        (
+            "./dos.sh",
+            "cannot run ./dos.sh: its #! line ends in a carriage return (Windows line endings)",
+            "dos2unix ./dos.sh",
         ),
     ):
         result = toolkit("run", "--native", "--", command, cwd=project)

@@ -98,7 +98,16 @@ def test_a_script_the_containers_init_could_not_exec_names_its_interpreter(
     run_dir.mkdir()
     log = run_dir / "stderr.log"
     log.write_text("[FATAL tini (7)] exec ./train.sh failed: No such file or directory\n")
-    assert outcome.missing_interpreter(run_dir, "./train.sh", tmp_path) == "/usr/bin/env bash5"
-    assert outcome.missing_interpreter(run_dir, "train.sh", tmp_path) is None  # a name: PATH's
+    assert outcome.shebang_failure(run_dir, "./train.sh", tmp_path) == (
+        "./train.sh is there, but its interpreter is not in the image (#!/usr/bin/env bash5): "
+        "fix the script's #! line, or run it with an interpreter (python ./train.sh)"
+    )
+    assert outcome.shebang_failure(run_dir, "train.sh", tmp_path) is None  # a name: PATH's
     log.write_text("train.sh: line 2: nosuch: command not found\n")  # it ran: its own 127
-    assert outcome.missing_interpreter(run_dir, "./train.sh", tmp_path) is None
+    assert outcome.shebang_failure(run_dir, "./train.sh", tmp_path) is None
+    script.write_bytes(b"#!/bin/bash\r\necho hi\r\n")  # written on Windows
+    log.write_text("[FATAL tini (7)] exec ./train.sh failed: No such file or directory\n")
+    assert outcome.shebang_failure(run_dir, "./train.sh", tmp_path) == (
+        "its #! line ends in a carriage return (Windows line endings): #!/bin/bash: convert it "
+        "to Unix line endings (dos2unix ./train.sh, or your editor's setting)"
+    )

@@ -187,13 +187,8 @@ def run(args: RunArgs) -> int:
 
         program = req.command[0]
         workdir = cfg.root / (cfg.experiment.workdir if cfg.experiment else ".")
-        interpreter = outcome.missing_interpreter(result.path, program, workdir)
-        if interpreter:
-            hint = (
-                f"exit 127: {program} is there, but its interpreter is not in the image "
-                f"(#!{interpreter}): fix the script's #! line, or run it with an interpreter "
-                f"(python {program})"
-            )
+        why = outcome.shebang_failure(result.path, program, workdir)
+        hint = f"exit 127: {why}" if why else None
     return _report(cfg.root, result, hint)
 
 
