@@ -140,11 +140,13 @@ def stream(
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
     on_stop: Callable[[str], None] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> tuple[int | None, bool]:
     """Run a program with its stdout and stderr passed on live; returns (exit code, interrupted).
 
     Ctrl-C, SIGTERM or SIGHUP stops the program (SIGINT to its process group, then SIGTERM,
-    then SIGKILL).
+    then SIGKILL). `pass_fds`: files the program holds open too (locks it then holds as long
+    as it runs, even after toolkit).
     """
     from toolkit import interrupt
     from toolkit.pump import Pump
@@ -167,6 +169,7 @@ def stream(
             env=dict(env),
             cwd=cwd,
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [

@@ -129,10 +129,11 @@ def execute(
     """Run the experiment and write its record; the record is written whatever the outcome.
     `on_start` is called once everything it needs is there, just before it starts;
     `on_recorded` once the record is written, while Ctrl-C is still held."""
-    with _workdir_outputs_claimed(cfg, req):
+    with _workdir_outputs_claimed(cfg, req) as workdir_lock:
         return _execute(
             cfg,
             req,
+            workdir_lock,
             on_stdout=on_stdout,
             on_stderr=on_stderr,
             on_note=on_note,
@@ -142,22 +143,23 @@ def execute(
 
 
 @contextlib.contextmanager
-def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[None]:
+def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[IO[str] | None]:
     """A native run writes its outputs in the workdir it shares with every other native run of
     the project: two at once would overwrite each other's, and each record could then hold the
     other's metrics and checkpoints. While one runs, another is refused. The lock is the
-    system's (flock), held by toolkit: it goes when toolkit ends, even killed (SIGKILL; its
-    experiment, in a session of its own, may then run on unguarded)."""
+    system's (flock), held by toolkit and by the experiment (the file is yielded, to pass on):
+    it goes when both have ended, even killed (an experiment whose toolkit was killed runs on,
+    in a session of its own, and keeps it)."""
     declared = cfg.experiment.declared_outputs() if cfg.experiment else []
     if not req.native or not declared:  # nothing shared to claim
-        yield
+        yield None
         return
     path = cfg.root / STATE_DIR / "native-run.lock"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = path.open("a+", encoding="utf-8")
     except OSError:  # a project toolkit cannot write to: the run folder says so next
-        yield
+        yield None
         return
     import fcntl
 
@@ -172,8 +174,9 @@ def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[None]:
             raise UserError(
                 f"another native run of this project is under way ({holder}): both could write "
                 f"{', '.join(declared)} in {workdir}, and each record could hold the other's",
-                hint="wait for it to end, run from a separate checkout, or run in the target's "
-                "image (without --native), where each run's outputs are kept apart",
+                hint="wait for it to end (`toolkit runs` lists it as running; its program runs "
+                "on where its toolkit was killed), run from a separate checkout, or run in the "
+                "target's image (without --native), where each run's outputs are kept apart",
             ) from None
         except OSError:  # a file system without locks (Lustre without -o flock, NFS without
             locked = False  # lockd): the run goes on, as runs did before they were kept apart
@@ -182,12 +185,13 @@ def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[None]:
             lock.truncate()
             lock.write(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}")
             lock.flush()
-        yield
+        yield lock if locked else None
 
 
 def _execute(
     cfg: Config,
     req: RunRequest,
+    workdir_lock: IO[str] | None,
     *,
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
@@ -248,8 +252,11 @@ def _execute(
                 earlier = outputs.present(workdir, declared)
                 before = outputs.contents(workdir, experiment.metrics.file if experiment else None)
                 background.start()
+                # the experiment holds the run's locks too: a run whose toolkit is killed
+                # is still running as long as its program is
+                held = [f.fileno() for f in (claimed, workdir_lock) if f is not None]
                 ended_as = _run_native(
-                    req, workdir, run_dir, runtime_dir, env, tee_out, tee_err, on_note
+                    req, workdir, run_dir, runtime_dir, env, tee_out, tee_err, on_note, held
                 )
             else:
                 assert image_ref is not None
@@ -568,6 +575,7 @@ def _run_native(
     on_stdout: Callable[[bytes], None],
     on_stderr: Callable[[bytes], None],
     on_note: Callable[[str], None],
+    held: list[int],
 ) -> engine.ContainerExit:
     from toolkit import proc
     from toolkit.runtime.policy import UNSET
@@ -587,6 +595,7 @@ def _run_native(
             on_stdout=on_stdout,
             on_stderr=on_stderr,
             on_stop=on_note,
+            pass_fds=held,
         )
     except OSError as exc:
         if exc.filename is None:  # not the start: an error while it ran (too many open files)

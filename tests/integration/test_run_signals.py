@@ -43,9 +43,12 @@ def signal_run(
 
 def test_runs_tells_a_running_run_from_one_whose_toolkit_was_killed(project: Path) -> None:  # noqa: F811
     """SIGKILL (the kernel's out-of-memory killer, `kill -9`) leaves no record; `runs` said "a
-    run still going, or one stopped" of both, and the 4 MB held for the record stayed."""
+    run still going, or one stopped" of both, and the 4 MB held for the record stayed. A
+    native program whose toolkit is killed runs on: the run is running until it ends, and
+    another native run may not write into its workdir meanwhile."""
     import os
     import subprocess
+    import time
 
     program = "import os, time; print('READY', 6 * 7, os.getpid(), flush=True); time.sleep(120)"
     proc = subprocess.Popen(
@@ -59,11 +62,20 @@ def test_runs_tells_a_running_run_from_one_whose_toolkit_was_killed(project: Pat
         assert going.stdout.splitlines()[1].split()[1:4] == ["cpu", "(native)", "running"]
         proc.kill()
         proc.wait(timeout=10)
+        orphan = toolkit("runs", cwd=project)  # its program runs on, holding the run's locks
+        assert orphan.stdout.splitlines()[1].split()[1:4] == ["cpu", "(native)", "running"]
+        refused = toolkit("run", "--native", cwd=project)
+        assert refused.returncode == 1 and "another native run of this project" in (
+            refused.stderr
+        )
     finally:
         proc.kill()
         if line:  # the experiment, in a session of its own, runs on
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(line.split()[2]), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while line and running_processes(pid=int(line.split()[2])) and time.monotonic() < deadline:
+        time.sleep(0.05)
     ended = toolkit("runs", cwd=project)
     assert ended.stdout.splitlines()[1].split()[1:5] == ["cpu", "(native)", "no", "record"]
     assert "no record: toolkit ended before it wrote the record (killed" in ended.stderr
