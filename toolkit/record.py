@@ -494,20 +494,26 @@ def is_run_folder(folder: Path) -> bool:
 
 def no_record(folder: Path) -> UserError:
     """The error for a run folder named where its record is needed (show, diff, export)."""
-    written = max(
-        (f.stat().st_mtime for f in (folder, *(folder / log for log in _LOGS)) if f.exists()),
-        default=None,
+    written = max(  # the logs', not the folder's: listing the run gives back its held space
+        (f.stat().st_mtime for f in (folder / log for log in _LOGS) if f.exists()), default=None
     )
     when = ""
     if written is not None:
         when = f"; its logs were last written {_ago(max(0.0, time.time() - written))} ago"
-    logs = " and ".join(log for log in _LOGS if (folder / log).is_file()) or "its logs"
-    shown = f"What it printed is in {logs} in that folder, what it wrote in outputs/"
     row = _unrecorded(folder)
+    logs = " and ".join(log for log in _LOGS if (folder / log).is_file()) or "its logs"
+    # a native run writes its outputs where it runs; they are copied into the folder at its end
+    wrote = "in its workdir" if row.native else "in outputs/"
+    shown = f"What it printed is in {logs} in that folder, what it wrote {wrote}"
     if row.status == RUNNING:
         return UserError(
             f"run {folder.name} is still running: it has no record yet",
             hint=f"toolkit writes the record as the run ends{when}. {shown}",
+        )
+    if row.why == ENDED_WHY and not row.native:  # the engine runs a container on regardless
+        shown += (
+            ". Its container may run on: `docker ps --filter "
+            f"label=io.toolkit.run={folder.name}` (docker stop it)"
         )
     return UserError(
         f"run {folder.name} has no record: its folder {folder} exists, but holds no {RECORD_FILE}",

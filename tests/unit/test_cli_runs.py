@@ -293,6 +293,17 @@ def test_runs_tells_a_run_still_going_from_one_whose_toolkit_ended_without_its_r
     assert not (going / ".running").exists()
     gone = toolkit("show", ended.name, cwd=project)
     assert "→ toolkit ended before it wrote the record (killed, out of memory" in gone.stderr
+    assert "what it wrote in its workdir" in gone.stderr  # native: copied at the end only
+    assert "docker ps" not in gone.stderr
+    container = unrecorded(project, "20261127-100502-cpu-0003")
+    mark = record.claim(container, native=False)
+    assert mark is not None
+    mark.close()
+    left = toolkit("show", container.name, cwd=project)
+    assert "what it wrote in outputs/. Its container may run on: `docker ps --filter " in (
+        left.stderr
+    )
+    assert "label=io.toolkit.run=20261127-100502-cpu-0003` (docker stop it)" in left.stderr
 
 
 def test_latest_is_the_newest_run_with_a_record_while_another_is_running(project: Path) -> None:
