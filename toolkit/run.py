@@ -238,14 +238,20 @@ def _execute(
         placeholders: dict[Path, int] = {}  # a container's mount points for declared files
         started = time.time()
         stdout_log, stderr_log = run_dir / "stdout.log", run_dir / "stderr.log"
+        lost_logs: list[str] = []  # a log the run could not write to the end: said, and kept
+
+        def said_of_logs(note: str) -> None:
+            on_note(note)
+            lost_logs.append(note)
+
         # Unbuffered: each chunk is in the log as soon as it is shown, and a log that cannot be
         # written any more (disk full) holds nothing back to fail again when it is closed.
         with (
             stdout_log.open("wb", buffering=0) as out_file,
             stderr_log.open("wb", buffering=0) as err_file,
         ):
-            tee_out = _tee(out_file, on_stdout, on_note)
-            tee_err = _tee(err_file, on_stderr, on_note)
+            tee_out = _tee(out_file, on_stdout, said_of_logs)
+            tee_err = _tee(err_file, on_stderr, said_of_logs)
             on_start()
 
             if req.native:
@@ -330,8 +336,10 @@ def _execute(
         )
         # where the record says less than it seems to, kept with it for whoever reads it later
         try:
-            doc["warnings"] = _warnings(cfg, doc, metrics_files, run_dir) + outputs.appended(
-                before, outputs_dir
+            doc["warnings"] = (
+                lost_logs
+                + _warnings(cfg, doc, metrics_files, run_dir)
+                + outputs.appended(before, outputs_dir)
             )
         except OSError as exc:  # a check that cannot be made must not cost the record
             doc["warnings"] = [f"the run could not be checked for warnings: {exc}"]
@@ -369,7 +377,7 @@ def _execute(
         tuple(doc["incomplete"]),
         finishing.pressed,
         doc["engine_error"],
-        tuple(doc["warnings"]),
+        tuple(w for w in doc["warnings"] if w not in lost_logs),  # those were said as they came
         tuple(o["op"] for o in found_ops if o["mode"] == outcome.IN_OUTPUT),
     )
 

@@ -281,6 +281,28 @@ def test_data_that_holds_the_outputs_is_the_same_from_run_to_run(project: Path) 
     assert "result.txt" not in a["files"] and a["digest"] == b["digest"]
 
 
+def test_a_log_the_run_could_not_write_to_its_end_is_kept_in_the_records_warnings(
+    project: Path,
+) -> None:
+    """A log cut short by a full disk was said once, on the terminal: the record, read later,
+    gave no reason why the end of the output (a traceback) is missing."""
+    program = (
+        "import os, subprocess, time; log = os.path.join(os.environ['TOOLKIT_RUN_DIR'], "
+        "'stdout.log'); print('before', flush=True)\n"
+        "while not os.path.getsize(log): time.sleep(0.01)  # logged by toolkit's reader\n"
+        "subprocess.run(['chattr', '+i', log], check=True); print('after', flush=True)"
+    )
+    try:
+        result = toolkit("run", "--native", "--", "python", "-c", program, cwd=project)
+    finally:
+        for log in (project / "runs").glob("*/stdout.log"):
+            subprocess.run(["chattr", "-i", log], check=False)
+    assert result.returncode == 0, result.stderr
+    said = "stdout.log: Operation not permitted; the rest is not logged"
+    assert result.stderr.count(said) == 1  # as it came, not again at the end
+    assert any(said in w for w in record_of(project, result.stderr)["warnings"])
+
+
 def test_a_primary_metric_the_run_never_logged_is_said(project: Path) -> None:
     config = project / "toolkit.yaml"
     config.write_text(config.read_text().replace("primary: score", "primary: scor"))
