@@ -131,6 +131,12 @@ def _log_tail(log: Path) -> str:
         return ""
 
 
+def replaced_a_mount(run_dir: Path) -> bool:
+    """Whether a failed run's output says that a rename onto a mounted file failed (EBUSY):
+    a declared output file, bound into a container, can be written but not replaced."""
+    return "Device or resource busy" in _log_tail(run_dir / "stderr.log")
+
+
 def offline_failure(run_dir: Path) -> str | None:
     """What in a failed run's output says that it tried to reach the network, or None."""
     tail = _log_tail(run_dir / "stderr.log") + _log_tail(run_dir / "stdout.log")

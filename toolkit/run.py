@@ -924,6 +924,23 @@ def _warnings(
             "experiment.network is false, but a native run has this machine's network: what "
             "the experiment downloads is not in the record (the record says network: host)"
         )
+    files = [
+        rel
+        for rel in (cfg.experiment.declared_outputs() if cfg.experiment else ())
+        if not rel.endswith("/") and Path(rel).suffix
+    ]
+    if (
+        files
+        and not doc["native"]
+        and doc["status"] == "failed"
+        and outcome.replaced_a_mount(run_dir)
+    ):
+        found.append(
+            f"the run's output says 'Device or resource busy': a declared output file "
+            f"({', '.join(files)}) is bound into the container, where it can be written but not "
+            "replaced by a rename (a save to a temporary file, then os.replace): declare the "
+            "folder it is saved in instead"
+        )
     offline = (
         outcome.offline_failure(run_dir)
         if doc["network"] == "none" and doc["status"] == "failed"

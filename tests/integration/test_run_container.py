@@ -209,6 +209,20 @@ def test_a_run_that_ends_leaves_the_outputs_of_one_still_running_mounted(
     assert len(records) == 2 and len(written) == 1
 
 
+def test_a_rename_over_a_declared_output_file_is_explained(example: Path, tmp_path: Path) -> None:
+    project = copy_of(example, tmp_path / "replace")
+    config = project / "toolkit.yaml"
+    config.write_text(config.read_text().replace("outputs: [checkpoints/]", "outputs: [model.pt]"))
+    save = "import os; open('model.pt.tmp', 'w').write('w'); os.replace('model.pt.tmp', 'model.pt')"
+    code, record, text = run(project, "--", "python", "-c", save)
+    assert code == 1 and record["status"] == "failed"
+    assert "Device or resource busy" in text
+    assert (
+        "warning: the run's output says 'Device or resource busy': a declared output file "
+        "(model.pt, metrics.jsonl) is bound into the container"
+    ) in text
+
+
 def test_gpus_on_an_engine_without_nvidias_hook_say_what_to_install(example: Path) -> None:
     if "nvidia" in engine.info().runtimes:
         pytest.skip("this engine can pass GPUs to containers")
