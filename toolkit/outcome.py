@@ -150,19 +150,27 @@ def shebang_failure(run_dir: Path, program: str, workdir: Path) -> str | None:
     to run a script that is there."""
     from toolkit import facts
 
-    failed = f"exec {program} failed: No such file or directory"
-    if "/" not in program or failed not in _log_tail(run_dir / "stderr.log"):
+    if "/" not in program:
         return None
     script = workdir / program
     interpreter = facts.shebang(script)
+    tail = _log_tail(run_dir / "stderr.log")
+    words = (interpreter or "").split()
+    named = [w for w in words[1:] if not w.startswith("-")]  # #!/usr/bin/env python4
+    env_failed = bool(words and words[0].endswith("/env") and named) and bool(
+        re.search(rf"env: .?{re.escape(named[0])}.?: No such file or directory", tail)
+    )
+    if f"exec {program} failed: No such file or directory" not in tail and not env_failed:
+        return None
     if interpreter and facts.dos_shebang(script):
         return (
             f"its #! line ends in a carriage return (Windows line endings): #!{interpreter}: "
             f"convert it to Unix line endings (dos2unix {program}, or your editor's setting)"
         )
     if interpreter:
+        other = "sh" if script.suffix in (".sh", ".bash") else "python"
         return (
             f"{program} is there, but its interpreter is not in the image (#!{interpreter}): "
-            f"fix the script's #! line, or run it with an interpreter (python {program})"
+            f"fix the script's #! line, or run it with an interpreter ({other} {program})"
         )
     return None

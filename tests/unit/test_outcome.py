@@ -100,11 +100,15 @@ def test_a_script_the_containers_init_could_not_exec_names_its_interpreter(
     log.write_text("[FATAL tini (7)] exec ./train.sh failed: No such file or directory\n")
     assert outcome.shebang_failure(run_dir, "./train.sh", tmp_path) == (
         "./train.sh is there, but its interpreter is not in the image (#!/usr/bin/env bash5): "
-        "fix the script's #! line, or run it with an interpreter (python ./train.sh)"
+        "fix the script's #! line, or run it with an interpreter (sh ./train.sh)"
     )
     assert outcome.shebang_failure(run_dir, "train.sh", tmp_path) is None  # a name: PATH's
     log.write_text("train.sh: line 2: nosuch: command not found\n")  # it ran: its own 127
     assert outcome.shebang_failure(run_dir, "./train.sh", tmp_path) is None
+    log.write_text("/usr/bin/env: \u2018bash5\u2019: No such file or directory\n")  # env's own
+    assert "its interpreter is not in the image (#!/usr/bin/env bash5)" in str(
+        outcome.shebang_failure(run_dir, "./train.sh", tmp_path)
+    )
     script.write_bytes(b"#!/bin/bash\r\necho hi\r\n")  # written on Windows
     log.write_text("[FATAL tini (7)] exec ./train.sh failed: No such file or directory\n")
     assert outcome.shebang_failure(run_dir, "./train.sh", tmp_path) == (
