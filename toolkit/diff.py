@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -400,8 +401,9 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
         in_a, in_b = (_get(r, parent) or {} for r in (ra, rb))
         if key in in_a and key in in_b:  # an older record lacks what it never kept
             va, vb = in_a[key], in_b[key]
-            # the same outputs, declared in another order, are the same
-            if _in_order(va) != _in_order(vb):
+            # the same outputs, declared in another order or spelt another way, are the same
+            same = _same_paths if field == "declared outputs" else _in_order
+            if same(va) != same(vb):
                 check("settings", field, _declared(va), _declared(vb))
     policy_a = dict(_get(ra, "determinism.policy") or {})
     policy_b = dict(_get(rb, "determinism.policy") or {})
@@ -435,6 +437,13 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
 
 def _in_order(value: Any) -> Any:
     return sorted(map(str, value)) if isinstance(value, list) else value
+
+
+def _same_paths(value: Any) -> Any:
+    """Declared paths as the files they name: `./out/` and `out` are one folder."""
+    if not isinstance(value, list):
+        return value
+    return sorted({os.path.normpath(str(path)) for path in value})
 
 
 def _declared(value: Any) -> str:

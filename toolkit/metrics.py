@@ -20,6 +20,8 @@ NOT_JSON = "not JSON"
 NOT_AN_OBJECT = "not a JSON object"
 VALUES_NOT_AN_OBJECT = "'values' is not an object"
 STRING_NUMBERS = "numbers written as strings"
+# a printed step that is a number but no integer (2.5, nan, inf): a step counts, it is no value
+NO_INTEGER_STEP = "experiment.metrics.patterns.step captured no integer step"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,13 @@ class Skipped:
         """E.g. "metrics.jsonl: 3 lines skipped (not JSON; the first is line 7)"."""
         count = f"{self.lines} line{'s' if self.lines != 1 else ''}"
         where = "line" if self.lines == 1 else "the first is line"
+        if self.reason == NO_INTEGER_STEP:
+            those = "that step is" if self.lines == 1 else "those steps are"
+            return (
+                f"{file}: {count} where {self.reason}, so {those} left out and the values "
+                f"after keep the step before ({where} {self.first_line}: it captured "
+                f"{self.captured}); make the pattern's group capture just an integer step"
+            )
         if self.captured is not None:
             those = "that value is" if self.lines == 1 else "those values are"
             return (
@@ -170,7 +179,8 @@ def parse_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) ->
     As in a metrics file, `step`, `time` and `epoch` are not metrics: a `step` pattern gives
     the step of the metrics on its line and on the lines after it, up to the next step. With
     none, a metric's steps count its matches (`Parsed.counted` names it). A match whose group
-    captured no number (`nan` and `inf` are numbers) is counted in `Parsed.skipped`.
+    captured no number (`nan` and `inf` are numbers), or a step that is no integer (`2.5`,
+    `nan`; `1.0` and `1e3` are integers), is counted in `Parsed.skipped`.
     """
     if not patterns:
         return Parsed({})
@@ -181,9 +191,12 @@ def parse_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) ->
     tally = _Tally()
     step: int | None = None
     for number, line in enumerate(lines, start=1):
-        found = _printed_values(line, compiled, tally, number)
-        if "step" in found and found["step"].is_integer():
-            step = int(found["step"])
+        found, captured = _printed_values(line, compiled, tally, number)
+        if "step" in found:
+            if found["step"].is_integer():
+                step = int(found["step"])
+            else:  # the values after it would silently keep the step before
+                tally.add(NO_INTEGER_STEP, number, _shown(captured["step"]))
         for name, value in found.items():
             if name in _NOT_METRICS:
                 continue
@@ -199,10 +212,12 @@ def parse_stdout(lines: Iterable[str], patterns: tuple[tuple[str, str], ...]) ->
 
 def _printed_values(
     line: str, compiled: list[tuple[str, re.Pattern[str]]], tally: _Tally, number: int
-) -> dict[str, float]:
-    """The value each pattern reads from one printed line; where its group captured no
-    number, `tally` counts the line, with what it captured for the user to see."""
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The value each pattern reads from one printed line, and the text it read it from;
+    where its group captured no number, `tally` counts the line, with what it captured for
+    the user to see."""
     found = {}
+    texts = {}
     for name, regex in compiled:
         match = regex.search(line)
         if not match:
@@ -211,13 +226,20 @@ def _printed_values(
         captured = match.group(1)
         value = _float(captured)
         if value is not None:
-            found[name] = value
+            found[name], texts[name] = value, captured
             continue
-        shown = repr(captured) if captured else "nothing"
-        if len(shown) > 40:  # `(.*)` captures the rest of a line that may be long
-            shown = shown[:37] + "..."
-        tally.add(f"experiment.metrics.patterns.{name} captured no number", number, shown)
-    return found
+        tally.add(
+            f"experiment.metrics.patterns.{name} captured no number", number, _shown(captured)
+        )
+    return found, texts
+
+
+def _shown(captured: str | None) -> str:
+    """What a pattern's group captured, as `Skipped.captured` shows it: "'abc'", "nothing"."""
+    shown = repr(captured) if captured else "nothing"
+    if len(shown) > 40:  # `(.*)` captures the rest of a line that may be long
+        shown = shown[:37] + "..."
+    return shown
 
 
 def merge(*sources: Series | Parsed) -> Series:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import asdict
 from typing import Any
 
@@ -249,7 +250,7 @@ def diff_markdown(d: RunDiff) -> str:
     if d.nothing_compared_hint:
         out.append(f"> hint: {html.escape(d.nothing_compared_hint)}")
     out += ["", "| input | field | A | B |", "|---|---|---|---|"]
-    out += [f"| {c.category} | {c.field} | `{c.a}` | `{c.b}` |" for c in d.inputs[:40]]
+    out += [_row(c.category, c.field, _code(c.a), _code(c.b)) for c in d.inputs[:40]]
     if not d.inputs:
         out.append("| - | all recorded inputs are the same | | |")
         if hint := _same_inputs_hint(d):
@@ -262,14 +263,14 @@ def diff_markdown(d: RunDiff) -> str:
     for m in d.metrics:
         step = first_difference(m, d.early_end)
         first = "-" if step is None else str(step)
-        numbers = f"{m.max_abs:.3g} | {percent(m.max_rel)}"
+        numbers = (f"{m.max_abs:.3g}", percent(m.max_rel))
         if _never_logged(m):
-            verdict, first, numbers = _never_logged(m) or "", "-", "- | -"
+            verdict, first, numbers = _never_logged(m) or "", "-", ("-", "-")
         elif d.early_end and m.name in d.early_end.metrics:
             verdict = _cut_text(m, d.early_end, numbers=False)
         else:
             verdict = f"{verdict_text(m.verdict)}{_series_extra(m)}"
-        out.append(f"| {m.name} | {verdict} | {first} | {numbers} |")
+        out.append(_row(m.name, verdict, first, *numbers))
     out += [
         "",
         "| output | verdict | tensors differing | max abs | max ulp |",
@@ -277,14 +278,44 @@ def diff_markdown(d: RunDiff) -> str:
     ]
     for o in d.outputs:
         if o.tensors is None:
-            out.append(f"| {o.path} | {_status(o.status)} | {o.note or ''} | | |")
+            out.append(_row(o.path, _status(o.status), o.note or "", "", ""))
         else:
             s = o.tensors.summary
             out.append(
-                f"| {o.path} | {verdict_text(o.verdict)} | {_tensor_count(s)} "
-                f"| {_num(s.max_abs)} | {s.max_ulp} |"
+                _row(
+                    o.path,
+                    verdict_text(o.verdict),
+                    _tensor_count(s),
+                    _num(s.max_abs),
+                    str(s.max_ulp),
+                )
             )
     return "\n".join(out) + "\n"
+
+
+def _row(*cells: str) -> str:
+    """One row of a Markdown table, each cell's text kept in its cell."""
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: a `|` (a metrics pattern's `loss|cost`) or a line break
+    would end the cell or the row. GitHub takes `\\|` as a `|` in a code span too."""
+    return " ".join(text.splitlines()).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """Text as a Markdown code span, whatever backticks it holds: a fence of a length that
+    none of its runs of backticks has, and a space inside each end where one is needed."""
+    if not text:
+        return ""  # `` is no code span, but two backticks shown as they are
+    runs = {len(run) for run in re.findall(r"`+", text)}
+    fence = "`" * next(n for n in range(1, len(runs) + 2) if n not in runs)
+    # a span drops one space each side where it has both: a pad each side, which it drops,
+    # keeps a backtick off the fence and the text's own spaces in
+    ends = (text[0], text[-1])
+    pad = " " if "`" in ends or (ends == (" ", " ") and text.strip()) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def diff_html(d: RunDiff, a: Run, b: Run) -> str:
@@ -501,11 +532,16 @@ REPRO_HEADERS = ["compare", "group", "runs", "verdict", "primary Δ", "first ste
 def repro_markdown(r: ReproReport) -> str:
     """Markdown for a CI job summary."""
     icon = _ICONS.get(r.verdict, "⚠️")
-    out = [f"### {icon} repro-check: {html.escape(r.summary)}", "", f"control: `{r.control}`", ""]
+    out = [
+        f"### {icon} repro-check: {html.escape(r.summary)}",
+        "",
+        f"control: {_code(r.control)}",
+        "",
+    ]
     if r.pairs:  # every run failed: no table of no comparisons
         out.append("| " + " | ".join(REPRO_HEADERS) + " |")
         out.append("|" + "---|" * len(REPRO_HEADERS))
-        out += ["| " + " | ".join(row) + " |" for row in repro_rows(r)]
+        out += [_row(*row) for row in repro_rows(r)]
     return "\n".join(out) + "\n"
 
 

@@ -581,3 +581,17 @@ def test_another_declaration_of_outputs_or_metrics_is_a_setting_not_randomness(
     a["outputs"]["declared"] = ["outputs/", "extra/"]
     b["outputs"]["declared"] = ["extra/", "outputs/"]  # the same, in another order
     assert attribute(a, b) == [InputChange("settings", "metrics file", "none", "metrics.jsonl")]
+
+
+def test_declared_outputs_spelt_another_way_are_the_same() -> None:
+    """`checkpoints/, extra/` and `extra, ./checkpoints/` name the same folders: no change of
+    settings; where they do differ, each run's paths are shown as it declared them."""
+    a = record("a", [1.0], outputs={"files": {}, "declared": ["checkpoints/", "extra/"]})
+    b = record("b", [1.0], outputs={"files": {}, "declared": ["extra", "./checkpoints/"]})
+    assert attribute(a, b) == []
+    b["outputs"]["declared"] = ["./checkpoints//", "extra/", "extra"]  # one folder twice
+    assert attribute(a, b) == []
+    b["outputs"]["declared"] = ["./checkpoints/", "other"]
+    assert attribute(a, b) == [
+        InputChange("settings", "declared outputs", "checkpoints/, extra/", "./checkpoints/, other")
+    ]

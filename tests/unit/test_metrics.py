@@ -198,6 +198,39 @@ def test_printed_values_that_are_not_numbers_are_said_like_a_files_lines() -> No
     assert long == "'" + "x" * 36 + "..."
 
 
+def test_a_printed_step_that_is_no_integer_is_said_not_silently_skipped(tmp_path: Path) -> None:
+    """`step 2.5` or `step nan` gave no step, and said nothing: the values after it landed on
+    the step before. An integral float (`1.0`, `1e3`) is a step."""
+    printed = [
+        "step 1.0 loss=0.5",
+        "step 2.5 loss=0.25",
+        "loss=0.2",
+        "step nan loss=0.125",
+        "step inf",
+        "step 1e3 loss=0.0625",
+    ]
+    patterns = (("step", r"step (\S+)"), ("loss", r"loss=(\S+)"))
+    parsed = parse_stdout(printed, patterns)
+    assert parsed.series == {
+        "loss": [(1, 0.5), (1, 0.25), (1, 0.2), (1, 0.125), (1000, 0.0625)],
+    }
+    assert parsed.skipped == (
+        Skipped("experiment.metrics.patterns.step captured no integer step", 3, 2, "'2.5'"),
+    )
+    (tmp_path / "stdout.log").write_text("\n".join(printed[:2]) + "\n")
+    files = read_run_files(tmp_path, None, patterns)
+    assert run_warnings(files, {"primary": "loss", "series": merge(*files.values())}) == (
+        "stdout.log: 1 line where experiment.metrics.patterns.step captured no integer step, so "
+        "that step is left out and the values after keep the step before (line 2: it captured "
+        "'2.5'); make the pattern's group capture just an integer step",
+    )
+    assert [s.describe("stdout.log") for s in parsed.skipped] == [
+        "stdout.log: 3 lines where experiment.metrics.patterns.step captured no integer step, so "
+        "those steps are left out and the values after keep the step before (the first is line "
+        "2: it captured '2.5'); make the pattern's group capture just an integer step",
+    ]
+
+
 def test_printed_nan_and_infinities_are_numbers() -> None:
     printed = ["loss=nan", "loss=inf", "loss=-inf", "loss=NaN", "loss=Infinity", "loss=-Infinity"]
     parsed = parse_stdout(printed, (("loss", r"loss=(\S+)"),))
