@@ -829,6 +829,19 @@ def _warnings(
         "fingerprint and a change to it goes unseen: is the path in toolkit.yaml right?"
         for path in data.get("missing", [])
     ]
+    exp = cfg.experiment
+    outside = [
+        rel
+        for rel in (exp.data if exp is not None and not doc["native"] else ())
+        if exp is not None
+        and not (cfg.root / exp.workdir / rel).resolve().is_relative_to(cfg.root.resolve())
+    ]
+    if outside:
+        found.append(
+            f"experiment.data {', '.join(outside)} links outside the project, which is all the "
+            "container sees of this machine: the record has its fingerprint, but the run could "
+            "not read it; copy it into the project, or run with --native"
+        )
     changed = data.get("changed") or []
     if changed:
         shown = ", ".join(changed[:3]) + (
@@ -954,8 +967,7 @@ def _warnings(
             "true (what it downloads is then not in the record)"
         )
     own = cfg.experiment is None or doc["command"] != shlex.split(cfg.experiment.command)
-    if cfg.experiment is not None and not own and doc["status"] == "succeeded" and doc["outputs"]:
-        exp = cfg.experiment
+    if exp is not None and not own and doc["status"] == "succeeded" and doc["outputs"]:
         unwritten = outputs.unwritten(run_dir / OUTPUTS, exp.outputs)
         if unwritten:
             found.append(

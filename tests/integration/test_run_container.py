@@ -223,6 +223,22 @@ def test_a_rename_over_a_declared_output_file_is_explained(example: Path, tmp_pa
     ) in text
 
 
+def test_data_linked_from_outside_the_project_is_said_to_be_out_of_the_containers_sight(
+    example: Path, tmp_path: Path
+) -> None:
+    project = copy_of(example, tmp_path / "linked")
+    data = project / "examples" / "quickstart" / "data"
+    shutil.move(data, tmp_path / "elsewhere")
+    data.symlink_to(tmp_path / "elsewhere")
+    code, record, text = run(project, "--", "python", "-c", "open('data/train.csv')")
+    assert code == 1 and "FileNotFoundError" in text
+    assert record["data"]["files"]  # fingerprinted on this machine
+    assert (
+        "warning: experiment.data data/ links outside the project, which is all the container "
+        "sees of this machine"
+    ) in text
+
+
 def test_gpus_on_an_engine_without_nvidias_hook_say_what_to_install(example: Path) -> None:
     if "nvidia" in engine.info().runtimes:
         pytest.skip("this engine can pass GPUs to containers")
