@@ -26,12 +26,12 @@ from toolkit.compare import (
 )
 from toolkit.config import CompareConfig
 from toolkit.errors import UserError
+from toolkit.paths import OUTPUTS
 from toolkit.record import FACTS
 
 Category = Literal["code", "data", "environment", "hardware", "seed", "settings"]
 CATEGORIES: tuple[Category, ...] = ("code", "data", "environment", "hardware", "seed", "settings")
 TENSOR_SUFFIXES = (".npy", ".npz", ".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-OUTPUTS = "outputs"
 # a diff's verdict: a comparison's, or "not_compared" where neither metrics nor outputs could be
 # compared, which is no match: nothing says the results are the same
 DiffVerdict = Literal["identical", "within_tolerance", "diverged", "not_compared"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 STATE_DIR = ".toolkit"  # logs, wheelhouse, caches: never committed
 RUNS_DIR = "runs"  # one folder per run: record, logs, outputs
+OUTPUTS = "outputs"  # in a run folder: what the experiment wrote (its declared outputs)
 RUN_BUNDLE_TOP = "toolkit-runs"  # the folder a run bundle (`toolkit runs export`) holds
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from toolkit.errors import UserError
-from toolkit.paths import RUNS_DIR
+from toolkit.paths import OUTPUTS, RUNS_DIR
 
 SCHEMA = "toolkit.run/1"
 _PREFIX = "toolkit.run/"  # a record of another version of the schema starts so too
@@ -488,7 +488,7 @@ def is_run_folder(folder: Path) -> bool:
     """Whether `folder` is a run's, with or without a record: a run writes its logs and makes
     its outputs folder as it starts."""
     return folder.is_dir() and (
-        any((folder / log).is_file() for log in _LOGS) or (folder / "outputs").is_dir()
+        any((folder / log).is_file() for log in _LOGS) or (folder / OUTPUTS).is_dir()
     )
 
 

@@ -65,9 +65,7 @@ def test_runs_tells_a_running_run_from_one_whose_toolkit_was_killed(project: Pat
         orphan = toolkit("runs", cwd=project)  # its program runs on, holding the run's locks
         assert orphan.stdout.splitlines()[1].split()[1:4] == ["cpu", "(native)", "running"]
         refused = toolkit("run", "--native", cwd=project)
-        assert refused.returncode == 1 and "another native run of this project" in (
-            refused.stderr
-        )
+        assert refused.returncode == 1 and "another native run of this project" in (refused.stderr)
     finally:
         proc.kill()
         if line:  # the experiment, in a session of its own, runs on

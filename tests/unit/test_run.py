@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import run
+from toolkit import caveats, run
 from toolkit.config import Config, load_config
 from toolkit.errors import ConfigError
 
@@ -72,7 +72,7 @@ def test_no_policy_with_a_policy_option_says_the_option_would_do_nothing(
 def test_a_python_option_that_skips_the_runtime_is_found(
     command: list[str], flag: str | None
 ) -> None:
-    assert run._runtime_skipped(command) == flag
+    assert caveats._runtime_skipped(command) == flag
 
 
 def test_a_fact_that_cannot_be_read_costs_the_record_that_one_alone(
