@@ -10,6 +10,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt  # rich's Markdown renderer: GitHub's tables, `\|` included
 
+from tests.unit import test_diff_records
 from toolkit.diff import Run, diff_runs
 from toolkit.report import diff_html, diff_markdown
 
@@ -26,21 +27,9 @@ VALUES = {
 
 
 def record(run_id: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "schema": "toolkit.run/1",
-        "id": run_id,
-        "project": "p",
-        "target": "cpu",
-        "status": "succeeded",
-        "exit_code": 0,
-        "command": ["python", "train.py"],
-        "native": True,
-        "determinism": {"policy": {"seed": 0}, "applied": []},
-        "metrics": {"primary": "val|loss", "series": {"val|loss": [[0, 1.0]]}, "patterns": {}},
-        "outputs": {"files": {}},
-        "host_environment": {},
-        **extra,
-    }
+    doc = test_diff_records.record(run_id, [1.0], **{"host_environment": {}, **extra})
+    doc["metrics"] = {"primary": "val|loss", "series": {"val|loss": [[0, 1.0]]}, "patterns": {}}
+    return doc
 
 
 def runs(tmp_path: Path) -> tuple[Run, Run]:
