@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 STATE_DIR = ".toolkit"  # logs, wheelhouse, caches: never committed
 RUNS_DIR = "runs"  # one folder per run: record, logs, outputs
@@ -49,3 +50,16 @@ def written_whole(dest: Path) -> Iterator[Path]:
         partial.replace(dest)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def hold(lock: IO[str], holder: str) -> None:
+    """Lock an open file of toolkit's for this process (flock, which the system lets go of when
+    every process holding the file has ended, killed or not), and write in it who holds it.
+    BlockingIOError: another holds it; another OSError: the file system has no locks."""
+    import fcntl
+
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    lock.seek(0)
+    lock.truncate()
+    lock.write(holder)
+    lock.flush()

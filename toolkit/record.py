@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from toolkit.errors import UserError
-from toolkit.paths import OUTPUTS, RUNS_DIR
+from toolkit.paths import OUTPUTS, RUNS_DIR, hold
 
 SCHEMA = "toolkit.run/1"
 _PREFIX = "toolkit.run/"  # a record of another version of the schema starts so too
@@ -95,17 +95,13 @@ def claim(run_dir: Path, *, native: bool) -> IO[str] | None:
     """Mark a new run folder as being run by this process until `release`: `toolkit runs`
     then tells a run still going from one whose toolkit ended without writing its record.
     None where the file system has no locks (NFS without lockd): the folder is then unmarked."""
-    import fcntl
-
     path = run_dir / _RUNNING_FILE
     try:
         handle = path.open("x", encoding="utf-8")
     except OSError:
         return None
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        handle.write(json.dumps({"pid": os.getpid(), "native": native}))
-        handle.flush()
+        hold(handle, json.dumps({"pid": os.getpid(), "native": native}))
     except OSError:  # an unlocked mark would say its run had ended
         handle.close()
         path.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from toolkit import __version__, caveats, engine, facts, image, interrupt, outcome, outputs, record
 from toolkit.config import MAX_SEED, Config, DeterminismConfig, TargetConfig
 from toolkit.errors import ConfigError, RecordNotWritten, UserError
-from toolkit.paths import OUTPUTS, STATE_DIR
+from toolkit.paths import OUTPUTS, STATE_DIR, hold
 
 if TYPE_CHECKING:
     from toolkit import metrics
@@ -159,11 +159,9 @@ def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[IO[str] |
     except OSError:  # a project toolkit cannot write to: the run folder says so next
         yield None
         return
-    import fcntl
-
     with lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            hold(lock, f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}")
             locked = True
         except BlockingIOError:  # held: another native run of the project is under way
             lock.seek(0)
@@ -178,11 +176,6 @@ def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[IO[str] |
             ) from None
         except OSError:  # a file system without locks (Lustre without -o flock, NFS without
             locked = False  # lockd): the run goes on, as runs did before they were kept apart
-        if locked:
-            lock.seek(0)
-            lock.truncate()
-            lock.write(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}")
-            lock.flush()
         yield lock if locked else None
 
 
