@@ -4,13 +4,14 @@ the terminal, and kept in the record (`warnings`)."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit import facts, outcome, outputs
-from toolkit.config import Config
+from toolkit.config import Config, ExperimentConfig
 from toolkit.paths import OUTPUTS
 
 if TYPE_CHECKING:
@@ -32,18 +33,8 @@ def of(
         for path in data.get("missing", [])
     ]
     exp = cfg.experiment
-    outside = [
-        rel
-        for rel in (exp.data if exp is not None and not doc["native"] else ())
-        if exp is not None
-        and not (cfg.root / exp.workdir / rel).resolve().is_relative_to(cfg.root.resolve())
-    ]
-    if outside:
-        found.append(
-            f"experiment.data {', '.join(outside)} links outside the project, which is all the "
-            "container sees of this machine: the record has its fingerprint, but the run could "
-            "not read it; copy it into the project, or run with --native"
-        )
+    if exp is not None and not doc["native"]:
+        found += _out_of_the_containers_sight(cfg.root, exp, data.get("missing", []))
     changed = data.get("changed") or []
     if changed:
         shown = ", ".join(changed[:3]) + (
@@ -182,6 +173,45 @@ def of(
         # news either: the primary metric is the experiment's
         quiet = own and not (doc["metrics"] or {}).get("series")
         found += metrics.run_warnings(metrics_files, doc["metrics"], primary=not quiet)
+    return found
+
+
+def _out_of_the_containers_sight(
+    root: Path, exp: ExperimentConfig, missing: list[str]
+) -> list[str]:
+    """The data a container run could not read though its record has its fingerprint: linked
+    from outside the project (the container sees the project alone), or inside a declared
+    output (the container sees the run's own, empty, outputs folder there)."""
+    found = []
+    outside = []
+    for rel in (r for r in exp.data if r not in missing):
+        try:
+            linked = not (root / exp.workdir / rel).resolve().is_relative_to(root.resolve())
+        except (OSError, RuntimeError):  # a link to itself: missing, said above
+            linked = False
+        if linked:
+            outside.append(rel)
+    if outside:
+        found.append(
+            f"experiment.data {', '.join(outside)} links outside the project, which is all the "
+            "container sees of this machine: the record has its fingerprint, but the run could "
+            "not read it; copy it into the project, or run with --native"
+        )
+    folders = [os.path.normpath(o) for o in exp.outputs if o.endswith("/") or not Path(o).suffix]
+    hidden = [
+        rel
+        for rel in exp.data
+        if any(
+            os.path.normpath(rel) == out or os.path.normpath(rel).startswith(out + os.sep)
+            for out in folders
+        )
+    ]
+    if hidden:
+        found.append(
+            f"experiment.data {', '.join(hidden)} lies in a declared output folder, which the "
+            "container sees as this run's own, empty, outputs: the record has its fingerprint, "
+            "but the run could not read it; keep such data out of experiment.outputs"
+        )
     return found
 
 

@@ -153,14 +153,16 @@ def collect(
     def data() -> dict[str, Any]:
         known = cfg.root / STATE_DIR / "data-hashes.json"
         paths, skip = (exp.data, exp.not_data()) if exp else ((), ())
-        prints = fingerprint.fingerprint(workdir, paths, known=known, skip=skip)
+        prints = fingerprint.fingerprint(workdir, paths, known=known, skip=skip, data=True)
         found[DATA_READ] = prints  # for `data_changed`, once the run has ended
         return {"digest": prints.digest, "files": prints.files, "missing": list(prints.missing)}
 
     gather("data", data)
 
 
-def data_changed(cfg: Config, facts: dict[str, Any]) -> None:
+def data_changed(
+    cfg: Config, facts: dict[str, Any], check: Callable[[], None] = lambda: None
+) -> None:
     """Name, in the record's data (`changed`), each data file the run changed, made or removed
     while it ran: its fingerprint may hold the file as it was before or after, and the next
     run reads other data."""
@@ -170,7 +172,7 @@ def data_changed(cfg: Config, facts: dict[str, Any]) -> None:
     exp = cfg.experiment
     if read is None or exp is None or facts.get("data") is None:
         return
-    found = fingerprint.changed(cfg.root / exp.workdir, exp.data, read, exp.not_data())
+    found = fingerprint.changed(cfg.root / exp.workdir, exp.data, read, exp.not_data(), check)
     if found:
         facts["data"]["changed"] = found
 

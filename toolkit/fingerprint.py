@@ -43,6 +43,7 @@ def fingerprint(
     known: Path | None = None,
     check: Callable[[], None] = lambda: None,
     skip: tuple[str, ...] = (),
+    data: bool = False,
 ) -> Fingerprint:
     """Hash every regular file under each of `paths` (files or folders), relative to `root`.
 
@@ -50,13 +51,14 @@ def fingerprint(
     are those it had when it was hashed is not read again: a dataset of many gigabytes costs
     its full read once, not on every run. `known` is then rewritten with what was seen.
     `check` is called between blocks of work: an exception from it stops the fingerprint.
-    Files under `skip` (paths relative to `root`) are left out.
+    Files under `skip` (paths relative to `root`) are left out; with `data`, Python's bytecode
+    too.
     """
     earlier = _load(known) if known else {}
     seen: dict[str, list[int | str]] = {}
     files: dict[str, str] = {}
     stamps: dict[str, list[int | str]] = {}
-    found, missing = _files(root, paths, skip)
+    found, missing = _files(root, paths, skip, data)
     for path in found:
         rel = path.relative_to(root).as_posix()
         stamps[rel] = _stamp(path)
@@ -67,13 +69,17 @@ def fingerprint(
 
 
 def changed(
-    root: Path, paths: tuple[str, ...] | list[str], before: Fingerprint, skip: tuple[str, ...] = ()
+    root: Path,
+    paths: tuple[str, ...] | list[str],
+    before: Fingerprint,
+    skip: tuple[str, ...] = (),
+    check: Callable[[], None] = lambda: None,
 ) -> list[str]:
     """The files under `paths` (but `skip`) that are not as they were when `before` hashed
     them: changed, new or gone since (a run that writes into its own data). Looked at, and
     read only where nothing but its ctime or inode changed."""
     now: dict[str, list[int | str]] = {}
-    for path in _files(root, paths, skip)[0]:
+    for path in _files(root, paths, skip, data=True)[0]:
         with contextlib.suppress(OSError):  # gone while it was looked at
             now[path.relative_to(root).as_posix()] = _stamp(path)
 
@@ -84,7 +90,7 @@ def changed(
         if was == found:
             return False
         try:  # a chmod, or a hard link made to it, changes its ctime alone: read, to tell
-            return sha256_of(root / rel) != before.files.get(rel)
+            return sha256_of(root / rel, check) != before.files.get(rel)
         except OSError:
             return True
 
@@ -92,11 +98,11 @@ def changed(
 
 
 def _files(
-    root: Path, paths: tuple[str, ...] | list[str], skip: tuple[str, ...]
+    root: Path, paths: tuple[str, ...] | list[str], skip: tuple[str, ...], data: bool
 ) -> tuple[list[Path], list[str]]:
     """Every regular file under each of `paths` (files or folders) below `root`, in order, and
-    the paths that do not exist. With `skip`: but the files under those of its paths that a
-    path does not lie in itself (data inside a declared output is data still), and Python's
+    the paths that do not exist; but the files under those `skip` paths that a path does not
+    lie in itself (data inside a declared output is data still), and, for `data`, Python's
     bytecode (__pycache__/, *.pyc: what the interpreter writes beside a module it imports)."""
     skipped = tuple(os.path.normpath(rel) for rel in skip)
     found: list[Path] = []
@@ -106,12 +112,12 @@ def _files(
         here = os.path.normpath(declared)
         left_out = tuple(out for out in skipped if not _under(here, out))
         if start.is_file():
-            found += [start] if _kept(start, root, left_out, bytecode=not skip) else []
+            found += [start] if _kept(start, root, left_out, bytecode=not data) else []
         elif start.is_dir():
             found += sorted(
                 p
                 for p in start.rglob("*")
-                if _regular(p) and _kept(p, root, left_out, bytecode=not skip)
+                if _regular(p) and _kept(p, root, left_out, bytecode=not data)
             )
         else:
             missing.append(declared)

@@ -144,16 +144,21 @@ def offline_failure(run_dir: Path) -> str | None:
 
 
 def shebang_failure(run_dir: Path, program: str, workdir: Path) -> str | None:
-    """Why a container run's script did not start, when its `#!` line is the cause: the
-    interpreter its image lacks (as "/usr/bin/env python4"), or the Windows line ending that
-    makes the system look for another; None where the container's init (tini) did not fail
-    to run a script that is there."""
+    """Why a run's script that exited 127 did not start, when its `#!` line is the cause: the
+    Windows line ending that makes the system (or env) look for another interpreter, or, in a
+    container, the interpreter its image lacks (as "/usr/bin/env python4"); None where
+    neither the container's init (tini) nor env failed to run a script that is there."""
     from toolkit import facts
 
     if "/" not in program:
         return None
     script = workdir / program
     interpreter = facts.shebang(script)
+    if interpreter and facts.dos_shebang(script):  # fatal whatever runs it: env, or the kernel
+        return (
+            f"its #! line ends in a carriage return (Windows line endings): #!{interpreter}: "
+            f"convert it to Unix line endings (dos2unix {program}, or your editor's setting)"
+        )
     tail = _log_tail(run_dir / "stderr.log")
     words = (interpreter or "").split()
     named = [w for w in words[1:] if not w.startswith("-")]  # #!/usr/bin/env python4
@@ -162,11 +167,6 @@ def shebang_failure(run_dir: Path, program: str, workdir: Path) -> str | None:
     )
     if f"exec {program} failed: No such file or directory" not in tail and not env_failed:
         return None
-    if interpreter and facts.dos_shebang(script):
-        return (
-            f"its #! line ends in a carriage return (Windows line endings): #!{interpreter}: "
-            f"convert it to Unix line endings (dos2unix {program}, or your editor's setting)"
-        )
     if interpreter:
         other = "sh" if script.suffix in (".sh", ".bash") else "python"
         return (

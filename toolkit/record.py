@@ -114,20 +114,36 @@ def release(run_dir: Path, claimed: IO[str] | None) -> None:
     if claimed is not None:
         with contextlib.suppress(OSError):
             (run_dir / _RUNNING_FILE).unlink()
-        claimed.close()
+        let_go(claimed)
+
+
+def let_go(lock: IO[str] | None) -> None:
+    """Unlock and close a file `hold` locked, for every process holding it: a program the run
+    started that left its process group (a daemon) has it too, and would hold it for good."""
+    if lock is not None:
+        import fcntl
+
+        with contextlib.suppress(OSError):
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 def others_running(root: Path, this: Path) -> bool:
     """Whether a run of the project other than `this` one is still running (by its `.running`
-    lock; a folder that is not marked may run too, and counts)."""
+    lock; a folder that is not marked, or cannot be looked at, may run too, and counts)."""
     base = runs_dir(root)
-    return any(
-        folder != this
-        and not (folder / RECORD_FILE).is_file()
-        and is_run_folder(folder)
-        and _run_state(folder)[0] != NO_RECORD
-        for folder in (base.iterdir() if base.is_dir() else [])
-    )
+
+    def running(folder: Path) -> bool:
+        try:
+            return (
+                not (folder / RECORD_FILE).is_file()
+                and is_run_folder(folder)
+                and _run_state(folder)[0] != NO_RECORD
+            )
+        except OSError:
+            return True
+
+    return any(folder != this and running(folder) for folder in base.iterdir())
 
 
 def _run_state(folder: Path) -> tuple[str | None, dict[str, Any]]:

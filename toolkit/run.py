@@ -170,13 +170,17 @@ def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[IO[str] |
             raise UserError(
                 f"another native run of this project is under way ({holder}): both could write "
                 f"{', '.join(declared)} in {workdir}, and each record could hold the other's",
-                hint="wait for it to end (`toolkit runs` lists it as running; its program runs "
-                "on where its toolkit was killed), run from a separate checkout, or run in the "
-                "target's image (without --native), where each run's outputs are kept apart",
+                hint="wait for it to end (`toolkit runs` lists it as running; where its toolkit "
+                "was killed, its program may run on until it next prints), run from a separate "
+                "checkout, or run in the target's image (without --native), where each run's "
+                "outputs are kept apart",
             ) from None
         except OSError:  # a file system without locks (Lustre without -o flock, NFS without
             locked = False  # lockd): the run goes on, as runs did before they were kept apart
-        yield lock if locked else None
+        try:
+            yield lock if locked else None
+        finally:
+            record.let_go(lock)  # from the program's hands too: a daemon it left has it
 
 
 def _execute(
@@ -300,9 +304,11 @@ def _execute(
         gathered = _gathered(background, on_note, finishing)
         facts.keep_patch(run_dir, gathered)
         try:
-            facts.data_changed(cfg, gathered)
-        except OSError as exc:  # a check that cannot be made must not cost the record
-            on_note(f"the data could not be looked at again: {exc.strerror or exc}")
+            facts.data_changed(cfg, gathered, finishing.check)
+        except _Skipped:
+            pass
+        except Exception as exc:  # a check that cannot be made must not cost the record
+            on_note(f"the data could not be looked at again: {type(exc).__name__}: {exc}")
         from toolkit import metrics
 
         metrics_files = metrics.read_run_files(
@@ -332,16 +338,18 @@ def _execute(
                 + caveats.of(cfg, doc, metrics_files, run_dir)
                 + outputs.appended(before, outputs_dir)
             )
-        except OSError as exc:  # a check that cannot be made must not cost the record
-            doc["warnings"] = [f"the run could not be checked for warnings: {exc}"]
+        except Exception as exc:  # a check that cannot be made must not cost the record
+            doc["warnings"] = [
+                *lost_logs,
+                f"the run could not be checked for warnings: {type(exc).__name__}: {exc}",
+            ]
         try:
             (run_dir / record.RECORD_SPACE).unlink(missing_ok=True)  # the record's room, given back
             record.write_record(run_dir, doc)
             record.release(run_dir, claimed)
             on_recorded()
         except OSError as exc:
-            if claimed is not None:  # let go: its folder then says its toolkit ended
-                claimed.close()
+            record.let_go(claimed)  # its folder then says its toolkit ended
             hint = (
                 f"its logs and outputs are in {run_dir}, as far as they could be written: "
                 "free disk space or make the folder writable, and run again"
@@ -535,8 +543,9 @@ def _run_in_container(
         # An empty file left in the project is new code to git, and to the next record. Not
         # while another run may have its outputs mounted on them: taking its mount target away
         # unmounts its outputs (the targets it found are left as they are, then).
-        if made and not record.others_running(cfg.root, run_dir):
-            outputs.remove_empty(made, touched)
+        with contextlib.suppress(OSError):  # a folder it cannot look at: left as it is
+            if made and not record.others_running(cfg.root, run_dir):
+                outputs.remove_empty(made, touched)
 
 
 def shell(

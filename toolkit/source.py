@@ -119,7 +119,7 @@ def source_state(
 
 # What Python writes beside the code it runs: without a .gitignore, the first run's bytecode
 # made the next run's code differ from the first's
-_NOT_CODE = (":(exclude,glob)**/__pycache__/**", ":(exclude,glob)**/*.py[co]")
+_NOT_CODE = (":(top,exclude,glob)**/__pycache__/**", ":(top,exclude,glob)**/*.py[co]")
 
 
 # `git diff` as `git apply` takes it, whatever the user's settings: relative to the whole

@@ -416,6 +416,17 @@ def test_a_command_that_cannot_be_started_says_why(project: Path) -> None:
     assert not list((project / "runs").glob("*")), "a run that never started left a folder"
 
 
+def test_a_script_whose_env_line_ends_in_a_carriage_return_is_said_so(project: Path) -> None:
+    """`#!/usr/bin/env python3\r`: env starts, finds no `python3\r`, and exits 127."""
+    (project / "exp" / "win.py").write_bytes(b"#!/usr/bin/env python3\r\nprint(1)\r\n")
+    (project / "exp" / "win.py").chmod(0o755)
+    result = toolkit("run", "--native", "--", "./win.py", cwd=project)
+    assert result.returncode == 127
+    assert "→ exit 127: its #! line ends in a carriage return (Windows line endings)" in (
+        result.stderr
+    )
+
+
 def test_two_runs_at_once_get_distinct_folders(project: Path) -> None:
     """Runs that write nothing into the shared workdir may run side by side."""
     config = project / "toolkit.yaml"

@@ -125,7 +125,9 @@ def test_what_a_data_path_holds_that_is_no_data_is_left_out(tmp_path: Path) -> N
     assert list(found.files) == ["train.csv"]
     (tmp_path / "__pycache__").mkdir()  # what Python wrote as it imported a module here
     (tmp_path / "__pycache__" / "helper.cpython-311.pyc").write_bytes(b"\0")
-    assert list(fingerprint(tmp_path, exp.data, skip=skip).files) == ["train.csv"]
+    assert list(fingerprint(tmp_path, exp.data, skip=skip, data=True).files) == ["train.csv"]
+    no_skip = fingerprint(tmp_path, ["__pycache__"], data=True)  # whatever else is left out
+    assert list(no_skip.files) == []
     (tmp_path / "runs" / "r2").mkdir()
     (tmp_path / "runs" / "r2" / "stdout.log").write_text("new")
     (tmp_path / "out" / "model.pt").write_text("rewritten")

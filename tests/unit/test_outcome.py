@@ -109,6 +109,9 @@ def test_a_script_the_containers_init_could_not_exec_names_its_interpreter(
     assert "its interpreter is not in the image (#!/usr/bin/env bash5)" in str(
         outcome.shebang_failure(run_dir, "./train.sh", tmp_path)
     )
+    script.write_bytes(b"#!/usr/bin/env python3\r\nprint(1)\r\n")  # env runs: its own 127
+    log.write_text("/usr/bin/env: \u2018python3\\r\u2019: No such file or directory\n")
+    assert "Windows line endings" in str(outcome.shebang_failure(run_dir, "./train.sh", tmp_path))
     script.write_bytes(b"#!/bin/bash\r\necho hi\r\n")  # written on Windows
     log.write_text("[FATAL tini (7)] exec ./train.sh failed: No such file or directory\n")
     assert outcome.shebang_failure(run_dir, "./train.sh", tmp_path) == (

@@ -62,6 +62,8 @@ def test_what_toolkit_and_the_experiment_write_is_not_code(tmp_path: Path) -> No
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
         (project / rel).write_text("written by a run\n")
     (project / "data" / "train.csv").write_text("3,4\n")  # data has a fingerprint of its own
+    (tmp_path / "lib" / "__pycache__").mkdir(parents=True)  # code beside the project's, imported
+    (tmp_path / "lib" / "__pycache__" / "util.cpython-311.pyc").write_bytes(b"\0")
     not_code = ("data", "ckpt/", "../../outside-the-repository")
     assert source_state(project, not_code) == source_state(project, not_code)
     assert not source_state(project, not_code).dirty

@@ -182,7 +182,7 @@ def run(args: RunArgs) -> int:
     ended = _as_shell(result.exit_code) if result.exit_code is not None else None
     if result.status == "failed" and req.native and ended == 137:  # no `docker kill` there
         hint = "exit 137: killed (SIGKILL): out of memory, or stopped from outside (kill -9)"
-    if result.status == "failed" and result.exit_code == 127 and not req.native:
+    if result.status == "failed" and result.exit_code == 127:
         from toolkit import outcome
 
         program = req.command[0]

@@ -70,7 +70,7 @@ def lock_command(
         state = "written" if done.changed else "unchanged"
         count = f"{done.packages} package{'' if done.packages == 1 else 's'}"
         if done.note:  # said as it went, which a terminal does not keep
-            count = "no packages: requirements.in lists none"
+            count = f"no packages: {_shown(cfg.requirements, cfg.root)} lists none"
         output.success(f"{name}: {where} {state} ({count}, {done.seconds:.1f}s)")
     _show_parity(lock.parity(cfg), strict=False)
 
