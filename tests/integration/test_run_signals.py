@@ -80,6 +80,25 @@ def test_runs_tells_a_running_run_from_one_whose_toolkit_was_killed(project: Pat
     assert not list((project / "runs").glob("*/.record-space"))
 
 
+def test_a_daemon_the_program_left_does_not_hold_the_workdir_after_the_run(
+    project: Path,  # noqa: F811
+) -> None:
+    """The program holds the run's locks too (for when its toolkit is killed): a daemon it left
+    outside its process group held them after the run had ended, and every later native run
+    was refused, naming a toolkit long gone."""
+    import subprocess
+
+    marker = f"{secrets.randbelow(10**6) + 10**6}.5"  # a sleep of its own, to find and stop
+    daemon = f"setsid sleep {marker} >/dev/null 2>&1 </dev/null &"
+    try:
+        first = toolkit("run", "--native", "--", "sh", "-c", daemon, cwd=project)
+        assert first.returncode == 0, first.stderr
+        second = toolkit("run", "--native", cwd=project)
+        assert second.returncode == 0, second.stderr
+    finally:
+        subprocess.run(["pkill", "-f", f"sleep {marker}"], check=False)
+
+
 @pytest.mark.parametrize(("sig", "code"), STOPS, ids=["SIGTERM", "SIGHUP"])
 def test_a_signal_stops_a_native_run_as_ctrl_c_does_and_keeps_its_record(
     project: Path,  # noqa: F811
