@@ -84,6 +84,27 @@ def test_anything_else_is_left_to_typer(argv: list[str]) -> None:
     assert launch.parse(argv) is None
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["run", "--no-stirct"], "no such option: --no-stirct (did you mean --no-strict?)"),
+        (["run", "--nativ", "--", "python", "x.py"], "no such option: --nativ"),
+        (["shell", "--targt", "cpu"], "no such option: --targt (did you mean --target?)"),
+    ],
+)
+def test_an_option_toolkit_does_not_know_is_refused_not_run_as_the_command(
+    argv: list[str], said: str, tmp_path: Path
+) -> None:
+    """`toolkit run --no-stirct` ran `--no-stirct` as the experiment: a failed run, exit 127."""
+    from tests.support import toolkit
+
+    result = toolkit(*argv, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"error: {said}" in result.stderr
+    assert "a command of your own goes after --" in result.stderr
+    assert not (tmp_path / "runs").exists()  # nothing run
+
+
 def test_parsed_values_have_their_types() -> None:
     args = launch.parse(["-c", "a/toolkit.yaml", "run", "--seed", "4", "--", "python", "x.py"])
     assert args == launch.RunArgs(config=Path("a/toolkit.yaml"), seed=4, command=("python", "x.py"))

@@ -63,11 +63,29 @@ def run_command(
             native=native,
             build=build,
             no_policy=no_policy,
-            command=tuple(ctx.args),
+            command=_command(ctx),
         )
     )
     if code:
         raise typer.Exit(code)
+
+
+def _command(ctx: typer.Context) -> tuple[str, ...]:
+    """The command given after `--` (or after the options). An option toolkit does not know (a
+    typo: --no-stirct) is refused: taken as the command, it became a failed run of its own."""
+    if ctx.args and ctx.args[0].startswith("-"):  # no program's name starts with a dash
+        import difflib
+
+        from toolkit.errors import ConfigError
+
+        known = [opt for param in ctx.command.params for opt in getattr(param, "opts", [])]
+        close = difflib.get_close_matches(ctx.args[0].split("=")[0], known, n=1)
+        raise ConfigError(
+            f"no such option: {ctx.args[0]}" + (f" (did you mean {close[0]}?)" if close else ""),
+            hint=f"`toolkit {ctx.command.name} --help` lists them; a command of your own goes "
+            f"after --: toolkit {ctx.command.name} -- CMD ...",
+        )
+    return tuple(ctx.args)
 
 
 runs_app = typer.Typer(help="List, export and import run records.")
@@ -327,9 +345,9 @@ def shell_command(
     """
     from toolkit import run
 
+    command = list(_command(ctx))
     cfg = options().load()
     name = cfg.target(target).name
-    command = list(ctx.args)
     interactive = not command and sys.stdin.isatty()
     req = run.request(cfg, name, command or ["bash"])
 
