@@ -114,11 +114,8 @@ def _files(
         if start.is_file():
             found += [start] if _kept(start, root, left_out, bytecode=not data) else []
         elif start.is_dir():
-            found += sorted(
-                p
-                for p in start.rglob("*")
-                if _regular(p) and _kept(p, root, left_out, bytecode=not data)
-            )
+            walked = _followed(start) if data else (p for p in start.rglob("*") if _regular(p))
+            found += sorted(p for p in walked if _kept(p, root, left_out, bytecode=not data))
         else:
             missing.append(declared)
     return found, missing
@@ -133,6 +130,30 @@ def _kept(path: Path, root: Path, left_out: tuple[str, ...], *, bytecode: bool) 
     if not bytecode and (path.suffix in (".pyc", ".pyo") or "__pycache__" in Path(rel).parts):
         return False
     return not any(_under(rel, out) for out in left_out)
+
+
+def _followed(start: Path) -> list[Path]:
+    """Every file under `start`, through links to folders and files elsewhere (a dataset linked
+    into data/: what the run reads is its content), each folder once (a link to a folder
+    above is not walked again)."""
+    found = []
+    seen: set[tuple[int, int]] = set()
+    for folder, folders, files in os.walk(start, followlinks=True):
+        try:
+            stat = os.stat(folder)
+        except OSError:
+            folders[:] = []
+            continue
+        if (stat.st_dev, stat.st_ino) in seen:
+            folders[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        for name in files:
+            path = Path(folder, name)
+            with contextlib.suppress(OSError):
+                if path.is_file():  # a link to nothing is no file
+                    found.append(path)
+    return found
 
 
 def _regular(path: Path) -> bool:

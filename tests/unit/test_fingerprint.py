@@ -181,3 +181,21 @@ def test_data_inside_a_declared_output_is_data_still(tmp_path: Path) -> None:
     )
     found = fingerprint(tmp_path, exp.data, skip=exp.not_data())
     assert list(found.files) == ["checkpoints/pretrained.pt"]
+
+
+def test_data_linked_in_from_elsewhere_is_read_through_its_links(tmp_path: Path) -> None:
+    """`data/imagenet -> /mnt/imagenet`: a folder linked into data/ was not walked, and its
+    files were in no fingerprint: a change to them went unseen."""
+    (tmp_path / "mnt" / "imagenet").mkdir(parents=True)
+    (tmp_path / "mnt" / "imagenet" / "a.jpg").write_bytes(b"a")
+    (tmp_path / "mnt" / "labels.csv").write_text("1\n")
+    data = tmp_path / "p" / "data"
+    data.mkdir(parents=True)
+    (data / "imagenet").symlink_to(tmp_path / "mnt" / "imagenet")
+    (data / "labels.csv").symlink_to(tmp_path / "mnt" / "labels.csv")
+    (data / "again").symlink_to(data)  # a link to a folder above: walked once
+    (data / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
+    found = fingerprint(tmp_path / "p", ["data/"], data=True)
+    assert sorted(found.files) == ["data/imagenet/a.jpg", "data/labels.csv"]
+    (tmp_path / "mnt" / "imagenet" / "a.jpg").write_bytes(b"b")
+    assert module.changed(tmp_path / "p", ["data/"], found) == ["data/imagenet/a.jpg"]
