@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
@@ -63,3 +63,14 @@ def hold(lock: IO[str], holder: str) -> None:
     lock.truncate()
     lock.write(holder)
     lock.flush()
+
+
+def let_go(lock: IO[str] | None) -> None:
+    """Unlock and close a file `hold` locked, for every process holding it: a program the run
+    started that left its process group (a daemon) has it too, and would hold it for good."""
+    if lock is not None:
+        import fcntl
+
+        with suppress(OSError):
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()

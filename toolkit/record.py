@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from toolkit.errors import UserError
-from toolkit.paths import OUTPUTS, RUNS_DIR, hold
+from toolkit.paths import OUTPUTS, RUNS_DIR, hold, let_go
 
 SCHEMA = "toolkit.run/1"
 _PREFIX = "toolkit.run/"  # a record of another version of the schema starts so too
@@ -115,17 +115,6 @@ def release(run_dir: Path, claimed: IO[str] | None) -> None:
         with contextlib.suppress(OSError):
             (run_dir / _RUNNING_FILE).unlink()
         let_go(claimed)
-
-
-def let_go(lock: IO[str] | None) -> None:
-    """Unlock and close a file `hold` locked, for every process holding it: a program the run
-    started that left its process group (a daemon) has it too, and would hold it for good."""
-    if lock is not None:
-        import fcntl
-
-        with contextlib.suppress(OSError):
-            fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
 
 
 def others_running(root: Path, this: Path) -> bool:

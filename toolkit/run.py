@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from toolkit import __version__, caveats, engine, facts, image, interrupt, outcome, outputs, record
 from toolkit.config import MAX_SEED, Config, DeterminismConfig, TargetConfig
 from toolkit.errors import ConfigError, RecordNotWritten, UserError
-from toolkit.paths import OUTPUTS, STATE_DIR, hold
+from toolkit.paths import OUTPUTS, STATE_DIR, hold, let_go
 
 if TYPE_CHECKING:
     from toolkit import metrics
@@ -180,7 +180,7 @@ def _workdir_outputs_claimed(cfg: Config, req: RunRequest) -> Iterator[IO[str] |
         try:
             yield lock if locked else None
         finally:
-            record.let_go(lock)  # from the program's hands too: a daemon it left has it
+            let_go(lock)  # from the program's hands too: a daemon it left has it
 
 
 def _execute(
@@ -349,7 +349,7 @@ def _execute(
             record.release(run_dir, claimed)
             on_recorded()
         except OSError as exc:
-            record.let_go(claimed)  # its folder then says its toolkit ended
+            let_go(claimed)  # its folder then says its toolkit ended
             hint = (
                 f"its logs and outputs are in {run_dir}, as far as they could be written: "
                 "free disk space or make the folder writable, and run again"
