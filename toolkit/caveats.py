@@ -125,15 +125,16 @@ def of(
             f"target {doc['target']} is for GPUs, but torch saw no GPU in this run: it ran on "
             "the CPU, so its results are a CPU run's (is this a GPU machine? `toolkit doctor`)"
         )
-    if doc["native"] and cfg.experiment is not None and not cfg.experiment.network:
+    if doc["native"] and exp is not None and not exp.network:
         found.append(
             "experiment.network is false, but a native run has this machine's network: what "
             "the experiment downloads is not in the record (the record says network: host)"
         )
+    workdir = cfg.root / exp.workdir if exp is not None else cfg.root
     files = [
         rel
-        for rel in (cfg.experiment.declared_outputs() if cfg.experiment else ())
-        if not rel.endswith("/") and Path(rel).suffix
+        for rel in (exp.declared_outputs() if exp is not None else ())
+        if not outputs.is_folder(rel, workdir)
     ]
     if (
         files
@@ -159,7 +160,7 @@ def of(
             "experiment.data (its content is then in the record), or set experiment.network: "
             "true (what it downloads is then not in the record)"
         )
-    own = cfg.experiment is None or doc["command"] != shlex.split(cfg.experiment.command)
+    own = exp is None or doc["command"] != shlex.split(exp.command)
     if exp is not None and not own and doc["status"] == "succeeded" and doc["outputs"]:
         unwritten = outputs.unwritten(run_dir / OUTPUTS, exp.outputs)
         if unwritten:
@@ -197,14 +198,12 @@ def _out_of_the_containers_sight(
             "container sees of this machine: the record has its fingerprint, but the run could "
             "not read it; copy it into the project, or run with --native"
         )
-    folders = [os.path.normpath(o) for o in exp.outputs if o.endswith("/") or not Path(o).suffix]
+    workdir = root / exp.workdir
+    folders = [os.path.normpath(o) for o in exp.outputs if outputs.is_folder(o, workdir)]
     hidden = [
         rel
         for rel in exp.data
-        if any(
-            os.path.normpath(rel) == out or os.path.normpath(rel).startswith(out + os.sep)
-            for out in folders
-        )
+        if any(Path(os.path.normpath(rel)).is_relative_to(out) for out in folders)
     ]
     if hidden:
         found.append(

@@ -156,6 +156,12 @@ def drop_unwritten(placeholders: Mapping[Path, int]) -> None:
                 path.unlink()
 
 
+def is_folder(rel: str, workdir: Path) -> bool:
+    """Whether a declared output is a folder, as its container mount takes it: written with a
+    trailing slash, a folder in the workdir already, or a name without a suffix."""
+    return rel.endswith("/") or (workdir / rel).is_dir() or not Path(rel).suffix
+
+
 def missing_above(path: Path, root: Path) -> list[Path]:
     """The outermost of `path` and its folders below `root` that does not exist (as a list:
     none when `path` exists)."""

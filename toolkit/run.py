@@ -518,7 +518,7 @@ def _run_in_container(
         host_side = run_dir / OUTPUTS / rel
         in_project = workdir / rel
         made += outputs.missing_above(in_project, workdir)
-        if rel.endswith("/") or in_project.is_dir() or not Path(rel).suffix:
+        if outputs.is_folder(rel, workdir):
             host_side.mkdir(parents=True, exist_ok=True)
             in_project.mkdir(parents=True, exist_ok=True)
         else:
