@@ -250,11 +250,17 @@ def shebang(script: Path) -> str | None:
     return line[2:].decode(errors="replace").strip() if line.startswith(b"#!") else None
 
 
-def dos_shebang(script: Path) -> bool:
-    """Whether a script's `#!` line ends in a carriage return (Windows line endings): the
-    system then looks for an interpreter whose name ends in one, and finds none."""
+def dos_shebang(script: Path, program: str) -> tuple[str, str] | None:
+    """What to say, and what to do, where a script's `#!` line ends in a carriage return
+    (Windows line endings): the system, or env, then looks for an interpreter whose name ends
+    in one, and finds none. None for any other script."""
     line = _first_line(script)
-    return line.startswith(b"#!") and line.rstrip(b"\n").endswith(b"\r")
+    if not (line.startswith(b"#!") and line.rstrip(b"\n").endswith(b"\r")):
+        return None
+    return (
+        f"its #! line ends in a carriage return (Windows line endings): #!{shebang(script)}",
+        f"convert it to Unix line endings (dos2unix {program}, or your editor's setting)",
+    )
 
 
 def _first_line(script: Path) -> bytes:

@@ -154,11 +154,9 @@ def shebang_failure(run_dir: Path, program: str, workdir: Path) -> str | None:
         return None
     script = workdir / program
     interpreter = facts.shebang(script)
-    if interpreter and facts.dos_shebang(script):  # fatal whatever runs it: env, or the kernel
-        return (
-            f"its #! line ends in a carriage return (Windows line endings): #!{interpreter}: "
-            f"convert it to Unix line endings (dos2unix {program}, or your editor's setting)"
-        )
+    dos = facts.dos_shebang(script, program)
+    if dos:  # fatal whatever runs it: env, or the kernel
+        return ": ".join(dos)
     tail = _log_tail(run_dir / "stderr.log")
     words = (interpreter or "").split()
     named = [w for w in words[1:] if not w.startswith("-")]  # #!/usr/bin/env python4

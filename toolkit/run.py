@@ -638,9 +638,7 @@ def _not_started(program: str, workdir: Path, exc: OSError) -> UserError:
         interpreter = facts.shebang(found)
         said = f"its interpreter is not found (#!{interpreter})" if interpreter else str(exc)
         hint = "fix the script's #! line, or run it with an interpreter (python script.py)"
-        if facts.dos_shebang(found):
-            said = f"its #! line ends in a carriage return (Windows line endings): #!{interpreter}"
-            hint = f"convert it to Unix line endings (dos2unix {program}, or your editor's setting)"
+        said, hint = facts.dos_shebang(found, program) or (said, hint)
     elif isinstance(exc, PermissionError):
         said = "permission denied"
         hint = f"make it executable (chmod +x {program}), or run it with its interpreter"
