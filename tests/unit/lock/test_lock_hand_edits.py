@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import toolkit
+from tests.unit.lock import test_lock_header
 from toolkit import lock, piptools
-from toolkit.config import Config, parse_config
+from toolkit.config import Config
 
 YAML = 'name: demo\npython: "3.11"\ntargets:\n  cpu: {}\n'
 BODY = """\
@@ -20,27 +21,12 @@ six==1.17.0 \\
 
 
 def project(root: Path) -> Config:
-    (root / "toolkit.yaml").write_text(YAML)
-    (root / "requirements.in").write_text("six\n")
-    return parse_config(YAML, root / "toolkit.yaml")
+    return test_lock_header.project(root, YAML, "six\n")
 
 
 def write_lock(cfg: Config, body: str = BODY, *, with_body_digest: bool = True) -> Path:
     """A lockfile as `toolkit lock` writes it (or as toolkit wrote it before the body digest)."""
-    inputs = lock.lock_inputs(cfg, cfg.targets["cpu"])
-    header = lock.LockHeader(
-        "cpu",
-        inputs.python,
-        lock.FORMAT,
-        inputs.digest,
-        inputs.requirements,
-        inputs.index,
-        lock.body_digest(body) if with_body_digest else "",
-    )
-    path = cfg.targets["cpu"].lockfile
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(lock.render_header(header) + body)
-    return path
+    return test_lock_header.write_lock(cfg, "cpu", body, with_body_digest=with_body_digest)
 
 
 def test_the_header_carries_a_digest_of_the_body() -> None:

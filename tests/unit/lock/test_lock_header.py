@@ -150,18 +150,27 @@ def test_unknown_target_is_a_config_error(tmp_path: Path) -> None:
     assert err.value.exit_code == 2
 
 
-def write_lock(cfg: Config, name: str, body: str = "six==1.0 \\\n    --hash=sha256:00\n") -> Path:
+def write_lock(
+    cfg: Config,
+    name: str,
+    body: str = "six==1.0 \\\n    --hash=sha256:00\n",
+    *,
+    with_body_digest: bool = False,
+) -> Path:
+    """A lockfile as `toolkit lock` writes it, or as it wrote it before the body digest."""
     inputs = lock.lock_inputs(cfg, cfg.targets[name])
+    header = lock.LockHeader(
+        name,
+        inputs.python,
+        lock.FORMAT,
+        inputs.digest,
+        inputs.requirements,
+        inputs.index,
+        lock.body_digest(body) if with_body_digest else "",
+    )
     path = cfg.targets[name].lockfile
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        lock.render_header(
-            lock.LockHeader(
-                name, inputs.python, lock.FORMAT, inputs.digest, inputs.requirements, inputs.index
-            )
-        )
-        + body
-    )
+    path.write_text(lock.render_header(header) + body)
     return path
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import toolkit
+from tests.unit.lock import test_lock_header
 from toolkit import lock, piptools, wheelhouse
-from toolkit.config import Config, parse_config
+from toolkit.config import Config
 
 # python: one toolkit does not run on, which a lock of nothing never needs to resolve for
 YAML = (
@@ -18,9 +19,7 @@ COMMENTS = "# Top-level dependencies of the experiment, one per line\n# For exam
 
 
 def project(root: Path, requirements: str = COMMENTS) -> Config:
-    (root / "toolkit.yaml").write_text(YAML)
-    (root / "requirements.in").write_text(requirements)
-    return parse_config(YAML, root / "toolkit.yaml")
+    return test_lock_header.project(root, YAML, requirements)
 
 
 @pytest.fixture
