@@ -402,8 +402,7 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
         if key in in_a and key in in_b:  # an older record lacks what it never kept
             va, vb = in_a[key], in_b[key]
             # the same outputs, declared in another order or spelt another way, are the same
-            same = _same_paths if field == "declared outputs" else _in_order
-            if same(va) != same(vb):
+            if _same_paths(va) != _same_paths(vb):
                 check("settings", field, _declared(va), _declared(vb))
     policy_a = dict(_get(ra, "determinism.policy") or {})
     policy_b = dict(_get(rb, "determinism.policy") or {})
@@ -435,12 +434,9 @@ def attribute(ra: dict[str, Any], rb: dict[str, Any]) -> list[InputChange]:
     return changes
 
 
-def _in_order(value: Any) -> Any:
-    return sorted(map(str, value)) if isinstance(value, list) else value
-
-
 def _same_paths(value: Any) -> Any:
-    """Declared paths as the files they name: `./out/` and `out` are one folder."""
+    """Declared paths as the files they name (`./out/` and `out` are one folder); a file name
+    or patterns as they are."""
     if not isinstance(value, list):
         return value
     return sorted({os.path.normpath(str(path)) for path in value})
