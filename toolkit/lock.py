@@ -504,9 +504,9 @@ def _is_remote(location: str) -> bool:
     return bool(re.match(r"^(https?|file)://", location))
 
 
-def _read_text(path: Path) -> str | None:
+def _read_text(path: Path, errors: str = "strict") -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8", errors=errors)
     except FileNotFoundError:
         return None
 
@@ -529,7 +529,8 @@ def status(config: Config, name: str) -> LockStatus:
     target = config.target(name)
     inputs = lock_inputs(config, target)
     path = target.lockfile
-    text = _read_lockfile(path)
+    # bytes that are not UTF-8 (not toolkit's writing) fail the header or body check, not toolkit
+    text = _read_text(path, errors="replace")
     if text is None:
         return LockStatus(name, path, "missing", "does not exist")
     header = parse_header(text)
@@ -564,14 +565,6 @@ def status(config: Config, name: str) -> LockStatus:
         reasons.append("requirements.in or index settings changed")
     reason = "; ".join(reasons) + " since the lock was written"
     return LockStatus(name, path, "stale", f"{edited}; {reason}" if edited else reason)
-
-
-def _read_lockfile(path: Path) -> str | None:
-    # bytes that are not UTF-8 (not toolkit's writing) fail the header or body check, not toolkit
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return None
 
 
 # --- parity -----------------------------------------------------------------------------------
