@@ -74,3 +74,17 @@ def let_go(lock: IO[str] | None) -> None:
         with suppress(OSError):
             fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
+
+
+def held_by_another(lock: IO[str]) -> bool | None:
+    """Whether another process holds a file `hold` locked; None where the file system has no
+    locks. (The shared lock taken to ask goes with the file.)"""
+    import fcntl
+
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    return False

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from toolkit.errors import UserError
-from toolkit.paths import OUTPUTS, RUNS_DIR, hold, let_go
+from toolkit.paths import OUTPUTS, RUNS_DIR, held_by_another, hold, let_go
 
 SCHEMA = "toolkit.run/1"
 _PREFIX = "toolkit.run/"  # a record of another version of the schema starts so too
@@ -139,21 +139,16 @@ def _run_state(folder: Path) -> tuple[str | None, dict[str, Any]]:
     """Whether the toolkit that ran a recordless folder runs it still (RUNNING), or ended
     (NO_RECORD: the disk space it held for the record is given back); None where the folder
     is not marked (`claim`). With what the mark says (pid, native)."""
-    import fcntl
-
     try:
         handle = (folder / _RUNNING_FILE).open(encoding="utf-8")
     except OSError:
         return None, {}
     with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            state = RUNNING
-        except OSError:
+        held = held_by_another(handle)
+        if held is None:
             return None, {}
-        else:
-            state = NO_RECORD
+        state = RUNNING if held else NO_RECORD
+        if not held:
             with contextlib.suppress(OSError):
                 (folder / RECORD_SPACE).unlink(missing_ok=True)
         try:
