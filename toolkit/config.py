@@ -184,7 +184,7 @@ class Config:
             return self.default_target()
         if name not in self.targets:
             known = ", ".join(self.targets) or "none"
-            close = _close_match(name, list(self.targets))  # the targets are in the message
+            close = close_match(name, list(self.targets))  # the targets are in the message
             raise ConfigError(
                 f"{self.path}: unknown target {name!r} (targets: {known})",
                 hint=f"did you mean {close!r}?" if close else None,
@@ -494,13 +494,14 @@ class _Expected(Exception):
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str | None:
-    close = _close_match(word, choices)
+    close = close_match(word, choices)
     if close:
         return f"did you mean {close!r}?"
     return f"known keys: {', '.join(sorted(choices))}" if choices else None
 
 
-def _close_match(word: str, choices: list[str]) -> str | None:
+def close_match(word: str, choices: list[str]) -> str | None:
+    """The choice `word` most likely misspells, for a did-you-mean; None if none is close."""
     import difflib
 
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)

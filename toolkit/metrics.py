@@ -412,10 +412,10 @@ def missing_primary(primary: str | None, seen: Iterable[str]) -> str | None:
             f"primary metric {primary!r} was not found; no metrics were read "
             "(from experiment.metrics.file, toolkit.runtime.log or experiment.metrics.patterns)"
         )
-    import difflib
+    from toolkit.config import close_match
 
-    close = difflib.get_close_matches(primary, names, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}? (experiment.metrics.primary)" if close else ""
+    close = close_match(primary, names)
+    hint = f"; did you mean {close!r}? (experiment.metrics.primary)" if close else ""
     return f"primary metric {primary!r} was not found; metrics seen: {', '.join(names)}{hint}"
 
 

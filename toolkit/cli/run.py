@@ -74,14 +74,13 @@ def _command(ctx: typer.Context) -> tuple[str, ...]:
     """The command given after `--` (or after the options). An option toolkit does not know (a
     typo: --no-stirct) is refused: taken as the command, it became a failed run of its own."""
     if ctx.args and ctx.args[0].startswith("-"):  # no program's name starts with a dash
-        import difflib
-
+        from toolkit.config import close_match
         from toolkit.errors import ConfigError
 
         known = [opt for param in ctx.command.params for opt in getattr(param, "opts", [])]
-        close = difflib.get_close_matches(ctx.args[0].split("=")[0], known, n=1)
+        close = close_match(ctx.args[0].split("=")[0], known)
         raise ConfigError(
-            f"no such option: {ctx.args[0]}" + (f" (did you mean {close[0]}?)" if close else ""),
+            f"no such option: {ctx.args[0]}" + (f" (did you mean {close}?)" if close else ""),
             hint=f"`toolkit {ctx.command.name} --help` lists them; a command of your own goes "
             f"after --: toolkit {ctx.command.name} -- CMD ...",
         )
