@@ -109,8 +109,9 @@ def collect(
 ) -> None:
     """What the record says about the run's inputs, each put in `found` once known (in the
     order of `record.FACTS`: reading every data file, a full read the first time, comes last)."""
-    # metrics reads the run's files for the record once it has ended: loaded beside the run
-    from toolkit import fingerprint, hardware, metrics  # noqa: F401
+    # metrics reads the run's files for the record once it has ended, caveats warns of what it
+    # says less than it seems to: loaded beside the run
+    from toolkit import caveats, fingerprint, hardware, metrics  # noqa: F401
     from toolkit.source import source_state
 
     exp = cfg.experiment

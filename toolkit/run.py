@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from toolkit import __version__, caveats, engine, facts, image, interrupt, outcome, outputs, record
+from toolkit import __version__, engine, facts, image, interrupt, outcome, outputs, record
 from toolkit.config import MAX_SEED, Config, DeterminismConfig, TargetConfig
 from toolkit.errors import ConfigError, RecordNotWritten, UserError
 from toolkit.paths import OUTPUTS, STATE_DIR, hold, let_go
@@ -332,6 +332,8 @@ def _execute(
             metrics_files,
         )
         # where the record says less than it seems to, kept with it for whoever reads it later
+        from toolkit import caveats  # loaded beside the run (facts.collect), not before its start
+
         try:
             doc["warnings"] = (
                 lost_logs
